@@ -1,0 +1,119 @@
+"""Evaluation: metrics from predictions, and the reports a run writes for its test split.
+
+Metrics are plain numpy on host: accuracy, unweighted average recall (UAR, = balanced
+accuracy, the field's headline number for imbalanced corpora), macro-F1, per-class precision and
+recall, and the confusion matrix (rows = true class, columns = predicted class).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts; rows are true classes, columns predictions."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_true.shape[0]} true labels but {y_pred.shape[0]} predictions")
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def metrics_from_confusion(cm: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, UAR, macro-F1 and per-class precision/recall/F1/support.
+
+    Classes absent from the true labels are left out of UAR and macro-F1 (a recall of 0/0 is
+    undefined, not zero); ``classes_present`` says which were averaged.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm)
+    total = cm.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, tp / support, np.nan)
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        f1 = np.where(
+            (precision + np.nan_to_num(recall)) > 0,
+            2 * precision * recall / (precision + recall),
+            0.0,
+        )
+    present = support > 0
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]) if present[i] else None,
+            "f1": float(f1[i]) if present[i] else None,
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(label_names)
+    }
+    return {
+        "accuracy": float(tp.sum() / total) if total else float("nan"),
+        "uar": float(np.mean(recall[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+        "count": int(total),
+        "classes_present": [n for n, p in zip(label_names, present, strict=True) if p],
+        "per_class": per_class,
+    }
+
+
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]
+) -> dict[str, Any]:
+    cm = confusion_matrix(y_true, y_pred, len(label_names))
+    out = metrics_from_confusion(cm, label_names)
+    out["confusion"] = cm.tolist()
+    out["labels"] = list(label_names)
+    return out
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A short text table: headline numbers, then per-class precision/recall/F1/support."""
+    lines = [
+        f"accuracy {metrics['accuracy']:.4f}   UAR {metrics['uar']:.4f}   "
+        f"macro-F1 {metrics['macro_f1']:.4f}   (n={metrics['count']})",
+        f"{'class':<12}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>9}",
+    ]
+    for name, row in metrics["per_class"].items():
+        rec = "-" if row["recall"] is None else f"{row['recall']:.3f}"
+        f1 = "-" if row["f1"] is None else f"{row['f1']:.3f}"
+        lines.append(f"{name:<12}{row['precision']:>10.3f}{rec:>10}{f1:>10}{row['support']:>9}")
+    return "\n".join(lines)
+
+
+def write_report(
+    out_dir: Path, split: str, metrics: dict[str, Any], predictions: list[dict[str, Any]]
+) -> None:
+    """``{split}_metrics.json``, ``{split}_predictions.jsonl`` and confusion PNGs in ``out_dir``."""
+    from ser_jax.reports.figures import plot_confusion
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with open(out_dir / f"{split}_predictions.jsonl", "w") as f:
+        for row in predictions:
+            f.write(json.dumps(row) + "\n")
+    plot_confusion(
+        np.asarray(metrics["confusion"]),
+        metrics["labels"],
+        out_dir / f"{split}_confusion.png",
+        title=f"{split}: accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}",
+    )
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "n": int(arr.size),
+    }

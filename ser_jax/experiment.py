@@ -1,0 +1,198 @@
+"""Experiments over runs: several seeds, speaker cross-validation, and result tables.
+
+- ``run_seeds``: one config, seeds ``s, s+1, ...``; each seed a run directory ``seed<k>/``; a
+  ``summary.json``/``summary.md`` with mean ± std (sample std, ddof=1) of the test metrics.
+- ``cross_validate``: leave-one-speaker-out over every speaker (each fold its own run directory
+  ``fold<k>-<speaker>/seed<s>/``), the audio loaded once; per-fold metrics, their mean ± std,
+  and pooled metrics from all folds' test predictions with a pooled confusion matrix PNG.
+- ``collect_runs``: every ``results.json`` under a folder → one table (CSV and Markdown).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ser_jax.data.prepare import load_all, prepare
+from ser_jax.evaluate import classification_metrics, format_table, mean_std
+from ser_jax.reports.figures import plot_confusion
+from ser_jax.train import train_and_evaluate
+
+HEADLINE = ("test_accuracy", "test_uar", "test_macro_f1")
+
+
+def _with(config: Any, **updates: Any) -> Any:
+    cfg = config.copy_and_resolve_references()
+    with cfg.unlocked():
+        for dotted, value in updates.items():
+            node = cfg
+            *parents, leaf = dotted.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+    return cfg
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {k: mean_std([r[k] for r in results]) for k in HEADLINE}
+
+
+def _fmt(ms: dict[str, float]) -> str:
+    return f"{ms['mean']:.4f} ± {ms['std']:.4f}"
+
+
+def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
+    workdir = Path(workdir)
+    if seeds <= 1:
+        return train_and_evaluate(config, workdir)
+    base = int(config.seed)
+    results = []
+    for k in range(seeds):
+        seed = base + k
+        print(f"=== seed {seed} ({k + 1}/{seeds}) ===", flush=True)
+        results.append(train_and_evaluate(_with(config, seed=seed), workdir / f"seed{seed}"))
+    summary = {
+        "name": str(config.name),
+        "seeds": [base + k for k in range(seeds)],
+        "per_seed": [{k: r[k] for k in ("seed", *HEADLINE)} for r in results],
+        **summarize(results),
+    }
+    if jax.process_index() == 0:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        lines = [
+            f"# {config.name}: {seeds} seeds",
+            "",
+            "| metric | mean ± std |",
+            "|---|---|",
+            *(f"| {k} | {_fmt(summary[k])} |" for k in HEADLINE),
+        ]
+        (workdir / "summary.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    return summary
+
+
+def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
+    """Leave-one-speaker-out over all speakers of the corpus, for ``seeds`` seeds each."""
+    workdir = Path(workdir)
+    loaded = load_all(config.data, progress=bool(config.train.progress))
+    speakers = sorted({u.speaker for u in loaded[1]})
+    base = int(config.seed)
+    per_fold: list[dict[str, Any]] = []
+    pooled_by_seed: dict[int, tuple[list[int], list[int]]] = {}
+    label_names: tuple[str, ...] = ()
+    for fold, speaker in enumerate(speakers):
+        for k in range(seeds):
+            seed = base + k
+            cfg = _with(config, seed=seed, **{"data.split": "loso", "data.fold": fold})
+            print(f"=== fold {fold} (test speaker {speaker}), seed {seed} ===", flush=True)
+            data = prepare(cfg, loaded=loaded)
+            label_names = data.label_names
+            run_dir = workdir / f"fold{fold}-{speaker}" / f"seed{seed}"
+            result = train_and_evaluate(cfg, run_dir, data=data)
+            per_fold.append(
+                {"fold": fold, "speaker": speaker, "seed": seed, **{m: result[m] for m in HEADLINE}}
+            )
+            truth, pred = pooled_by_seed.setdefault(seed, ([], []))
+            with open(run_dir / "test_predictions.jsonl") as f:
+                for line in f:
+                    row = json.loads(line)
+                    truth.append(label_names.index(row["label"]))
+                    pred.append(label_names.index(row["predicted"]))
+    pooled = {
+        seed: classification_metrics(t, p, label_names) for seed, (t, p) in pooled_by_seed.items()
+    }
+    summary = {
+        "name": str(config.name),
+        "protocol": f"leave-one-speaker-out over {len(speakers)} speakers",
+        "speakers": speakers,
+        "seeds": sorted(pooled),
+        "per_fold": per_fold,
+        "fold_mean": summarize(per_fold),
+        "pooled": {
+            m: mean_std([pooled[s][m.removeprefix("test_")] for s in pooled]) for m in HEADLINE
+        },
+        "pooled_per_seed": {
+            str(s): {k: pooled[s][k] for k in ("accuracy", "uar", "macro_f1")} for s in pooled
+        },
+    }
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cm = np.sum([np.asarray(pooled[s]["confusion"]) for s in pooled], axis=0)
+        plot_confusion(
+            cm,
+            label_names,
+            workdir / "pooled_confusion.png",
+            title=(
+                f"{config.name} LOSO pooled over {len(speakers)} folds × {len(pooled)} seeds: "
+                f"UAR {summary['pooled']['test_uar']['mean']:.3f}"
+            ),
+        )
+        summary["pooled_confusion"] = cm.tolist()
+        summary["labels"] = list(label_names)
+        (workdir / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        lines = [
+            f"# {config.name}: {summary['protocol']}, {len(pooled)} seed(s)",
+            "",
+            "| fold | speaker | seed | accuracy | UAR | macro-F1 |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r['fold']} | {r['speaker']} | {r['seed']} | {r['test_accuracy']:.4f} | "
+                f"{r['test_uar']:.4f} | {r['test_macro_f1']:.4f} |"
+                for r in per_fold
+            ),
+            "",
+            "| aggregate | accuracy | UAR | macro-F1 |",
+            "|---|---|---|---|",
+            "| mean ± std over folds | "
+            + " | ".join(_fmt(summary["fold_mean"][m]) for m in HEADLINE)
+            + " |",
+            "| pooled (mean ± std over seeds) | "
+            + " | ".join(_fmt(summary["pooled"][m]) for m in HEADLINE)
+            + " |",
+        ]
+        (workdir / "cv_summary.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        first = pooled[min(pooled)]
+        print(format_table(first))
+    return summary
+
+
+def collect_runs(root: str | Path) -> list[dict[str, Any]]:
+    """One row per ``results.json`` under ``root``: the run's path, name, seed and test metrics."""
+    rows = []
+    for path in sorted(Path(root).rglob("results.json")):
+        r = json.loads(path.read_text())
+        rows.append(
+            {
+                "run": str(path.parent),
+                "name": r.get("name", ""),
+                "seed": r.get("seed"),
+                "split": r.get("split", ""),
+                **{m: r.get(m) for m in HEADLINE},
+            }
+        )
+    return rows
+
+
+def write_table(rows: list[dict[str, Any]], csv_path: Path, md_path: Path) -> None:
+    if not rows:
+        return
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(
+            "| "
+            + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values())
+            + " |"
+        )
+    md_path.write_text("\n".join(lines) + "\n")
