@@ -13,6 +13,7 @@ never leaves a half-written checkpoint as the latest one. Every process must cal
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,12 @@ class Checkpointer:
         *,
         force: bool = False,
     ) -> bool:
+        # The save is asynchronous: snapshot ``meta`` now, so the caller may keep mutating it.
+        snapshot = json.loads(json.dumps(meta))
         return self.manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(snapshot)
             ),
             metrics=metrics,
             force=force,

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ser_jax import config as default_config_module
@@ -56,6 +56,8 @@ def main(argv: list[str]) -> int:
         got = argv[1] if len(argv) > 1 else "nothing"
         raise app.UsageError(f"give a verb, one of {', '.join(VERBS)} (got {got})")
     verb, rest = argv[1], argv[2:]
+    # absl.app turns library INFO logs on (orbax is chatty); keep the console for our output.
+    logging.set_verbosity(logging.WARNING)
     from ser_jax import parallel
 
     parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)

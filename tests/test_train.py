@@ -1,0 +1,128 @@
+"""End to end on the synthetic demo corpus: learning, determinism, resume, NaN guard, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_jax.config import get_config
+from ser_jax.errors import ConfigError
+from ser_jax.train import NonFiniteLossError, build_trainer, make_schedule, train_and_evaluate
+
+
+def tiny_config(**train):
+    c = get_config()
+    c.name = "tiny"
+    c.data.demo.speakers = 4
+    c.data.demo.utterances_per_class = 4
+    c.data.demo.seconds = (1.0, 1.6)
+    c.data.max_seconds = 1.6
+    c.data.bucket_seconds = 0.8
+    c.frontend.n_mels = 32
+    c.frontend.n_fft = 256
+    c.frontend.win_length = 256
+    c.model.filters = (8, 8, 16)
+    c.model.pools = ((2, 2), (2, 2), (2, 2))
+    c.model.lstm_hidden = 24
+    c.train.batch_size = 16
+    c.train.epochs = 8
+    c.train.learning_rate = 1e-2
+    c.train.progress = False
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_cache(tmp_path_factory):
+    os.environ["SER_JAX_CACHE"] = str(tmp_path_factory.mktemp("ser_cache"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    results = train_and_evaluate(tiny_config(), workdir)
+    return workdir, results
+
+
+def test_training_beats_chance_clearly(trained):
+    _, results = trained
+    # 7 classes: chance is 0.14.
+    assert results["test_accuracy"] >= 0.5, results
+    assert results["test_uar"] >= 0.5, results
+
+
+def test_run_directory_has_reports(trained):
+    workdir, results = trained
+    for name in (
+        "config.json",
+        "run_info.json",
+        "metrics.jsonl",
+        "results.json",
+        "test_metrics.json",
+        "test_predictions.jsonl",
+        "test_confusion.png",
+        "curves.png",
+    ):
+        assert (workdir / name).exists(), name
+    info = json.loads((workdir / "run_info.json").read_text())
+    assert info["label_map"]["anger"] == 0 and info["seed"] == 0
+    assert info["versions"]["jax"]
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == list(range(1, 9))
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    # the selected epoch is the best on validation, never chosen by test
+    best = max(epochs, key=lambda r: r["val_uar"])
+    assert results["selected_step"] == min(r["step"] for r in epochs if r["val_uar"] == best["val_uar"])
+    test_preds = (workdir / "test_predictions.jsonl").read_text().splitlines()
+    assert len(test_preds) == json.loads((workdir / "test_metrics.json").read_text())["count"]
+
+
+def test_finished_run_is_not_trained_or_tested_again(trained, capsys):
+    workdir, results = trained
+    again = train_and_evaluate(tiny_config(), workdir)
+    assert again["test_accuracy"] == results["test_accuracy"]
+    assert "not training it again" in capsys.readouterr().out
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = train_and_evaluate(tiny_config(epochs=2), tmp_path / "a")
+    b = train_and_evaluate(tiny_config(epochs=2), tmp_path / "b")
+    ha = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    hb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rows: [  # noqa: E731
+        {k: v for k, v in r.items() if k not in ("epoch_seconds", "samples_per_second")} for r in rows
+    ]
+    assert strip(ha) == strip(hb)
+    assert a["test_accuracy"] == b["test_accuracy"]
+
+
+def test_nan_loss_stops_with_the_step_named(tmp_path):
+    cfg = tiny_config(epochs=1, learning_rate=1e30, log_every_steps=1)
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+"):
+        train_and_evaluate(cfg, tmp_path / "nan")
+    # no checkpoint records a non-finite state as latest
+    ckpts = list((tmp_path / "nan" / "checkpoints").glob("[0-9]*"))
+    assert ckpts == []
+
+
+def test_piecewise_schedule_drops_like_matlab():
+    c = tiny_config(schedule="piecewise", learning_rate=1e-3, drop_factor=0.5, drop_period=1)
+    sched = make_schedule(c.train, steps_per_epoch=10)
+    assert float(sched(0)) == pytest.approx(1e-3)
+    assert float(sched(9)) == pytest.approx(1e-3)
+    assert float(sched(10)) == pytest.approx(5e-4)
+    assert float(sched(25)) == pytest.approx(2.5e-4)
+
+
+def test_pooling_away_the_shortest_clip_is_refused():
+    c = tiny_config()
+    c.model.filters = (4,) * 8
+    c.model.pools = ((2, 1),) * 8  # 256x in time: more than the ~100 frames of a 1 s clip
+    with pytest.raises(ConfigError, match="pools"):
+        build_trainer(c)
