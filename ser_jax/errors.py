@@ -41,3 +41,7 @@ class MissingExtraError(SerJaxError, ImportError):
         if cause:
             msg += f" ({cause})"
         super().__init__(msg)
+
+
+class SplitError(ConfigError, ValueError):
+    """A train/val/test split whose parts overlap (indices or speakers)."""

@@ -18,3 +18,40 @@ def emodb_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"SER_EMODB_DIR={value} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic demo corpus (4 speakers x 7 emotions x 6 files, 16 kHz), written once."""
+    from ser_jax.data.synthetic import make_demo_corpus
+
+    return make_demo_corpus(tmp_path_factory.mktemp("demo_corpus"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def write_tone():
+    """``write_tone(path, seconds=0.5, sample_rate=16000, channels=1, freq=440.0, subtype=None)``.
+
+    Writes a sine (channel c scaled by 1 / (c + 1)) with soundfile; the format follows the
+    suffix. Returns the path.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    def write(
+        path: Path,
+        seconds: float = 0.5,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        freq: float = 440.0,
+        subtype: str | None = None,
+    ) -> Path:
+        t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+        wave = 0.5 * np.sin(2 * np.pi * freq * t)
+        data = np.stack([wave / (c + 1) for c in range(channels)], axis=1)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, data, sample_rate, subtype=subtype)
+        return path
+
+    return write

@@ -1,0 +1,230 @@
+"""Audio loading: a manifest's files → float32 mono waveforms at the model's sample rate.
+
+Decoding is libsndfile (``soundfile``: WAV, FLAC, OGG and the other formats it reads),
+channels are averaged to mono, and every file is resampled with soxr (HQ) from its own
+rate, so corpora at 16 kHz, 22.05 kHz or 44.1 kHz, of any length, come out alike. Files
+that cannot be decoded raise :class:`AudioDecodeError`; files whose samples are unusable
+(NaN/inf, all zero, shorter than one analysis window) raise :class:`AudioContentError`.
+:func:`load_corpus` turns those into :class:`Skipped` entries (or raises with
+``strict=True``) and hands on ``(waves, utterances, skipped)`` to the splits and batching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ser_jax.data.manifest import Skipped, Utterance
+from ser_jax.errors import AudioContentError, AudioDecodeError
+
+log = logging.getLogger(__name__)
+
+_READABLE = "WAV, FLAC, OGG/Vorbis, MP3, AIFF and other libsndfile formats"
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What the file itself says, before any conversion."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        """Seconds at the native rate."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _describe_start(path: Path) -> str:
+    """A short description of a file's first bytes, to say what it is instead of audio."""
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64"):
+        return f"WAV header present but unreadable ({path.stat().st_size} bytes in file)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c.isspace() for c in text):
+        shown = text.strip().splitlines()[0][:40]
+        return f"not audio: the file starts with text {shown!r}"
+    return "first bytes " + head[:8].hex(" ")
+
+
+def _decode_error(path: Path, err: sf.LibsndfileError) -> AudioDecodeError:
+    reason = (err.error_string or str(err)).strip().rstrip(".")
+    start = _describe_start(path)
+    if reason.lower().startswith("format not recognised"):
+        return AudioDecodeError(
+            str(path),
+            f"unsupported or unrecognised format '{path.suffix}' ({start}; libsndfile: "
+            f"{reason}); readable: {_READABLE}",
+        )
+    if not str(err).startswith("Error opening"):  # opened fine, failed while reading
+        return AudioDecodeError(str(path), f"decoding failed mid-stream (libsndfile: {reason})")
+    return AudioDecodeError(
+        str(path), f"corrupt or truncated header ({start}; libsndfile: {reason})"
+    )
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioDecodeError(str(path), "file not found")
+    if not path.is_file():
+        raise AudioDecodeError(str(path), "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(str(path), "empty file (0 bytes)")
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Native sample rate, channels, frames and format of ``path``; typed errors as :func:`load_audio`."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except sf.LibsndfileError as err:
+        raise _decode_error(path, err) from err
+    return AudioInfo(
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+        format=str(info.format),
+        subtype=str(info.subtype),
+    )
+
+
+def load_audio(
+    path: str | os.PathLike, sample_rate: int = 16000, *, min_samples: int = 400
+) -> np.ndarray:
+    """Decode ``path`` to float32 mono at ``sample_rate``, shape ``(samples,)``.
+
+    Channels are averaged; resampling (soxr HQ) starts from the file's own rate. Checks, in
+    order: the file exists and is not empty, it decodes (:class:`AudioDecodeError`), no
+    sample is NaN/inf, not every sample is zero, and at least ``min_samples`` samples remain
+    after resampling (one analysis window, e.g. 25 ms at 16 kHz; :class:`AudioContentError`).
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as err:
+        raise _decode_error(path, err) from err
+    except (RuntimeError, ValueError, EOFError) as err:  # e.g. decoder errors mid-stream
+        raise AudioDecodeError(str(path), f"decoding failed: {err}") from err
+    frames, channels = data.shape
+    if frames == 0:
+        raise AudioContentError(
+            str(path), f"no samples (header is valid, {channels} channel(s) at {native_rate} Hz)"
+        )
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise AudioContentError(
+            str(path),
+            f"{int(bad.sum())} of {data.size} samples are NaN or inf "
+            f"(first at frame {int(np.argmax(bad.any(axis=1)))})",
+        )
+    if not data.any():
+        raise AudioContentError(
+            str(path), f"all {frames} samples are zero (silent file, {frames / native_rate:.3f} s)"
+        )
+    mono = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
+    if native_rate != sample_rate:
+        mono = soxr.resample(np.ascontiguousarray(mono), native_rate, sample_rate, quality="HQ")
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if mono.shape[0] < min_samples:
+        raise AudioContentError(
+            str(path),
+            f"too short: {mono.shape[0]} samples at {sample_rate} Hz "
+            f"({1000 * mono.shape[0] / sample_rate:.1f} ms, from {frames} at {native_rate} Hz); "
+            f"need at least min_samples={min_samples} (one analysis window)",
+        )
+    return mono
+
+
+def _cache_file(cache_dir: Path, path: Path, sample_rate: int, min_samples: int) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{sample_rate}|{min_samples}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+    return cache_dir / f"{path.stem}-{digest}.npy"
+
+
+def load_audio_cached(
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    *,
+    min_samples: int = 400,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """:func:`load_audio`, memoised as ``.npy`` in ``cache_dir`` (keyed by path, mtime, size, rate).
+
+    Only successful loads are cached; a changed file (new mtime or size) is decoded again.
+    """
+    if cache_dir is None:
+        return load_audio(path, sample_rate, min_samples=min_samples)
+    path = Path(path)
+    _check_file(path)
+    cache_dir = Path(cache_dir)
+    target = _cache_file(cache_dir, path, sample_rate, min_samples)
+    if target.is_file():
+        try:
+            return np.load(target, allow_pickle=False)
+        except (OSError, ValueError) as err:  # a torn cache file: decode again
+            log.warning("ignoring unreadable cache file %s: %s", target, err)
+    wave = load_audio(path, sample_rate, min_samples=min_samples)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.save(f, wave, allow_pickle=False)
+    os.replace(tmp, target)
+    return wave
+
+
+def load_corpus(
+    utts: Sequence[Utterance],
+    sample_rate: int = 16000,
+    *,
+    strict: bool = False,
+    min_samples: int = 400,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[list[np.ndarray], list[Utterance], list[Skipped]]:
+    """Load every utterance; returns ``(waves, kept_utterances, skipped)``.
+
+    ``waves[i]`` is float32 ``(samples_i,)`` for ``kept_utterances[i]``. A file that fails
+    becomes ``Skipped(path, "<ErrorType>: <cause>")`` and a warning; ``strict=True`` raises
+    the first error instead. ``cache_dir`` enables :func:`load_audio_cached`.
+    """
+    from tqdm.auto import tqdm
+
+    waves: list[np.ndarray] = []
+    kept: list[Utterance] = []
+    skipped: list[Skipped] = []
+    for utt in tqdm(utts, desc="loading audio", unit="file", disable=not progress):
+        try:
+            wave = load_audio_cached(
+                utt.path, sample_rate, min_samples=min_samples, cache_dir=cache_dir
+            )
+        except (AudioDecodeError, AudioContentError) as err:
+            if strict:
+                raise
+            log.warning("skipping %s: %s", utt.path, err.cause)
+            skipped.append(Skipped(utt.path, f"{type(err).__name__}: {err.cause}"))
+            continue
+        waves.append(wave)
+        kept.append(utt)
+    if skipped:
+        log.warning(
+            "skipped %d of %d files (see the returned Skipped list)", len(skipped), len(utts)
+        )
+    return waves, kept, skipped

@@ -1,0 +1,1 @@
+"""Reports: corpus exploration, figures and tables written next to the numbers."""
