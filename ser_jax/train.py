@@ -545,7 +545,8 @@ def train_and_evaluate(
                         val_macro_f1=val["macro_f1"],
                     )
                     score = sign * row[metric_key]
-                    improved = meta["best_score"] is None or score > meta["best_score"]
+                    # Ties go to the later epoch (more training; orbax's BestN keeps it too).
+                    improved = meta["best_score"] is None or score >= meta["best_score"]
                     if improved:
                         meta["best_score"], meta["best_step"] = score, step
                         meta["stale_evals"] = 0
