@@ -55,3 +55,44 @@ def write_tone():
         return path
 
     return write
+
+
+def tiny_config(**train):
+    """A CNN-LSTM small enough to train on the demo corpus in seconds (learns it to ~0.75)."""
+    from ser_jax.config import get_config
+
+    c = get_config()
+    c.name = "tiny"
+    c.data.demo.speakers = 4
+    c.data.demo.utterances_per_class = 4
+    c.data.demo.seconds = (1.0, 1.6)
+    c.data.max_seconds = 1.6
+    c.data.bucket_seconds = 0.8
+    c.frontend.n_mels = 32
+    c.frontend.n_fft = 256
+    c.frontend.win_length = 256
+    c.model.filters = (8, 8, 16)
+    c.model.pools = ((2, 2), (2, 2), (2, 2))
+    c.model.lstm_hidden = 24
+    c.train.batch_size = 16
+    c.train.epochs = 20
+    c.train.learning_rate = 1e-2
+    c.train.progress = False
+    for k, v in train.items():
+        c.train[k] = v
+    return c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_cache(tmp_path_factory):
+    """Generated demo corpora go to a per-session cache, never to the user's ~/.cache."""
+    os.environ["SER_JAX_CACHE"] = str(tmp_path_factory.mktemp("ser_cache"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    from ser_jax.train import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("run")
+    results = train_and_evaluate(tiny_config(), workdir)
+    return workdir, results

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix as sk_confusion, f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import confusion_matrix as sk_confusion
 
 from ser_jax.evaluate import classification_metrics, mean_std, write_report
 

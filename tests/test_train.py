@@ -3,50 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import tiny_config
 
-from ser_jax.config import get_config
 from ser_jax.errors import ConfigError
 from ser_jax.train import NonFiniteLossError, build_trainer, make_schedule, train_and_evaluate
-
-
-def tiny_config(**train):
-    c = get_config()
-    c.name = "tiny"
-    c.data.demo.speakers = 4
-    c.data.demo.utterances_per_class = 4
-    c.data.demo.seconds = (1.0, 1.6)
-    c.data.max_seconds = 1.6
-    c.data.bucket_seconds = 0.8
-    c.frontend.n_mels = 32
-    c.frontend.n_fft = 256
-    c.frontend.win_length = 256
-    c.model.filters = (8, 8, 16)
-    c.model.pools = ((2, 2), (2, 2), (2, 2))
-    c.model.lstm_hidden = 24
-    c.train.batch_size = 16
-    c.train.epochs = 20
-    c.train.learning_rate = 1e-2
-    c.train.progress = False
-    for k, v in train.items():
-        c.train[k] = v
-    return c
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _demo_cache(tmp_path_factory):
-    os.environ["SER_JAX_CACHE"] = str(tmp_path_factory.mktemp("ser_cache"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    results = train_and_evaluate(tiny_config(), workdir)
-    return workdir, results
 
 
 def test_training_beats_chance_clearly(trained):

@@ -1,0 +1,139 @@
+"""Experiments: seeds with mean ± std, LOSO cross-validation, sweeps, and the Emo-DB protocols."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from ser_jax import sweep as sweep_mod
+from ser_jax.experiment import cross_validate, run_seeds
+
+
+def test_loso_cross_validation_pools_every_file_once(tmp_path):
+    cfg = tiny_config(epochs=2)
+    cfg.data.demo.speakers = 3
+    cfg.data.demo.utterances_per_class = 3
+    summary = cross_validate(cfg, tmp_path, seeds=1)
+    assert summary["speakers"] == ["01", "02", "03"]
+    assert [r["speaker"] for r in summary["per_fold"]] == ["01", "02", "03"]
+    cm = np.asarray(summary["pooled_confusion"])
+    assert cm.sum() == 3 * 7 * 3  # every file is a test file exactly once
+    assert cm.sum(axis=1).tolist() == [9] * 7
+    for fold in range(3):
+        run = next(tmp_path.glob(f"fold{fold}-*/seed0"))
+        data = json.loads((run / "run_info.json").read_text())["data"]
+        parts = [set(data[p]["speakers"]) for p in ("train", "val", "test")]
+        assert parts[2] == {summary["speakers"][fold]}
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert (tmp_path / "pooled_confusion.png").exists()
+    md = (tmp_path / "cv_summary.md").read_text()
+    for fold, speaker in enumerate(["01", "02", "03"]):
+        assert f"| {fold} | {speaker} | 0 |" in md
+
+
+def test_seeds_report_mean_and_std(tmp_path):
+    summary = run_seeds(tiny_config(epochs=1), tmp_path, seeds=2)
+    accs = [r["test_accuracy"] for r in summary["per_seed"]]
+    assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
+    assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert summary["test_accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert (tmp_path / "seed0" / "results.json").exists()
+    assert (tmp_path / "seed1" / "results.json").exists()
+    assert "±" in (tmp_path / "summary.md").read_text()
+
+
+def _sweep_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.py"
+    path.write_text(body)
+    return path
+
+
+def test_sweep_grid_points_commands_and_aggregation(tmp_path):
+    path = _sweep_file(
+        tmp_path,
+        "def get_sweep():\n"
+        "    return {'name': 's', 'config': 'ser_jax/config.py',\n"
+        "            'grid': {'train.learning_rate': [0.001, 0.01], 'model.pools': [((2, 2),)]},\n"
+        "            'seeds': 2, 'fixed': {'train.epochs': 3, 'data.root': '/a b'}}\n",
+    )
+    sweep = sweep_mod.load_sweep(path)
+    points = sweep_mod.points(sweep)
+    assert points == [
+        {"train.learning_rate": 0.001, "model.pools": ((2, 2),)},
+        {"train.learning_rate": 0.01, "model.pools": ((2, 2),)},
+    ]
+    cmd = sweep_mod.command(sweep, points[1], tmp_path / "p")
+    assert cmd[:4] == [sys.executable, "-m", "ser_jax", "train"]
+    assert "--config.train.learning_rate=0.01" in cmd
+    assert "--config.model.pools=((2,2),)" in cmd
+    assert "--config.data.root=/a b" in cmd and "--seeds=2" in cmd
+    # aggregation: finished points only, mean ± std over their seeds
+    root = tmp_path / "runs"
+    for seed, acc in ((0, 0.5), (1, 0.7)):
+        d = root / sweep_mod.point_name(points[0]) / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(
+            json.dumps({"test_accuracy": acc, "test_uar": acc, "test_macro_f1": acc})
+        )
+    rows = sweep_mod.collect(sweep, root)
+    assert len(rows) == 1 and rows[0]["seeds"] == 2
+    assert rows[0]["test_accuracy"] == "0.6000 ± 0.1414"
+    sweep_mod.write_tables(rows, root, sweep)
+    assert "0.6000 ± 0.1414" in (root / "results.md").read_text()
+    script = sweep_mod.emit_slurm(sweep, root)
+    text = script.read_text()
+    assert "#SBATCH --array=0-1" in text and text.count("./launch.sh train") == 2
+
+
+def test_sweep_random_search_is_seeded_and_validated(tmp_path):
+    path = _sweep_file(
+        tmp_path,
+        "def get_sweep():\n"
+        "    return {'name': 'r', 'config': 'ser_jax/config.py', 'trials': 4,\n"
+        "            'random': {'train.learning_rate': ('loguniform', 1e-4, 1e-2),\n"
+        "                       'model.activation': ('choice', ['relu', 'elu'])}}\n",
+    )
+    sweep = sweep_mod.load_sweep(path)
+    a, b = sweep_mod.points(sweep), sweep_mod.points(sweep)
+    assert a == b and len(a) == 4
+    assert all(1e-4 <= p["train.learning_rate"] <= 1e-2 for p in a)
+    bad = _sweep_file(tmp_path, "def get_sweep():\n    return {'name': 'x', 'config': 'c.py'}\n")
+    with pytest.raises(Exception, match="exactly one of 'grid' or 'random'"):
+        sweep_mod.load_sweep(bad)
+
+
+def test_emodb_protocols_on_real_data(emodb_dir):
+    """The seed protocol's split sizes and a speaker-independent split on the real corpus."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments" / "configs"))
+    import matlab  # experiments/configs/matlab.py
+
+    from ser_jax.data.prepare import load_all, prepare
+
+    cfg = matlab.get_config()
+    cfg.data.root = str(emodb_dir)
+    cfg.train.progress = False
+    loaded = load_all(cfg.data, progress=False)
+    data = prepare(cfg, loaded=loaded)
+    assert (len(data.train), len(data.val), len(data.test)) == (285, 62, 62)
+    assert data.label_names == (
+        "anger",
+        "boredom",
+        "disgust",
+        "fear",
+        "happiness",
+        "sadness",
+        "neutral",
+    )
+    cfg.data.split = "speakers"
+    cfg.data.test_speakers = ("03", "08")
+    cfg.data.val_speakers = ("09",)
+    si = prepare(cfg, loaded=loaded)
+    assert {u.speaker for u in si.test.utts} == {"03", "08"}
+    assert {u.speaker for u in si.val.utts} == {"09"}
+    assert not {u.speaker for u in si.train.utts} & {"03", "08", "09"}
+    assert len(si.train) + len(si.val) + len(si.test) == 409

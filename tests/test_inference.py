@@ -1,0 +1,89 @@
+"""Using a trained run: restore from disk, re-evaluate, predict new files (any length/rate)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_jax.data.audio import load_audio
+from ser_jax.inference import evaluate_run, load_run, predict_command, predict_files
+
+
+@pytest.fixture(scope="module")
+def run(trained):
+    workdir, _ = trained
+    return load_run(workdir)
+
+
+def test_restored_model_reproduces_the_test_numbers(trained, run, tmp_path):
+    workdir, results = trained
+    assert run.step == results["selected_step"]
+    metrics = evaluate_run(str(workdir), data=None, corpus="emodb", out=str(tmp_path))
+    assert metrics["accuracy"] == pytest.approx(results["test_accuracy"])
+    assert metrics["uar"] == pytest.approx(results["test_uar"])
+    assert (tmp_path / "test_confusion.png").exists()
+
+
+def test_predict_scores_good_files_and_reports_bad_ones(run, demo_corpus_dir, tmp_path):
+    good = sorted(demo_corpus_dir.glob("*.wav"))[:2]
+    wave = load_audio(good[0], 16000)
+    # the same clip at 44.1 kHz, stereo: same decision after resampling
+    stereo = tmp_path / "stereo44k.wav"
+    import soxr
+
+    up = soxr.resample(wave, 16000, 44100)
+    sf.write(stereo, np.stack([up, up], axis=1), 44100)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n")
+    rows = predict_files(run, [str(good[0]), str(bad), str(good[1]), str(stereo)])
+    assert [("error" in r) for r in rows] == [False, True, False, False]
+    assert "notes.wav" in rows[1]["error"]
+    for r in (rows[0], rows[2], rows[3]):
+        assert sum(r["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert r["label"] == max(r["probs"], key=r["probs"].get)
+    assert rows[3]["label"] == rows[0]["label"]
+
+
+def test_long_file_is_scored_in_windows_and_averaged(run, demo_corpus_dir):
+    files = sorted(demo_corpus_dir.glob("*.wav"))[:3]
+    long = np.concatenate([load_audio(f, 16000) for f in files])
+    win = run.max_samples
+    assert len(long) > 2 * win
+    probs = run.probabilities([long])[0]
+    hop = win // 2
+    starts = list(range(0, len(long) - win + 1, hop))
+    if starts[-1] + win < len(long):
+        starts.append(len(long) - win)
+    each = run.probabilities([long[s : s + win] for s in starts])
+    np.testing.assert_allclose(probs, each.mean(axis=0), atol=1e-5)
+
+
+def test_predict_command_json_and_exit_code(trained, demo_corpus_dir, tmp_path, capsys):
+    workdir, _ = trained
+    good = str(sorted(demo_corpus_dir.glob("*.wav"))[0])
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    code = predict_command(str(workdir), [good, str(empty)], as_json=True)
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert out[0]["label"] in out[0]["probs"]
+    assert "empty.wav" in out[1]["error"]
+
+
+def test_predict_on_real_emodb_files(run, emodb_dir):
+    files = sorted((emodb_dir / "wav").glob("*.wav"))[:3]
+    rows = predict_files(run, [str(f) for f in files])
+    assert all("label" in r and r["seconds"] == pytest.approx(2.0, abs=0.01) for r in rows)
+
+
+def test_cli_without_a_verb_is_a_usage_error():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser_jax"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    assert "give a verb" in proc.stderr
