@@ -10,6 +10,9 @@ Verbs:
   explore   label histogram, example waveforms and log-mel spectrograms, summary tables
   augment-figure  one utterance, clean and under each augmentation (waveform + log-mel)
   demo-corpus     write the synthetic demo corpus to a folder
+  tfds-build      build the ``emodb`` TFDS dataset (array_record) from a manual copy
+                  (``--data`` wav folder, ``--out`` TFDS data_dir); train on it with
+                  ``--config.data.corpus=tfds:emodb --config.data.root=<data_dir>``
 
 Settings live in ml_collections config files (``experiments/configs/*.py``); the default is
 the package's own ``ser_jax/config.py`` (the synthetic demo corpus).
@@ -28,7 +31,9 @@ from ser_jax import config as default_config_module
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", str(Path(default_config_module.__file__)), "Experiment config file (get_config).",
+    "config",
+    str(Path(default_config_module.__file__)),
+    "Experiment config file (get_config).",
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
@@ -43,7 +48,16 @@ flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port."
 flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
 
-VERBS = ("train", "cv", "evaluate", "predict", "explore", "augment-figure", "demo-corpus")
+VERBS = (
+    "train",
+    "cv",
+    "evaluate",
+    "predict",
+    "explore",
+    "augment-figure",
+    "demo-corpus",
+    "tfds-build",
+)
 
 
 def _workdir(config) -> Path:
@@ -102,6 +116,13 @@ def main(argv: list[str]) -> int:
             sample_rate=int(FLAGS.config.data.sample_rate),
         )
         print(f"wrote the demo corpus to {out}")
+    elif verb == "tfds-build":
+        from ser_jax.data.tfds_emodb import build_emodb_tfds
+
+        if not FLAGS.data or not FLAGS.out:
+            raise app.UsageError("tfds-build needs --data (wav folder) and --out (TFDS data_dir)")
+        build_emodb_tfds(FLAGS.data, FLAGS.out)
+        print(f"built TFDS dataset 'emodb' in {FLAGS.out}")
     return 0
 
 

@@ -120,7 +120,9 @@ def load_all(
         from ser_jax.data.tfds_emodb import load_tfds_split
 
         waves, utts = load_tfds_split(name.split(":", 1)[1], "train", str(root))
-        return waves, utts, []
+        # TFDS stores examples shuffled; splits must depend on the set of files, not their order.
+        order = sorted(range(len(utts)), key=lambda i: utts[i].utt_id)
+        return [waves[i] for i in order], [utts[i] for i in order], []
     utts, skipped = load_manifest(name, root, strict=strict)
     waves, kept, bad = load_corpus(
         utts, int(data_cfg.sample_rate), strict=strict, progress=progress
