@@ -6,10 +6,13 @@ third and fourth blocks, 2x2 pools), LSTM 256 with OutputMode "last", softmax; A
 32, 3 epochs, piecewise learning-rate drop. The example reports 0.6329 test accuracy.
 
 Where the example's text does not pin a value here (filter counts, learning rate, drop factor),
-we chose: 16-16-32-32 filters, lr 5e-3 halved after every epoch. The example writes augmented
-copies of the training files to disk before training; ``augment.mode='offline'`` with
-``augment.copies=2`` does the same on device (each copy is the same augmented clip every
-epoch), so an epoch is 3x the training files.
+we chose 16-16-32-32 filters, lr 3e-3, MATLAB's default drop schedule (x0.1 every 10 epochs,
+so none within 3 epochs), and 4 augmented copies. These were picked in pilot runs on seeds 0
+and 1 (copies 2 or 4, lr 3e-3 or 5e-3, drop every epoch or not); the README reports seeds
+10-12, whose splits the pilots never saw. The example writes augmented copies of the training
+files to disk before training; ``augment.mode='offline'`` with ``augment.copies=4`` does the
+same on device (each copy is the same augmented clip every epoch), so an epoch is 5x the
+training files.
 
     ser-jax train --config experiments/configs/matlab.py --config.data.root $SER_EMODB_DIR --seeds 3
 """
@@ -36,18 +39,18 @@ def get_config():
     c.train.epochs = 3
     c.train.optimizer = "adam"
     c.train.schedule = "piecewise"
-    c.train.drop_factor = 0.5
-    c.train.drop_period = 1
+    c.train.drop_factor = 0.1  # MATLAB's defaults: x0.1 every 10 epochs (no drop within 3)
+    c.train.drop_period = 10
     c.train.select = "last"  # MATLAB trains 3 epochs and tests the last network
     # Offline augmentation as in the example (pitch shift, time shift, noise at an SNR): two
     # augmented copies of every training file next to the original, fixed across epochs.
     c.augment.mode = "offline"
-    c.augment.copies = 2
+    c.augment.copies = 4
     c.augment.pitch_shift_prob = 0.5
     c.augment.semitones = (-2.0, 2.0)
     c.augment.time_shift_prob = 0.5
     c.augment.time_shift_max_s = 0.25
     c.augment.noise_prob = 0.5
     c.augment.snr_db = (10.0, 30.0)
-    c.train.learning_rate = 5e-3
+    c.train.learning_rate = 3e-3
     return c
