@@ -45,6 +45,34 @@ def test_seeds_report_mean_and_std(tmp_path):
     assert (tmp_path / "seed0" / "results.json").exists()
     assert (tmp_path / "seed1" / "results.json").exists()
     assert "±" in (tmp_path / "summary.md").read_text()
+    assert "ensemble" not in summary  # each seed drew its own split: nothing to ensemble
+
+
+def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
+    from ser_jax.experiment import seed_ensemble
+
+    rows = [  # two runs, same 3 test files; averaging fixes the second run's mistake on "b"
+        [("a", "anger", [0.9, 0.1]), ("b", "boredom", [0.6, 0.4]), ("c", "boredom", [0.2, 0.8])],
+        [("a", "anger", [0.6, 0.4]), ("b", "boredom", [0.1, 0.9]), ("c", "boredom", [0.7, 0.3])],
+    ]
+    dirs = []
+    for k, run in enumerate(rows):
+        d = tmp_path / f"seed{k}"
+        d.mkdir()
+        with open(d / "test_predictions.jsonl", "w") as f:
+            for utt, label, p in run:
+                f.write(
+                    json.dumps(
+                        {"utt_id": utt, "label": label, "probs": {"anger": p[0], "boredom": p[1]}}
+                    )
+                    + "\n"
+                )
+        dirs.append(d)
+    ens = seed_ensemble(dirs)
+    # means: a (0.75, 0.25) -> anger ok; b (0.35, 0.65) -> boredom ok; c (0.45, 0.55) -> boredom ok
+    assert ens["accuracy"] == 1.0 and ens["count"] == 3 and ens["runs"] == 2
+    (dirs[1] / "test_predictions.jsonl").write_text("")
+    assert seed_ensemble(dirs) is None
 
 
 def _sweep_file(tmp_path: Path, body: str) -> Path:
