@@ -30,6 +30,12 @@ all inside each example's valid frames. The features are normalised, so 0 is the
 
 The random draws are separate from their application (``draw_waveform_params``,
 ``apply_waveform``, ``draw_spec_masks``) so the drawn values can be logged and tested.
+
+Cost on CPU (the waveform stage touches every sample of the batch): the noise samples come from
+a counter-based hash of the sample index keyed by the example's key, not from threefry, which
+alone took longer than the whole log-mel; speed and shift share one interpolating gather, run
+under a ``lax.cond`` that also skips it when no example drew them. Pink noise needs one inverse
+FFT of the buffer length and costs about as much as the log-mel itself; white is cheap.
 """
 
 from __future__ import annotations
@@ -253,7 +259,11 @@ def _normal(key: jax.Array, n: int) -> jax.Array:
     """
     seed = jax.random.bits(key, (2,), jnp.uint32)
     i = jnp.arange(n, dtype=jnp.uint32)
-    h = _fmix32(_fmix32(i * jnp.uint32(0x9E3779B9) ^ seed[0]) + seed[1])
+    return _bits_to_normal(_fmix32(_fmix32(i * jnp.uint32(0x9E3779B9) ^ seed[0]) + seed[1]))
+
+
+def _bits_to_normal(h: jax.Array) -> jax.Array:
+    """uint32 hashes → standard normal float32 by inverse erf (finite for every input)."""
     # 23 bits: k + 0.5 stays exact in float32, so u never rounds to +-1 (erfinv(1) = inf).
     u = ((h >> 9).astype(jnp.float32) + 0.5) * (2.0 / (1 << 23)) - 1.0  # (-1, 1)
     return np.float32(np.sqrt(2.0)) * jax.scipy.special.erfinv(u)
@@ -287,28 +297,44 @@ def apply_waveform(
     cfg: AugmentConfig,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Apply drawn parameters (``draw_waveform_params``); see ``augment_waveform``."""
-    sample_count = audio.shape[-1]
+    audio = jnp.asarray(audio, jnp.float32)
+    lengths = jnp.minimum(jnp.asarray(lengths, jnp.int32), audio.shape[-1])
 
-    def one(x, length, p):
-        if cfg.speed_prob > 0 or cfg.time_shift_prob > 0:
-            speed = p["speed"] if cfg.speed_prob > 0 else None
-            shift = p["shift"] if cfg.time_shift_prob > 0 else None
-            y, new_len = _speed_and_shift_one(x, length, speed, shift, cfg.time_shift_wrap)
-            on = (p["speed"] != 1.0) | (p["shift"] != 0)
-            x, length = jnp.where(on, y, x), jnp.where(on, new_len, length)
+    if cfg.speed_prob > 0 or cfg.time_shift_prob > 0:
+
+        def move(x, length, speed, shift):
+            y, new_len = _speed_and_shift_one(
+                x,
+                length,
+                speed if cfg.speed_prob > 0 else None,
+                shift if cfg.time_shift_prob > 0 else None,
+                cfg.time_shift_wrap,
+            )
+            on = (speed != 1.0) | (shift != 0)
+            return jnp.where(on, y, x), jnp.where(on, new_len, length)
+
+        # Under lax.cond the resampled audio is materialised in one pass with its gathers fused;
+        # otherwise its two consumers (noise power, output) make XLA materialise each gather on
+        # its own, ~5x slower on CPU. The cond also skips the pass when no example is drawn.
+        on = jnp.any(params["speed"] != 1.0) | jnp.any(params["shift"] != 0)
+        audio, lengths = jax.lax.cond(
+            on,
+            lambda a: jax.vmap(move)(*a),
+            lambda a: (a[0], a[1]),
+            (audio, lengths, params["speed"], params["shift"]),
+        )
+
+    def rest(x, length, p):
         if cfg.gain_prob > 0:
             x = x * 10.0 ** (p["gain_db"] / 20.0)
         if cfg.noise_prob > 0:
             x = _noise_one(x, length, p, cfg.noise_color)
         if cfg.waveform_enabled:
             x = jnp.where(jnp.arange(x.shape[0]) < length, x, 0.0)  # zero after the length
-        return x, length
+        return x
 
-    audio = jnp.asarray(audio, jnp.float32)
-    lengths = jnp.minimum(jnp.asarray(lengths, jnp.int32), sample_count)
-    out, new_lengths = jax.vmap(one)(audio, lengths, params)
-    warp = params["warp"].astype(jnp.float32)
-    return out, new_lengths, warp
+    out = jax.vmap(rest)(audio, lengths, params)
+    return out, lengths, params["warp"].astype(jnp.float32)
 
 
 def augment_waveform(

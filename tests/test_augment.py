@@ -96,6 +96,20 @@ def test_noise_reaches_drawn_snr_inside_true_length(audio, keys, color):
         assert 0 < int(np.sum(p["pink"])) < B
 
 
+def test_noise_samples_are_finite_standard_normal():
+    from ser_jax.augment import _bits_to_normal, _normal
+
+    extremes = np.asarray(
+        _bits_to_normal(jnp.array([0, 1, 2**31, 2**32 - 2, 2**32 - 1], jnp.uint32))
+    )
+    assert np.all(np.isfinite(extremes)) and np.all(np.abs(extremes) < 6)
+    z = np.asarray(jax.jit(_normal, static_argnums=1)(jax.random.key(7), 200_000))
+    assert np.all(np.isfinite(z))
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(np.mean(z**4) - 3) < 0.1  # Gaussian kurtosis
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.01  # white
+
+
 def test_pink_noise_has_more_low_than_high_frequency_power(audio, keys):
     cfg = only(noise_prob=1.0, noise_color="pink")
     silent = np.zeros_like(audio)
@@ -235,18 +249,28 @@ def test_probability_zero_is_identity_for_every_transform(audio, keys):
     assert np.all(np.asarray(warp) == 1.0)
 
 
-@pytest.mark.parametrize(
-    "name", ["time_shift_prob", "noise_prob", "gain_prob", "speed_prob", "pitch_shift_prob"]
-)
-def test_unselected_examples_are_untouched(audio, name):
-    many = jax.random.split(jax.random.key(3), 16)
-    x = np.tile(audio[:1], (16, 1))
-    lengths = np.full(16, LENGTHS[0], np.int32)
-    cfg = only(**{name: 0.5})
+def test_unselected_examples_are_untouched(audio):
+    # Each transform at p = 0.2: examples that drew none of them must come back bit-identical,
+    # the others changed.
+    n = 24
+    many = jax.random.split(jax.random.key(3), n)
+    x = np.tile(audio[:1], (n, 1))
+    lengths = np.full(n, LENGTHS[0], np.int32)
+    probs = ("time_shift_prob", "noise_prob", "gain_prob", "speed_prob", "pitch_shift_prob")
+    cfg = only(**{name: 0.2 for name in probs})
+    p = {k: np.asarray(v) for k, v in draw_jit(many, cfg, SR).items() if k != "noise_key"}
+    drawn = (
+        (p["shift"] != 0) | p["noise"] | (p["gain_db"] != 0) | (p["speed"] != 1) | (p["warp"] != 1)
+    )
+    assert 0 < drawn.sum() < n
+    for name, on in [("noise", p["noise"]), ("gain_db", p["gain_db"] != 0)]:
+        assert 0 < on.sum() < n, name
     out, new_len, warp = augment_jit(many, x, lengths, cfg, SR)
-    changed = np.any(np.asarray(out) != x, axis=1) | (np.asarray(warp) != 1.0)
-    assert 0 < changed.sum() < 16  # some examples drawn, some not
-    assert np.array_equal(np.asarray(out)[~changed], x[~changed])
+    out, new_len, warp = np.asarray(out), np.asarray(new_len), np.asarray(warp)
+    assert np.array_equal(out[~drawn], x[~drawn]) and np.all(warp[~drawn] == 1.0)
+    assert np.array_equal(new_len[~drawn], lengths[~drawn])
+    changed = np.any(out != x, axis=1) | (warp != 1.0)
+    assert np.all(changed[drawn])
 
 
 def test_different_keys_give_different_augmentations(audio, keys):

@@ -335,3 +335,31 @@ def test_from_config_reads_config_dict_and_rejects_unknown_keys():
 def test_from_config_validates_values(fields, setting):
     with pytest.raises(ConfigError, match=f"frontend.{setting}"):
         FrontendConfig.from_config(fields)
+
+
+def test_cpu_blocked_path_equals_whole_batch(monkeypatch):
+    # On CPU the batch runs in lax.map blocks of ~_CPU_BLOCK_FRAMES frames; a batch that no
+    # block size near the target divides (5 -> 2 blocks of 3, one dummy example) must give
+    # the same features as one vmap.
+    import ser_jax.frontend as frontend
+
+    cfg = FrontendConfig(n_mels=16, log="db", top_db=40.0)
+    clips = [speech_like(n, 10 + i) for i, n in enumerate([1600, 1201, 800, 1599, 333])]
+    audio, lengths = batch(clips)
+    warp = jnp.array([1.0, 1.1, 0.9, 1.0, 1.05])
+
+    def run(block_frames):
+        monkeypatch.setattr(frontend, "_CPU_BLOCK_FRAMES", block_frames)
+        # fresh functions: jit caches traces per function, and the block size is read at trace
+        plain = jax.jit(lambda a, n: log_mel(a, n, cfg))
+        warped = jax.jit(lambda a, n, w: log_mel(a, n, cfg, w))
+        looped = "while" in plain.lower(audio, lengths).as_text()
+        return looped, plain(audio, lengths), warped(audio, lengths, warp)[0]
+
+    looped, (whole, n_whole), warped_whole = run(10**9)
+    assert not looped
+    looped, (blocked, n_blocked), warped_blocked = run(4 * num_frames(1600, cfg))
+    assert looped
+    np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), atol=1e-5)
+    assert np.array_equal(np.asarray(n_blocked), np.asarray(n_whole))
+    np.testing.assert_allclose(np.asarray(warped_blocked), np.asarray(warped_whole), atol=1e-5)
