@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
-from ser_jax.frontend import FrontendConfig, log_mel
+from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel
 
 
 def make_features(
@@ -19,6 +19,7 @@ def make_features(
     *,
     frontend: FrontendConfig,
     augment: AugmentConfig | None,
+    stats: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Log-mel features of a padded batch, augmented when ``augment`` is on and keys are given.
 
@@ -28,12 +29,23 @@ def make_features(
       keys: ``(batch,)`` typed PRNG keys, one per example, or None (clean features).
       frontend: static front-end settings.
       augment: static augmentation settings, or None.
+      stats: ``(mean, std)`` ``(n_mels,)`` training-set statistics, applied (before
+        SpecAugment, so masks sit at the mean) when ``frontend.normalize == "dataset"``.
 
     Returns:
       ``feats`` ``(batch, frames, n_mels)`` and ``frame_lengths`` ``(batch,)`` int32.
     """
+    if frontend.normalize == "dataset" and stats is None:
+        raise ValueError("frontend.normalize='dataset' needs the training-set stats")
+
+    def standardise(feats, flen):
+        if frontend.normalize != "dataset":
+            return feats
+        return apply_dataset_stats(feats, flen, *stats)
+
     if augment is None or not augment.enabled or keys is None:
-        return log_mel(audio, lengths, frontend)
+        feats, flen = log_mel(audio, lengths, frontend)
+        return standardise(feats, flen), flen
     # Independent streams for the waveform and the spectrogram stage of each example.
     split = jax.vmap(jax.random.split)(keys)
     wave_keys, spec_keys = split[:, 0], split[:, 1]
@@ -45,4 +57,4 @@ def make_features(
         if augment.pitch_shift_prob == 0:
             warp = None  # the static filterbank: exactly the clean front-end
     feats, flen = log_mel(audio, lengths, frontend, warp)
-    return spec_augment(spec_keys, feats, flen, augment), flen
+    return spec_augment(spec_keys, standardise(feats, flen), flen, augment), flen

@@ -44,7 +44,7 @@ from ser_jax.data.prepare import PreparedData, prepare
 from ser_jax.errors import ConfigError, SerJaxError
 from ser_jax.evaluate import classification_metrics, format_table, write_report
 from ser_jax.features import make_features
-from ser_jax.frontend import FrontendConfig, num_frames
+from ser_jax.frontend import FrontendConfig, log_mel, num_frames
 from ser_jax.models import check_min_frames, create_model
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ AUGMENT_LOOP_KEYS = ("mode", "copies")  # augment settings the loop reads, not A
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
+    # Training-set log-mel mean/std (n_mels,) for frontend.normalize="dataset"; saved with the
+    # checkpoint so a restored model normalises exactly as in training. (0, 1) otherwise.
+    feature_stats: Any = None
 
 
 class NonFiniteLossError(SerJaxError):
@@ -123,13 +126,49 @@ def create_train_state(
 ) -> TrainState:
     feats = jnp.zeros((2, 32, n_mels), jnp.float32)
     lengths = jnp.array([32, 20], jnp.int32)
-    variables = model.init(jax.random.key(seed), feats, lengths, train=False)
+    # One compiled init instead of ~100 eagerly compiled ops (~4 s of startup); same values.
+    init = jax.jit(functools.partial(model.init, train=False))
+    variables = init(jax.random.key(seed), feats, lengths)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         tx=tx,
         batch_stats=variables.get("batch_stats", {}),
+        feature_stats={
+            "mean": jnp.zeros((n_mels,), jnp.float32),
+            "std": jnp.ones((n_mels,), jnp.float32),
+        },
     )
+
+
+def dataset_feature_stats(
+    clips: ClipSet,
+    frontend: FrontendConfig,
+    *,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+) -> dict[str, np.ndarray]:
+    """Mean and std per mel band of the clean log-mel over every valid frame of ``clips``."""
+    raw = dataclasses.replace(frontend, normalize="none")
+    fn = jax.jit(lambda a, n: log_mel(a, n, raw))
+    total = np.zeros(frontend.n_mels)
+    total_sq = np.zeros(frontend.n_mels)
+    count = 0
+    for batch in eval_batches(
+        clips, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
+    ):
+        feats, flen = fn(batch["audio"], batch["length"])
+        feats, flen = np.asarray(feats, np.float64), np.asarray(flen)
+        valid = (np.arange(feats.shape[1])[None, :] < flen[:, None]) & (
+            batch["weight"][:, None] > 0
+        )
+        total += feats[valid].sum(axis=0)
+        total_sq += np.square(feats[valid]).sum(axis=0)
+        count += int(valid.sum())
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0) + 1e-5)
+    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +204,7 @@ def train_step(
     label_smoothing: float,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     step_key = jax.random.fold_in(jax.random.key(seed), state.step)
-    feats, frames = _features(batch, frontend, augment, offline, seed)
+    feats, frames = _features(batch, frontend, augment, offline, seed, state.feature_stats)
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -188,17 +227,20 @@ def train_step(
     return state, metrics
 
 
-def _features(batch, frontend, augment, offline, seed):
+def _features(batch, frontend, augment, offline, seed, feature_stats):
+    stats = (feature_stats["mean"], feature_stats["std"])
     if augment is None or not augment.enabled:
-        return make_features(batch["audio"], batch["length"], None, frontend=frontend, augment=None)
+        return make_features(
+            batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
+        )
     aug_key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(aug_key, batch["aug_id"])
     feats, frames = make_features(
-        batch["audio"], batch["length"], keys, frontend=frontend, augment=augment
+        batch["audio"], batch["length"], keys, frontend=frontend, augment=augment, stats=stats
     )
     if offline:  # the original copy of each file stays clean
         clean, clean_frames = make_features(
-            batch["audio"], batch["length"], None, frontend=frontend, augment=None
+            batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
         )
         keep = batch["augment"]
         frames_max = max(feats.shape[1], clean.shape[1])
@@ -217,8 +259,9 @@ def eval_step(
     state: TrainState, batch: dict[str, jax.Array], *, frontend: FrontendConfig
 ) -> tuple[jax.Array, jax.Array]:
     """Class probabilities (batch, classes) of clean audio, and the rows' clip indices."""
+    stats = (state.feature_stats["mean"], state.feature_stats["std"])
     feats, frames = make_features(
-        batch["audio"], batch["length"], None, frontend=frontend, augment=None
+        batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
     )
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats}, feats, frames, train=False
@@ -316,6 +359,15 @@ def build_trainer(config: Any, data: PreparedData | None = None) -> Trainer:
     model = create_model(config.model, len(data.label_names))
     tx = make_optimizer(config.train, batches.steps_per_epoch)
     state = create_train_state(model, tx, int(config.seed), frontend.n_mels)
+    if frontend.normalize == "dataset":
+        stats = dataset_feature_stats(
+            data.train,
+            frontend,
+            batch_size=batch_size,
+            max_samples=max_samples,
+            bucket_samples=bucket_samples,
+        )
+        state = state.replace(feature_stats=jax.tree.map(jnp.asarray, stats))
     state_sh = parallel.state_sharding(mesh, state)
     state = jax.device_put(state, state_sh)
     repl = parallel.replicated(mesh)
@@ -471,8 +523,8 @@ def train_and_evaluate(
         if main:
             print(f"resuming from step {latest} of {total_steps} ({workdir / 'checkpoints'})")
 
-    writer = _MetricWriter(workdir, enabled=main)
     start = int(state.step)
+    writer = _MetricWriter(workdir, enabled=main, resume_step=start)
     stopped_early = bool(meta.get("stopped_early", False))
     pending: list[tuple[int, jax.Array]] = []
     epoch_sums = dict(meta.get("epoch_sums") or {"loss": 0.0, "correct": 0.0, "count": 0.0})
@@ -676,10 +728,11 @@ def _progress(*, enabled: bool, total: int, initial: int):
 class _MetricWriter:
     """metrics.jsonl plus TensorBoard events (tensorboardX), on process 0 only."""
 
-    def __init__(self, workdir: Path, *, enabled: bool):
+    def __init__(self, workdir: Path, *, enabled: bool, resume_step: int = 0):
         self.enabled = enabled
         self._tb = None
         if enabled:
+            _drop_rows_after(workdir / "metrics.jsonl", resume_step)
             self._file = open(workdir / "metrics.jsonl", "a")
             try:
                 from tensorboardX import SummaryWriter
@@ -707,6 +760,27 @@ class _MetricWriter:
             self._file.close()
             if self._tb is not None:
                 self._tb.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep the rows of ``path`` up to ``step``, the step a run resumes from.
+
+    A killed run may have written rows past its last checkpoint (and a torn last line); the
+    resumed run writes those steps again, so without this an epoch would appear twice.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line a kill cut short
+            continue
+        if int(row.get("step", 0)) <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
 
 
 def config_from_json(path: str | Path) -> ml_collections.ConfigDict:

@@ -92,3 +92,29 @@ def test_pooling_away_the_shortest_clip_is_refused():
     c.model.pools = ((2, 1),) * 8  # 256x in time: more than the ~100 frames of a 1 s clip
     with pytest.raises(ConfigError, match="pools"):
         build_trainer(c)
+
+
+def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
+    import dataclasses
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ser_jax.frontend import log_mel
+    from ser_jax.inference import load_run
+
+    cfg = tiny_config(epochs=1)
+    cfg.frontend.normalize = "dataset"
+    trainer = build_trainer(cfg)
+    raw = dataclasses.replace(trainer.frontend, normalize="none")
+    frames = []
+    for wave in trainer.data.train.waves:  # one clip at a time, no padding at all
+        f, _ = log_mel(jnp.asarray(wave[None]), jnp.array([len(wave)]), raw)
+        frames.append(np.asarray(f[0], np.float64))
+    allf = np.concatenate(frames)
+    stats = trainer.state.feature_stats
+    np.testing.assert_allclose(stats["mean"], allf.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats["std"], allf.std(0), rtol=1e-3)
+    train_and_evaluate(cfg, tmp_path / "run")
+    restored = load_run(tmp_path / "run").state.feature_stats
+    np.testing.assert_allclose(restored["mean"], stats["mean"], rtol=1e-6)
