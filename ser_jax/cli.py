@@ -10,6 +10,7 @@ Verbs:
   explore   label histogram, example waveforms and log-mel spectrograms, summary tables
   augment-figure  one utterance, clean and under each augmentation (waveform + log-mel)
   demo-corpus     write the synthetic demo corpus to a folder
+  table           every results.json under ``--run DIR`` → results.csv / results.md
   tfds-build      build the ``emodb`` TFDS dataset (array_record) from a manual copy
                   (``--data`` wav folder, ``--out`` TFDS data_dir); train on it with
                   ``--config.data.corpus=tfds:emodb --config.data.root=<data_dir>``
@@ -20,7 +21,6 @@ the package's own ``ser_jax/config.py`` (the synthetic demo corpus).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -57,6 +57,7 @@ VERBS = (
     "augment-figure",
     "demo-corpus",
     "tfds-build",
+    "table",
 )
 
 
@@ -116,6 +117,13 @@ def main(argv: list[str]) -> int:
             sample_rate=int(FLAGS.config.data.sample_rate),
         )
         print(f"wrote the demo corpus to {out}")
+    elif verb == "table":
+        from ser_jax.experiment import collect_runs, write_table
+
+        root = Path(FLAGS.run or "runs")
+        rows = collect_runs(root)
+        write_table(rows, root / "results.csv", root / "results.md")
+        print((root / "results.md").read_text() if rows else f"no results.json under {root}")
     elif verb == "tfds-build":
         from ser_jax.data.tfds_emodb import build_emodb_tfds
 

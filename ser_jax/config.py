@@ -25,11 +25,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.strict = False  # True: the first bad file stops the run instead of being skipped
     c.data.max_seconds = 4.0  # longer clips are cropped (random crop in training, centre in eval)
     c.data.bucket_seconds = 0.5  # batches are padded to a multiple of this (fewer recompiles)
-    c.data.split = "stratified"  # stratified | speakers | loso
+    c.data.split = "stratified"  # stratified | speakers | loso | speaker_kfold
     c.data.fractions = (0.70, 0.15, 0.15)  # stratified: per label, MATLAB splitEachLabel
     c.data.test_speakers = ()  # speakers: held out for test
     c.data.val_speakers = ()  # speakers: held out for validation ("" -> one chosen by seed)
-    c.data.fold = 0  # loso: which fold (index into sorted speakers) this run trains
+    c.data.fold = 0  # loso / speaker_kfold: which fold this run trains (loso: sorted speakers)
+    c.data.folds = 4  # speaker_kfold: number of speaker groups
     c.data.split_seed = -1  # -1: use c.seed; the split's own seed
     c.data.labels = ()  # class order (label id = index); () = from the corpus (EMOTIONS order)
     c.data.demo = ml_collections.ConfigDict()

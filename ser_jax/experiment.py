@@ -108,20 +108,26 @@ def seed_ensemble(run_dirs: Sequence[Path]) -> dict[str, Any] | None:
 
 
 def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
-    """Leave-one-speaker-out over all speakers of the corpus, for ``seeds`` seeds each."""
+    """Cross-validation over speakers, for ``seeds`` seeds each: leave-one-speaker-out, or
+    k-fold over speaker groups when ``config.data.split == "speaker_kfold"``
+    (``config.data.folds`` groups)."""
     workdir = Path(workdir)
     loaded = load_all(config.data, progress=bool(config.train.progress))
     speakers = sorted({u.speaker for u in loaded[1]})
+    kfold = str(config.data.split) == "speaker_kfold"
+    kind = "speaker_kfold" if kfold else "loso"
+    n_folds = int(config.data.folds) if kfold else len(speakers)
     base = int(config.seed)
     per_fold: list[dict[str, Any]] = []
     pooled_by_seed: dict[int, tuple[list[int], list[int]]] = {}
     label_names: tuple[str, ...] = ()
-    for fold, speaker in enumerate(speakers):
+    for fold in range(n_folds):
         for k in range(seeds):
             seed = base + k
-            cfg = _with(config, seed=seed, **{"data.split": "loso", "data.fold": fold})
-            print(f"=== fold {fold} (test speaker {speaker}), seed {seed} ===", flush=True)
+            cfg = _with(config, seed=seed, **{"data.split": kind, "data.fold": fold})
             data = prepare(cfg, loaded=loaded)
+            speaker = "+".join(sorted({u.speaker for u in data.test.utts}))
+            print(f"=== fold {fold} (test speaker {speaker}), seed {seed} ===", flush=True)
             label_names = data.label_names
             run_dir = workdir / f"fold{fold}-{speaker}" / f"seed{seed}"
             result = train_and_evaluate(cfg, run_dir, data=data)
@@ -139,7 +145,11 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     }
     summary = {
         "name": str(config.name),
-        "protocol": f"leave-one-speaker-out over {len(speakers)} speakers",
+        "protocol": (
+            f"{n_folds}-fold over speaker groups ({len(speakers)} speakers)"
+            if kfold
+            else f"leave-one-speaker-out over {len(speakers)} speakers"
+        ),
         "speakers": speakers,
         "seeds": sorted(pooled),
         "per_fold": per_fold,
@@ -159,7 +169,8 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
             label_names,
             workdir / "pooled_confusion.png",
             title=(
-                f"{config.name} LOSO pooled over {len(speakers)} folds × {len(pooled)} seeds: "
+                f"{config.name} {'speaker k-fold' if kfold else 'LOSO'} pooled over {n_folds} "
+                f"folds × {len(pooled)} seeds: "
                 f"UAR {summary['pooled']['test_uar']['mean']:.3f}"
             ),
         )

