@@ -182,17 +182,21 @@ def loso_folds(speakers: Sequence, *, val: str = "next", seed: int = 0) -> list[
             val_names = (str(rng.choice(others)),)
         else:
             val_names = ()
-        is_test = speakers == test_speaker
-        is_val = np.isin(speakers, val_names)
-        folds.append(
-            Split(
-                train=_indices(np.flatnonzero(~is_test & ~is_val)),
-                val=_indices(np.flatnonzero(is_val)),
-                test=_indices(np.flatnonzero(is_test)),
-                name=f"loso-{test_speaker}",
-            )
-        )
+        folds.append(_speaker_fold(speakers, (test_speaker,), val_names, f"loso-{test_speaker}"))
     return folds
+
+
+def _speaker_fold(
+    speakers: np.ndarray, test_names: Sequence[str], val_names: Sequence[str], name: str
+) -> Split:
+    is_test = np.isin(speakers, list(test_names))
+    is_val = np.isin(speakers, list(val_names))
+    return Split(
+        train=_indices(np.flatnonzero(~is_test & ~is_val)),
+        val=_indices(np.flatnonzero(is_val)),
+        test=_indices(np.flatnonzero(is_test)),
+        name=name,
+    )
 
 
 def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0) -> list[Split]:
@@ -209,17 +213,8 @@ def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0) -> list[Split]:
     groups = [order[g::k] for g in range(k)]
     folds = []
     for g, test_names in enumerate(groups):
-        val_names = [groups[(g + 1) % k][0]]
-        is_test = np.isin(speakers, test_names)
-        is_val = np.isin(speakers, val_names)
-        folds.append(
-            Split(
-                train=_indices(np.flatnonzero(~is_test & ~is_val)),
-                val=_indices(np.flatnonzero(is_val)),
-                test=_indices(np.flatnonzero(is_test)),
-                name=f"kfold{k}-{g}-test-{'+'.join(sorted(test_names))}",
-            )
-        )
+        name = f"kfold{k}-{g}-test-{'+'.join(sorted(test_names))}"
+        folds.append(_speaker_fold(speakers, test_names, [groups[(g + 1) % k][0]], name))
     return folds
 
 
