@@ -52,7 +52,7 @@ from ser_jax.errors import ConfigError
 from ser_jax.frontend import _as_bool, _as_dict, _as_int
 
 _NOISE_COLORS = ("white", "pink", "mixed")
-_PROBS = (
+PROBABILITY_FIELDS = (
     "time_shift_prob",
     "noise_prob",
     "gain_prob",
@@ -92,7 +92,7 @@ class AugmentConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"augment.{name}={getattr(self, name)!r}: {why}")
 
-        for name in _PROBS:
+        for name in PROBABILITY_FIELDS:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "a probability must be in [0, 1]")
         for name in _RANGES:

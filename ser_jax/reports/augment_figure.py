@@ -20,7 +20,13 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from ser_jax.augment import AugmentConfig, apply_waveform, draw_spec_masks, draw_waveform_params
+from ser_jax.augment import (
+    PROBABILITY_FIELDS,
+    AugmentConfig,
+    apply_waveform,
+    draw_spec_masks,
+    draw_waveform_params,
+)
 from ser_jax.frontend import FrontendConfig, log_mel, num_frames
 
 _ROWS = (
@@ -31,15 +37,6 @@ _ROWS = (
     ("pitch shift", {"pitch_shift_prob": 1.0}),
     ("speed", {"speed_prob": 1.0}),
     ("SpecAugment", {"time_mask_prob": 1.0, "freq_mask_prob": 1.0}),
-)
-_PROBS = (
-    "time_shift_prob",
-    "noise_prob",
-    "gain_prob",
-    "pitch_shift_prob",
-    "speed_prob",
-    "time_mask_prob",
-    "freq_mask_prob",
 )
 
 
@@ -123,7 +120,7 @@ def write_augmentation_figure(
     import matplotlib.pyplot as plt
 
     base = augment or AugmentConfig()
-    base = dataclasses.replace(base, **{name: 0.0 for name in _PROBS})
+    base = dataclasses.replace(base, **{name: 0.0 for name in PROBABILITY_FIELDS})
     sr = frontend.sample_rate
     y = _load(Path(wav_path), sr)
     audio = jnp.asarray(y[None])
