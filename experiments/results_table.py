@@ -41,6 +41,8 @@ EXPERIMENTS = (
 
 
 def fmt(ms: dict) -> str:
+    if ms.get("n", 2) == 1:  # one value: a ± of 0 would claim a spread we did not measure
+        return f"{ms['mean']:.3f}"
     return f"{ms['mean']:.3f} ± {ms['std']:.3f}"
 
 
