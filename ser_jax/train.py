@@ -660,20 +660,8 @@ def train_and_evaluate(
             ),
             None,
         ),
-        "epoch_seconds_median": float(
-            np.median(
-                [h["epoch_seconds"] for h in history[1:]]
-                or [h["epoch_seconds"] for h in history]
-                or [0.0]
-            )
-        ),
-        "samples_per_second_median": float(
-            np.median(
-                [h["samples_per_second"] for h in history[1:]]
-                or [h["samples_per_second"] for h in history]
-                or [0.0]
-            )
-        ),
+        "epoch_seconds_median": _timing_median(history, "epoch_seconds"),
+        "samples_per_second_median": _timing_median(history, "samples_per_second"),
         "devices": parallel.device_summary(),
     }
     if main:
@@ -701,6 +689,12 @@ def train_and_evaluate(
     writer.close()
     results["test_metrics"] = test
     return results
+
+
+def _timing_median(history: list[dict[str, Any]], key: str) -> float:
+    """Median over epochs, leaving out the first (it includes compilation) when there are more."""
+    rows = history[1:] or history
+    return float(np.median([h[key] for h in rows])) if rows else 0.0
 
 
 def _lr(trainer: Trainer, step: int) -> float:
