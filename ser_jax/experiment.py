@@ -44,6 +44,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _fmt(ms: dict[str, float]) -> str:
+    if ms.get("n", 2) == 1:  # a single value has no spread to report
+        return f"{ms['mean']:.4f}"
     return f"{ms['mean']:.4f} ± {ms['std']:.4f}"
 
 
@@ -193,7 +195,7 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
             "| mean ± std over folds | "
             + " | ".join(_fmt(summary["fold_mean"][m]) for m in HEADLINE)
             + " |",
-            "| pooled (mean ± std over seeds) | "
+            f"| pooled ({'mean ± std over seeds' if len(pooled) > 1 else 'one seed'}) | "
             + " | ".join(_fmt(summary["pooled"][m]) for m in HEADLINE)
             + " |",
         ]
