@@ -289,6 +289,7 @@ class Trainer:
     class_weights: jax.Array
     train_step: Any
     eval_step: Any
+    schedule: optax.Schedule  # the learning rate by step, for logging
     max_samples: int
     bucket_samples: int
 
@@ -411,6 +412,7 @@ def build_trainer(config: Any, data: PreparedData | None = None) -> Trainer:
         class_weights=class_weights,
         train_step=step,
         eval_step=evaluate,
+        schedule=make_schedule(config.train, batches.steps_per_epoch),
         max_samples=max_samples,
         bucket_samples=bucket_samples,
     )
@@ -698,7 +700,7 @@ def _timing_median(history: list[dict[str, Any]], key: str) -> float:
 
 
 def _lr(trainer: Trainer, step: int) -> float:
-    return float(make_schedule(trainer.config.train, trainer.steps_per_epoch)(step))
+    return float(trainer.schedule(step))
 
 
 def _epoch_line(row: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import pytest
 from conftest import tiny_config
 
 from ser_jax import sweep as sweep_mod
+from ser_jax.data.manifest import EMOTIONS
 from ser_jax.experiment import cross_validate, run_seeds
 
 
@@ -148,15 +149,7 @@ def test_emodb_protocols_on_real_data(emodb_dir):
     loaded = load_all(cfg.data, progress=False)
     data = prepare(cfg, loaded=loaded)
     assert (len(data.train), len(data.val), len(data.test)) == (285, 62, 62)
-    assert data.label_names == (
-        "anger",
-        "boredom",
-        "disgust",
-        "fear",
-        "happiness",
-        "sadness",
-        "neutral",
-    )
+    assert data.label_names == EMOTIONS
     cfg.data.split = "speakers"
     cfg.data.test_speakers = ("03", "08")
     cfg.data.val_speakers = ("09",)

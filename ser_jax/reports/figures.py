@@ -43,13 +43,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, *, title: 
                     color="white" if data[i, j] > thresh else "black",
                 )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, *, title: str = "") -> Path:
@@ -75,6 +69,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path, *, title: str = "") -
     ax_acc.set_ylim(0, 1.02)
     ax_acc.legend(loc="lower right")
     ax_acc.grid(alpha=0.3)
+    return _save(fig, path, title)
+
+
+def _save(fig: Any, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
