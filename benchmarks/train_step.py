@@ -10,7 +10,7 @@ valid step, 7 classes; Adam 1e-3; one batch of ``--batch`` clips of ``--seconds`
 
 - ``jax net``: ``ser_jax.models.CNNLSTM`` + optax Adam on precomputed log-mel
   ``(batch, 201, 64)``, one ``jax.jit`` step with the state donated;
-- ``jax full``: ``ser_jax.train.train_step`` itself: waveform → log-mel → network → Adam;
+- ``jax full``: ``ser_jax.steps.train_step`` itself: waveform → log-mel → network → Adam;
 - the same two on ``--devices`` virtual CPU devices (``--xla_force_host_platform_device_count``,
   batch sharded, state replicated, as ``ser_jax.train`` does on a mesh);
 - ``torch net``: the same network in PyTorch eager (Conv2d + BatchNorm2d + ELU + MaxPool2d x 4,
@@ -82,9 +82,10 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
     sys.path.insert(0, str(ROOT))
     from ser_jax import parallel
+    from ser_jax.augment import AugmentConfig
     from ser_jax.frontend import FrontendConfig, log_mel
     from ser_jax.models import CNNLSTM
-    from ser_jax.train import create_train_state, train_step
+    from ser_jax.steps import create_train_state, train_step
 
     audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
     frontend = FrontendConfig(sample_rate=SAMPLE_RATE, n_mels=N_MELS)
@@ -131,7 +132,12 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
     net_batch = put({"feats": feats, "frames": frames, "label": labels_np})
     full = jax.jit(
         functools.partial(
-            train_step, frontend=frontend, augment=None, offline=False, seed=0, label_smoothing=0.0
+            train_step,
+            frontend=frontend,
+            augment=AugmentConfig(),
+            offline=False,
+            seed=0,
+            label_smoothing=0.0,
         ),
         in_shardings=(state_sh, batch_sh, repl),
         out_shardings=(state_sh, repl),

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from ser_jax.tables import fmt as _fmt
+
 EXPERIMENTS = (
     (
         "matlab",
@@ -41,9 +43,7 @@ EXPERIMENTS = (
 
 
 def fmt(ms: dict) -> str:
-    if ms.get("n", 2) == 1:  # one value: a ± of 0 would claim a spread we did not measure
-        return f"{ms['mean']:.3f}"
-    return f"{ms['mean']:.3f} ± {ms['std']:.3f}"
+    return _fmt(ms, digits=3)
 
 
 def rows(root: Path) -> list[str]:

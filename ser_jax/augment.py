@@ -49,7 +49,7 @@ import jax.scipy.special
 import numpy as np
 
 from ser_jax.errors import ConfigError
-from ser_jax.frontend import _as_bool, _as_dict, _as_int
+from ser_jax.settings import as_bool, as_dict, as_int, unknown_setting
 
 _NOISE_COLORS = ("white", "pink", "mixed")
 PROBABILITY_FIELDS = (
@@ -113,20 +113,20 @@ class AugmentConfig:
     @classmethod
     def from_config(cls, cfg: Any) -> AugmentConfig:
         """From an ``ml_collections.ConfigDict`` or a mapping; unknown keys raise ConfigError."""
-        fields = _as_dict(cfg, "augment")
+        fields = as_dict(cfg, "augment")
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in fields.items():
             if key not in known:
-                raise ConfigError(f"augment.{key}: unknown setting (known: {sorted(known)})")
+                raise unknown_setting("augment", key, known)
             try:
                 if key in _RANGES:
                     pair = tuple(float(v) for v in value)
                     kwargs[key] = pair
                 elif key in _COUNTS:
-                    kwargs[key] = _as_int(value)
+                    kwargs[key] = as_int(value)
                 elif key == "time_shift_wrap":
-                    kwargs[key] = _as_bool(value)
+                    kwargs[key] = as_bool(value)
                 elif key == "noise_color":
                     kwargs[key] = str(value)
                 else:
@@ -343,6 +343,7 @@ def augment_waveform(
     lengths: jax.Array,
     cfg: AugmentConfig,
     sample_rate: int,
+    apply: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Random waveform augmentation of a padded batch, one key per example.
 
@@ -351,6 +352,7 @@ def augment_waveform(
       audio: ``(batch, samples)`` float32, zero after each true length.
       lengths: ``(batch,)`` int32 true lengths.
       cfg: static settings; sample_rate: Hz (for the time-shift range).
+      apply: optional ``(batch,)`` bool; examples where it is False are left as they are.
 
     Returns:
       ``(audio, lengths, warp)``: augmented audio (same shape, zero after the new lengths),
@@ -359,6 +361,8 @@ def augment_waveform(
     """
     _check_keys(keys, audio.shape[0])
     params = draw_waveform_params(keys, cfg, sample_rate)
+    if apply is not None:
+        params = skip_examples(params, apply)
     return apply_waveform(params, audio, lengths, cfg)
 
 
@@ -402,17 +406,52 @@ def _stripe_mask(starts: jax.Array, widths: jax.Array, size: int) -> jax.Array:
     return jnp.any(inside, axis=1)
 
 
+def apply_spec_masks(masks: dict[str, jax.Array], feats: jax.Array) -> jax.Array:
+    """Zero the stripes of ``draw_spec_masks`` in ``feats`` ``(batch, frames, mel)``."""
+    masked = _stripe_mask(masks["time_start"], masks["time_width"], feats.shape[1])[:, :, None]
+    masked = (
+        masked | _stripe_mask(masks["freq_start"], masks["freq_width"], feats.shape[2])[:, None, :]
+    )
+    return jnp.where(masked, jnp.zeros((), feats.dtype), feats)
+
+
+def skip_examples(params: dict[str, jax.Array], apply: jax.Array) -> dict[str, jax.Array]:
+    """Drawn waveform or SpecAugment parameters with every transform off where ``apply`` is
+    False (``(batch,)`` bool): those examples come out unaugmented."""
+    off = {
+        "shift": 0,
+        "speed": 1.0,
+        "gain_db": 0.0,
+        "semitones": 0.0,
+        "warp": 1.0,
+        "noise": False,
+        "time_width": 0,
+        "freq_width": 0,
+    }
+    out = dict(params)
+    for name, value in off.items():
+        if name in out:
+            keep = apply.reshape(apply.shape + (1,) * (out[name].ndim - 1))
+            out[name] = jnp.where(keep, out[name], jnp.asarray(value, out[name].dtype))
+    return out
+
+
 def spec_augment(
-    keys: jax.Array, feats: jax.Array, frame_lengths: jax.Array, cfg: AugmentConfig
+    keys: jax.Array,
+    feats: jax.Array,
+    frame_lengths: jax.Array,
+    cfg: AugmentConfig,
+    apply: jax.Array | None = None,
 ) -> jax.Array:
     """Time and frequency masking of ``feats`` ``(batch, frames, mel)``; masked values are 0.
 
-    Masks lie inside each example's valid frames. Identity when both probabilities are 0.
+    Masks lie inside each example's valid frames. Identity when both probabilities are 0, and
+    for examples where ``apply`` ``(batch,)`` is False.
     """
     if not cfg.spec_enabled:
         return feats
     _check_keys(keys, feats.shape[0])
-    m = draw_spec_masks(keys, frame_lengths, feats.shape[2], cfg)
-    masked = _stripe_mask(m["time_start"], m["time_width"], feats.shape[1])[:, :, None]
-    masked = masked | _stripe_mask(m["freq_start"], m["freq_width"], feats.shape[2])[:, None, :]
-    return jnp.where(masked, jnp.zeros((), feats.dtype), feats)
+    masks = draw_spec_masks(keys, frame_lengths, feats.shape[2], cfg)
+    if apply is not None:
+        masks = skip_examples(masks, apply)
+    return apply_spec_masks(masks, feats)

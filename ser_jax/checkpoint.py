@@ -1,98 +1,184 @@
-"""Orbax checkpoints: save every N steps and at the end, keep the last K and the best, resume.
+"""Orbax checkpoints: save at every epoch end (and every N steps), keep the latest K, resume.
 
-A checkpoint holds the whole train state (params, optimizer state, BatchNorm statistics, step)
-and a small JSON ``meta`` item (epoch, best validation score so far, history). The RNG and the
-data order are pure functions of ``(seed, step)`` (see ``ser_jax.data.pipeline``), so the step is
-all the input-pipeline state there is: a resumed run sees exactly the batches and augmentation
-draws the uninterrupted run would have seen.
+A checkpoint holds the whole train state (params, optimizer state, BatchNorm and feature
+statistics, step; stacked over the members axis when several models train at once), the model
+variables each model scored best with on validation so far (``best``), and a small JSON ``meta``
+item (each model's loop state: history, best step and score, early-stopping count, the sums of
+a partial epoch). The RNG and the data order are pure functions of ``(seed, step)`` (see
+``ser_jax.data.pipeline``), so the step is all the input-pipeline state there is: a resumed run
+sees exactly the batches and augmentation draws the uninterrupted run would have seen.
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a killed job
-never leaves a half-written checkpoint as the latest one. Every process must call ``save`` and
-``restore`` (orbax coordinates them); only process 0 writes the files.
+never leaves a half-written checkpoint as the latest one. A checkpoint that is complete but
+unreadable (damaged files) is moved aside to ``<dir>.unreadable/`` with the reason printed, and
+the run resumes from the newest one that restores. A save that fails (a full disk) stops with
+one line: the step, the folder, the cause, and the step a rerun will resume from. Every process
+calls ``save`` and ``restore`` (orbax coordinates them); only process 0 writes the files.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
+from ser_jax.errors import SerJaxError
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(SerJaxError):
+    """A checkpoint could not be written or read; names the step, the folder and the cause."""
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost error of a chain (orbax wraps OS errors several levels deep), one line."""
+    seen = set()
+    best = err
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.strerror:
+            return f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+        best = err
+        err = err.__cause__ or err.__context__
+    text = str(best).strip().splitlines()
+    return f"{type(best).__name__}: {text[0] if text else ''}".strip()
+
 
 class Checkpointer:
-    """A ``CheckpointManager`` keeping the latest ``keep`` checkpoints plus the best by a metric."""
+    """A ``CheckpointManager`` keeping the latest ``keep`` checkpoints."""
 
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        keep: int = 2,
-        best_metric: str | None = "val_uar",
-        asynchronous: bool = True,
-    ):
-        policies: list[Any] = [cm.LatestN(n=max(1, keep))]
-        if best_metric:
-            policies.append(
-                cm.BestN(
-                    get_metric_fn=lambda metrics: metrics[best_metric],
-                    reverse=False,
-                    n=1,
-                    keep_checkpoints_without_metrics=False,
-                )
-            )
+    def __init__(self, directory: str | Path, *, keep: int = 2, asynchronous: bool = True):
+        self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=cm.AnyPreservationPolicy(policies),
+            preservation_policy=cm.LatestN(n=max(1, keep)),
             enable_async_checkpointing=asynchronous,
             create=True,
         )
-        self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "meta")
+            self.directory,
+            options=options,
+            item_handlers={
+                "state": ocp.PyTreeCheckpointHandler(),
+                "best": ocp.PyTreeCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
+        self._pending: int | None = None  # the step of an asynchronous save in flight
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+        return sorted(self.manager.all_steps())
 
-    def save(
-        self,
-        step: int,
-        state: Any,
-        meta: dict[str, Any],
-        metrics: dict[str, float] | None = None,
-        *,
-        force: bool = False,
-    ) -> bool:
-        # The save is asynchronous: snapshot ``meta`` now, so the caller may keep mutating it.
-        snapshot = json.loads(json.dumps(meta))
-        return self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(snapshot)
-            ),
-            metrics=metrics,
-            force=force,
+    def save(self, step: int, state: Any, best: Any, meta: dict[str, Any]) -> None:
+        """Save (asynchronously) ``state``, ``best`` (or None) and a JSON snapshot of ``meta``."""
+        self.wait()  # a failed earlier save surfaces here, named, before a new one starts
+        items = {
+            "state": ocp.args.PyTreeSave(state),
+            # Snapshot now: the caller keeps mutating ``meta`` while the save runs.
+            "meta": ocp.args.JsonSave(json.loads(json.dumps(meta))),
+        }
+        if best is not None:
+            items["best"] = ocp.args.PyTreeSave(best)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+        except Exception as err:  # orbax raises many types; re-raised as one named error
+            raise self._save_error(step, err) from err
+        self._pending = step
+
+    def wait(self) -> None:
+        if self._pending is None:
+            return
+        step, self._pending = self._pending, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:
+            raise self._save_error(step, err) from err
+
+    def _save_error(self, step: int, err: BaseException) -> CheckpointError:
+        complete = [s for s in self.all_steps() if s != step]
+        resume = f"step {complete[-1]}" if complete else "the start (no complete checkpoint)"
+        return CheckpointError(
+            f"could not save the checkpoint of step {step} in {self.directory}: "
+            f"{root_cause(err)}. Nothing earlier is lost: after fixing the cause, the same "
+            f"command resumes from {resume}."
         )
 
-    def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
-        """Restore ``step`` into arrays shaped (and sharded) like ``like``."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    def restore(self, step: int, like_state: Any, like_best: Any) -> tuple[Any, Any, dict]:
+        """Restore ``step`` into arrays shaped (and sharded) like the ``like_*`` trees."""
+        items = {"state": _restore_args(like_state), "meta": ocp.args.JsonRestore()}
+        if like_best is not None:
+            items["best"] = _restore_args(like_best)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        best = restored.best if like_best is not None else None
+        return restored.state, best, dict(restored.meta)
+
+    def restore_latest(self, like_state: Any, like_best: Any) -> tuple[int, Any, Any, dict] | None:
+        """The newest checkpoint that restores, as ``(step, state, best, meta)``, or None.
+
+        A checkpoint that fails to restore is moved to ``<dir>.unreadable/`` (never deleted)
+        with a one-line note naming the step and the cause, and the next older one is tried.
+        """
+        for step in reversed(self.all_steps()):
+            try:
+                state, best, meta = self.restore(step, like_state, like_best)
+            except Exception as err:  # damaged files: tensorstore, json, orbax metadata errors
+                self._set_aside(step, root_cause(err))
+                continue
+            return step, state, best, meta
+        return None
+
+    def _set_aside(self, step: int, cause: str) -> None:
+        aside = self.directory.with_name(self.directory.name + ".unreadable")
+        target = aside / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if jax.process_index() == 0:
+            aside.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(self.directory / str(step)), str(target))
+        print(
+            f"checkpoint step {step} in {self.directory} is unreadable ({cause}); "
+            f"moved it to {target} and trying the next older one",
+            file=sys.stderr,
+        )
+        self.manager.reload()
+
+    def restore_variables(self, step: int, names: tuple[str, ...]) -> dict[str, Any]:
+        """Only the named fields of the saved train state (e.g. params, batch_stats), as
+        numpy arrays: no optimiser or model is needed to read them."""
+        tree = self.manager.item_metadata(step)["state"]
+        tree = getattr(tree, "tree", tree)
+        like = {k: tree[k] for k in names if k in tree}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), like)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                state=ocp.args.PyTreeRestore(
+                    item=like, restore_args=restore_args, partial_restore=True
+                )
             ),
         )
-        return restored.state, dict(restored.meta)
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+        return dict(restored.state)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
+
+
+def _restore_args(like: Any) -> ocp.args.PyTreeRestore:
+    """Restore into arrays with the shapes, dtypes and shardings of ``like``."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    return ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)
+    )

@@ -1,142 +1,319 @@
 """Command line: ``ser-jax VERB [flags]`` (also ``python -m ser_jax VERB``).
 
-Verbs:
-  train     train and evaluate one config (``--config FILE --config.x=y``), ``--seeds N`` for
-            N seeds with mean ± std; resumes from the run directory's latest checkpoint
-  cv        leave-one-speaker-out (or k-fold over speakers): every fold, per-fold and pooled
-            metrics and a pooled confusion matrix
-  evaluate  score a trained run's selected model on its test split or on another corpus
-  predict   label and class probabilities for audio files (any length, any sample rate)
-  explore   label histogram, example waveforms and log-mel spectrograms, summary tables
-  augment-figure  one utterance, clean and under each augmentation (waveform + log-mel)
-  demo-corpus     write the synthetic demo corpus to a folder
-  table           every results.json under ``--run DIR`` → results.csv / results.md
-  tfds-build      build the ``emodb`` TFDS dataset (array_record) from a manual copy
-                  (``--data`` wav folder, ``--out`` TFDS data_dir); train on it with
-                  ``--config.data.corpus=tfds:emodb --config.data.root=<data_dir>``
+Every verb is one row of :data:`VERBS` (name, one-line summary, the flags it reads, an example,
+and the function that runs it); ``ser-jax --help`` lists them and ``ser-jax VERB --help`` shows
+one. Settings live in ml_collections config files (``experiments/configs/*.py``; the default is
+the package's own ``ser_jax/config.py``, the synthetic demo corpus), and any field can be
+overridden with ``--config.section.field=value``.
 
-Settings live in ml_collections config files (``experiments/configs/*.py``); the default is
-the package's own ``ser_jax/config.py`` (the synthetic demo corpus).
+The project's own errors (a bad setting, a missing file, a run directory that is not one) print
+one line, ``error: ...``, and exit with status 2; ``--debug`` (or ``SER_JAX_DEBUG=1``) shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from ser_jax import config as default_config_module
+from ser_jax.errors import SerJaxError
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    "config",
-    str(Path(default_config_module.__file__)),
-    "Experiment config file (get_config).",
-    lock_config=True,
-)
-flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
-flags.DEFINE_integer("seeds", 1, "train/cv: number of seeds (config.seed, +1, ...); mean ± std.")
-flags.DEFINE_string("run", None, "evaluate/predict: a run directory written by train.")
-flags.DEFINE_string("data", None, "explore/evaluate: corpus folder (or CSV).")
-flags.DEFINE_string("corpus", "emodb", "explore/evaluate: corpus reader name (emodb, folder, csv).")
-flags.DEFINE_string("out", None, "explore/augment-figure/demo-corpus/evaluate: output path.")
-flags.DEFINE_string("wav", None, "augment-figure: the audio file to show.")
-flags.DEFINE_bool("json", False, "predict: print JSON instead of a table.")
-flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
-flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
+DEFAULT_CONFIG = str(Path(__file__).with_name("config.py"))
 
-VERBS = (
-    "train",
-    "cv",
-    "evaluate",
-    "predict",
-    "explore",
-    "augment-figure",
-    "demo-corpus",
-    "tfds-build",
-    "table",
-)
+
+def _define_flags() -> None:
+    """Define the flags (once). Deferred to ``run``: the config flag parses its overrides
+    when defined, and a bad override must become a one-line error, not an import traceback."""
+    from ml_collections import config_flags
+
+    if "workdir" in FLAGS:
+        return
+    flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
+    flags.DEFINE_integer("seeds", 1, "Number of seeds (config.seed, +1, ...); mean ± std.")
+    flags.DEFINE_string("run", None, "A run directory written by train.")
+    flags.DEFINE_string("data", None, "Corpus folder (or CSV file).")
+    flags.DEFINE_string("corpus", "emodb", "Corpus reader name for --data (emodb, folder, csv).")
+    flags.DEFINE_string("out", None, "Output path.")
+    flags.DEFINE_string("wav", None, "The audio file to show.")
+    flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+    flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
+    flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
+    flags.DEFINE_bool("debug", False, "Show tracebacks of the project's own errors.")
+    config_flags.DEFINE_config_file(
+        "config", DEFAULT_CONFIG, "Experiment config file (get_config).", lock_config=True
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Verb:
+    name: str
+    summary: str
+    flags: tuple[str, ...]
+    example: str
+    run: Callable[[list[str]], int | None]
 
 
 def _workdir(config) -> Path:
     return Path(FLAGS.workdir) if FLAGS.workdir else Path("runs") / str(config.name)
 
 
+def _need(flag: str, verb: str, what: str) -> str:
+    value = getattr(FLAGS, flag)
+    if not value:
+        raise UsageError(f"{verb} needs --{flag} ({what})")
+    return value
+
+
+class UsageError(SerJaxError):
+    """The command line lacks something the verb needs."""
+
+
+def _train(rest: list[str]) -> None:
+    from ser_jax.experiment import run_seeds
+
+    run_seeds(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
+
+
+def _cv(rest: list[str]) -> None:
+    from ser_jax.experiment import cross_validate
+
+    cross_validate(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
+
+
+def _evaluate(rest: list[str]) -> None:
+    from ser_jax.inference import evaluate_run
+
+    run = _need("run", "evaluate", "a run directory")
+    evaluate_run(run, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out)
+
+
+def _predict(rest: list[str]) -> int:
+    from ser_jax.inference import predict_command
+
+    run = _need("run", "predict", "a run directory")
+    if not rest:
+        raise UsageError("predict needs one or more audio files after the flags")
+    return predict_command(run, rest, as_json=FLAGS.json)
+
+
+def _explore(rest: list[str]) -> None:
+    from ser_jax.reports.explore import explore_command
+
+    explore_command(FLAGS.config, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out)
+
+
+def _augment_figure(rest: list[str]) -> None:
+    from ser_jax.reports.augment_figure import augment_figure_command
+
+    augment_figure_command(FLAGS.config, wav=FLAGS.wav, out=FLAGS.out)
+
+
+def _demo_corpus(rest: list[str]) -> None:
+    from ser_jax.data.synthetic import make_demo_corpus
+
+    out = Path(FLAGS.out or "demo_corpus")
+    demo = FLAGS.config.data.demo
+    make_demo_corpus(
+        out,
+        speakers=int(demo.speakers),
+        utterances_per_class=int(demo.utterances_per_class),
+        seconds=tuple(float(s) for s in demo.seconds),
+        sample_rate=int(FLAGS.config.data.sample_rate),
+    )
+    print(f"wrote the demo corpus to {out}")
+
+
+def _table(rest: list[str]) -> None:
+    from ser_jax.experiment import table_command
+
+    table_command(FLAGS.run or "runs")
+
+
+def _tfds_build(rest: list[str]) -> None:
+    from ser_jax.data.tfds_emodb import build_emodb_tfds
+
+    data = _need("data", "tfds-build", "the folder of Emo-DB wav files")
+    out = _need("out", "tfds-build", "the TFDS data_dir to write")
+    build_emodb_tfds(data, out)
+    print(f"built TFDS dataset 'emodb' in {out}")
+
+
+_MP = ("coordinator", "num_processes", "process_id")
+VERBS: dict[str, Verb] = {
+    v.name: v
+    for v in (
+        Verb(
+            "train",
+            "train and evaluate one config (resumes from the run directory); --seeds N for mean ± std",
+            ("config", "workdir", "seeds", *_MP),
+            "ser-jax train --config experiments/configs/best.py --config.train.epochs=10 --seeds 3",
+            _train,
+        ),
+        Verb(
+            "cv",
+            "leave-one-speaker-out (or speaker k-fold) cross-validation, per-fold and pooled metrics",
+            ("config", "workdir", "seeds", *_MP),
+            "ser-jax cv --config experiments/configs/best.py --seeds 2 --config.train.members=8",
+            _cv,
+        ),
+        Verb(
+            "evaluate",
+            "score a run's selected model on its own test split or on another corpus",
+            ("run", "data", "corpus", "out"),
+            "ser-jax evaluate --run runs/best/seed10 --data /data/other_emodb --corpus emodb",
+            _evaluate,
+        ),
+        Verb(
+            "predict",
+            "label and class probabilities for audio files (any length, any sample rate)",
+            ("run", "json"),
+            "ser-jax predict --run runs/demo clip1.wav clip2.flac --json",
+            _predict,
+        ),
+        Verb(
+            "explore",
+            "label histogram, example waveforms and log-mel spectrograms, summary tables",
+            ("config", "data", "corpus", "out"),
+            "ser-jax explore --data $SER_EMODB_DIR --out runs/explore",
+            _explore,
+        ),
+        Verb(
+            "augment-figure",
+            "one utterance, clean and under each augmentation (waveform + log-mel)",
+            ("config", "wav", "out"),
+            "ser-jax augment-figure --wav 03a01Wa.wav --out runs/augmentations.png",
+            _augment_figure,
+        ),
+        Verb(
+            "demo-corpus",
+            "write the synthetic demo corpus to a folder",
+            ("config", "out"),
+            "ser-jax demo-corpus --out demo_corpus",
+            _demo_corpus,
+        ),
+        Verb(
+            "table",
+            "every results.json under a folder → results.csv and results.md",
+            ("run",),
+            "ser-jax table --run runs",
+            _table,
+        ),
+        Verb(
+            "tfds-build",
+            "build the emodb TFDS dataset (array_record) from a folder of Emo-DB wav files",
+            ("data", "out"),
+            "ser-jax tfds-build --data $SER_EMODB_DIR --out /data/tfds",
+            _tfds_build,
+        ),
+    )
+}
+
+
+def usage() -> str:
+    width = max(map(len, VERBS))
+    lines = [
+        "usage: ser-jax VERB [--config FILE] [--config.section.field=value ...] [flags]",
+        "",
+        "verbs:",
+        *(f"  {v.name:<{width}}  {v.summary}" for v in VERBS.values()),
+        "",
+        "ser-jax VERB --help shows a verb's flags and an example; --debug shows tracebacks.",
+    ]
+    return "\n".join(lines)
+
+
+def verb_help(verb: Verb) -> str:
+    _define_flags()
+    lines = [f"ser-jax {verb.name}: {verb.summary}", "", "flags:"]
+    for name in verb.flags:
+        flag = FLAGS[name]
+        default = "" if flag.default in (None, False, "") else f" (default: {flag.default})"
+        if name == "config":
+            default = " (default: ser_jax/config.py, the synthetic demo corpus)"
+        lines.append(f"  --{name:<14} {flag.help}{default}")
+    if "config" in verb.flags:
+        lines.append(f"  --{'config.X.Y=V':<14} override any config field")
+    lines += ["", "example:", f"  {verb.example}"]
+    return "\n".join(lines)
+
+
+def _config_error(err: BaseException, argv: list[str]) -> str:
+    """A one-line message for a bad ``--config`` file or override."""
+    text = str(err).strip().strip("'\"").replace("\\n", "\n")
+    match = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+    if match:
+        wrong = match.group(2)
+        arg = next((a.split("=")[0] for a in argv if re.search(rf"\.{wrong}\b", a)), wrong)
+        return f"{arg}: {wrong!r} is not a config field (did you mean {match.group(1)!r}?)"
+    return " ".join(text.split())
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[1] not in VERBS:
-        print(__doc__, file=sys.stderr)
-        got = argv[1] if len(argv) > 1 else "nothing"
-        raise app.UsageError(f"give a verb, one of {', '.join(VERBS)} (got {got})")
     verb, rest = argv[1], argv[2:]
-    # absl.app turns library INFO logs on (orbax is chatty); keep the console for our output.
+    from absl import logging
+
+    # absl turns library INFO logs on (orbax is chatty); keep the console for our output.
     logging.set_verbosity(logging.WARNING)
     from ser_jax import parallel
 
     parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
-    if verb == "train":
-        from ser_jax.experiment import run_seeds
-
-        run_seeds(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
-    elif verb == "cv":
-        from ser_jax.experiment import cross_validate
-
-        cross_validate(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
-    elif verb == "evaluate":
-        from ser_jax.inference import evaluate_run
-
-        if not FLAGS.run:
-            raise app.UsageError("evaluate needs --run DIR")
-        evaluate_run(FLAGS.run, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out)
-    elif verb == "predict":
-        from ser_jax.inference import predict_command
-
-        if not FLAGS.run or not rest:
-            raise app.UsageError("predict needs --run DIR and one or more audio files")
-        return predict_command(FLAGS.run, rest, as_json=FLAGS.json)
-    elif verb == "explore":
-        from ser_jax.inference import explore_command
-
-        explore_command(FLAGS.config, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out)
-    elif verb == "augment-figure":
-        from ser_jax.inference import augment_figure_command
-
-        augment_figure_command(FLAGS.config, wav=FLAGS.wav, out=FLAGS.out)
-    elif verb == "demo-corpus":
-        from ser_jax.data.synthetic import make_demo_corpus
-
-        out = Path(FLAGS.out or "demo_corpus")
-        demo = FLAGS.config.data.demo
-        make_demo_corpus(
-            out,
-            speakers=int(demo.speakers),
-            utterances_per_class=int(demo.utterances_per_class),
-            seconds=tuple(float(s) for s in demo.seconds),
-            sample_rate=int(FLAGS.config.data.sample_rate),
-        )
-        print(f"wrote the demo corpus to {out}")
-    elif verb == "table":
-        from ser_jax.experiment import collect_runs, write_table
-
-        root = Path(FLAGS.run or "runs")
-        rows = collect_runs(root)
-        write_table(rows, root / "results.csv", root / "results.md")
-        print((root / "results.md").read_text() if rows else f"no results.json under {root}")
-    elif verb == "tfds-build":
-        from ser_jax.data.tfds_emodb import build_emodb_tfds
-
-        if not FLAGS.data or not FLAGS.out:
-            raise app.UsageError("tfds-build needs --data (wav folder) and --out (TFDS data_dir)")
-        build_emodb_tfds(FLAGS.data, FLAGS.out)
-        print(f"built TFDS dataset 'emodb' in {FLAGS.out}")
-    return 0
+    return VERBS[verb].run(rest) or 0
 
 
-def run() -> None:
-    """Console-script entry point."""
-    app.run(main)
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: ``sys.exit`` with the verb's status."""
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    debug = "--debug" in args or os.environ.get("SER_JAX_DEBUG", "") not in ("", "0")
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if args else 2)
+    verb = args[0]
+    if verb not in VERBS:
+        print(f"error: unknown verb {verb!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    if "-h" in args or "--help" in args:
+        sys.argv = [argv[0]]  # the config flag must not parse the overrides for help
+        print(verb_help(VERBS[verb]))
+        sys.exit(0)
+    try:
+        sys.argv = argv  # the config flag reads its overrides from sys.argv when defined
+        _define_flags()
+        positional = FLAGS([argv[0], *args])
+        code = main(positional)
+    except (flags.Error, OSError, AttributeError, KeyError) as err:
+        if debug or not _from_flags(err):
+            raise
+        print(f"error: {_config_error(err, args)}", file=sys.stderr)
+        sys.exit(2)
+    except SerJaxError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
+
+
+def _from_flags(err: BaseException) -> bool:
+    """Whether an error came from parsing the command line or loading the config file (not
+    from a bug deeper down, whose traceback must stay visible)."""
+    if isinstance(err, flags.Error):
+        return True
+    tb = err.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if "config_flags" in name or "absl/flags" in name:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":

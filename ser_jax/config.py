@@ -112,4 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 2
     c.train.progress = True
     c.train.log_every_steps = 10
+    # Seeds (--seeds N) and cross-validation folds trained together as members of one compiled
+    # step, up to this many at once; 0 = one model at a time (ser_jax.train.train_members).
+    c.train.members = 0
     return c

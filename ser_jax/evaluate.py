@@ -89,6 +89,26 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prediction_rows(
+    clips: Any, probs: np.ndarray, label_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per clip of a ``ClipSet``: id, path, speaker, true and predicted label, and the
+    class probabilities."""
+    rows = []
+    for u, p, y in zip(clips.utts, probs, clips.labels, strict=True):
+        rows.append(
+            {
+                "utt_id": u.utt_id,
+                "path": u.path,
+                "speaker": u.speaker,
+                "label": label_names[int(y)],
+                "predicted": label_names[int(p.argmax())],
+                "probs": {n: round(float(v), 5) for n, v in zip(label_names, p, strict=True)},
+            }
+        )
+    return rows
+
+
 def write_report(
     out_dir: Path, split: str, metrics: dict[str, Any], predictions: list[dict[str, Any]]
 ) -> None:
@@ -107,13 +127,3 @@ def write_report(
         out_dir / f"{split}_confusion.png",
         title=f"{split}: accuracy {metrics['accuracy']:.3f}, UAR {metrics['uar']:.3f}",
     )
-
-
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
-    arr = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "n": int(arr.size),
-    }

@@ -1,16 +1,20 @@
 """Experiments over runs: several seeds, speaker cross-validation, and result tables.
 
 - ``run_seeds``: one config, seeds ``s, s+1, ...``; each seed a run directory ``seed<k>/``; a
-  ``summary.json``/``summary.md`` with mean ± std (sample std, ddof=1) of the test metrics.
+  ``summary.json``/``summary.md`` with mean ± std (sample std, ddof=1) of the test metrics,
+  and, when the seeds share one split, the ensemble of their averaged probabilities.
 - ``cross_validate``: leave-one-speaker-out over every speaker (each fold its own run directory
   ``fold<k>-<speaker>/seed<s>/``), the audio loaded once; per-fold metrics, their mean ± std,
   and pooled metrics from all folds' test predictions with a pooled confusion matrix PNG.
 - ``collect_runs``: every ``results.json`` under a folder → one table (CSV and Markdown).
+
+With ``train.members = N`` (N ≥ 2) the seeds or folds are trained N at a time as members of one
+compiled step (``ser_jax.train.train_members``); each still writes its own run directory, so
+every summary here reads the same files either way.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,15 +23,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from ser_jax.data.prepare import load_all, prepare
-from ser_jax.evaluate import classification_metrics, format_table, mean_std
+from ser_jax.data.prepare import PreparedData, load_all, prepare
+from ser_jax.evaluate import classification_metrics, format_table
 from ser_jax.reports.figures import plot_confusion
-from ser_jax.train import train_and_evaluate
+from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
+from ser_jax.train import train_members
 
-HEADLINE = ("test_accuracy", "test_uar", "test_macro_f1")
 
-
-def _with(config: Any, **updates: Any) -> Any:
+def with_overrides(config: Any, **updates: Any) -> Any:
+    """A copy of ``config`` with dotted fields replaced (``with_overrides(c, **{"a.b": 1})``)."""
     cfg = config.copy_and_resolve_references()
     with cfg.unlocked():
         for dotted, value in updates.items():
@@ -39,33 +43,47 @@ def _with(config: Any, **updates: Any) -> Any:
     return cfg
 
 
-def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return {k: mean_std([r[k] for r in results]) for k in HEADLINE}
-
-
-def _fmt(ms: dict[str, float]) -> str:
-    if ms.get("n", 2) == 1:  # a single value has no spread to report
-        return f"{ms['mean']:.4f}"
-    return f"{ms['mean']:.4f} ± {ms['std']:.4f}"
+def train_all(
+    configs: Sequence[Any],
+    workdirs: Sequence[Path],
+    datas: Sequence[PreparedData | None],
+    job_root: Path,
+) -> list[dict[str, Any]]:
+    """Train every config into its run directory: one at a time, or ``train.members`` at a
+    time in one compiled step (job checkpoints under ``job_root/members<i>``)."""
+    group = int(configs[0].train.members)
+    results: list[dict[str, Any]] = []
+    if group < 2:
+        for cfg, w, d in zip(configs, workdirs, datas, strict=True):
+            print(f"=== {w} ===", flush=True)
+            results += train_members([cfg], [w], [d], job_dir=w, stacked=False)
+        return results
+    for i, start in enumerate(range(0, len(configs), group)):
+        part = slice(start, start + group)
+        names = ", ".join(str(w) for w in workdirs[part])
+        print(f"=== {len(configs[part])} models together: {names} ===", flush=True)
+        results += train_members(
+            configs[part], workdirs[part], datas[part], job_dir=job_root / f"members{i}"
+        )
+    return results
 
 
 def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
     workdir = Path(workdir)
     if seeds <= 1:
-        return train_and_evaluate(config, workdir)
+        return train_members([config], [workdir], job_dir=workdir, stacked=False)[0]
     base = int(config.seed)
-    results = []
-    for k in range(seeds):
-        seed = base + k
-        print(f"=== seed {seed} ({k + 1}/{seeds}) ===", flush=True)
-        results.append(train_and_evaluate(_with(config, seed=seed), workdir / f"seed{seed}"))
+    seed_list = [base + k for k in range(seeds)]
+    configs = [with_overrides(config, seed=s) for s in seed_list]
+    dirs = [workdir / f"seed{s}" for s in seed_list]
+    results = train_all(configs, dirs, [None] * seeds, workdir)
     summary = {
         "name": str(config.name),
-        "seeds": [base + k for k in range(seeds)],
+        "seeds": seed_list,
         "per_seed": [{k: r[k] for k in ("seed", *HEADLINE)} for r in results],
         **summarize(results),
     }
-    ensemble = seed_ensemble([workdir / f"seed{base + k}" for k in range(seeds)])
+    ensemble = seed_ensemble(dirs)
     if ensemble is not None:
         summary["ensemble"] = ensemble
     if jax.process_index() == 0:
@@ -73,9 +91,7 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
         lines = [
             f"# {config.name}: {seeds} seeds",
             "",
-            "| metric | mean ± std |",
-            "|---|---|",
-            *(f"| {k} | {_fmt(summary[k])} |" for k in HEADLINE),
+            markdown(["metric", "mean ± std"], [[k, summary[k]] for k in HEADLINE]),
         ]
         if ensemble is not None:
             lines += [
@@ -120,28 +136,31 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     kind = "speaker_kfold" if kfold else "loso"
     n_folds = int(config.data.folds) if kfold else len(speakers)
     base = int(config.seed)
-    per_fold: list[dict[str, Any]] = []
-    pooled_by_seed: dict[int, tuple[list[int], list[int]]] = {}
-    label_names: tuple[str, ...] = ()
+    configs, datas, dirs, keys = [], [], [], []
     for fold in range(n_folds):
         for k in range(seeds):
             seed = base + k
-            cfg = _with(config, seed=seed, **{"data.split": kind, "data.fold": fold})
+            cfg = with_overrides(config, seed=seed, **{"data.split": kind, "data.fold": fold})
             data = prepare(cfg, loaded=loaded)
             speaker = "+".join(sorted({u.speaker for u in data.test.utts}))
-            print(f"=== fold {fold} (test speaker {speaker}), seed {seed} ===", flush=True)
-            label_names = data.label_names
-            run_dir = workdir / f"fold{fold}-{speaker}" / f"seed{seed}"
-            result = train_and_evaluate(cfg, run_dir, data=data)
-            per_fold.append(
-                {"fold": fold, "speaker": speaker, "seed": seed, **{m: result[m] for m in HEADLINE}}
-            )
-            truth, pred = pooled_by_seed.setdefault(seed, ([], []))
-            with open(run_dir / "test_predictions.jsonl") as f:
-                for line in f:
-                    row = json.loads(line)
-                    truth.append(label_names.index(row["label"]))
-                    pred.append(label_names.index(row["predicted"]))
+            configs.append(cfg)
+            datas.append(data)
+            dirs.append(workdir / f"fold{fold}-{speaker}" / f"seed{seed}")
+            keys.append((fold, speaker, seed))
+    results = train_all(configs, dirs, datas, workdir)
+    label_names = datas[0].label_names
+    per_fold: list[dict[str, Any]] = []
+    pooled_by_seed: dict[int, tuple[list[int], list[int]]] = {}
+    for (fold, speaker, seed), run_dir, result in zip(keys, dirs, results, strict=True):
+        per_fold.append(
+            {"fold": fold, "speaker": speaker, "seed": seed, **{m: result[m] for m in HEADLINE}}
+        )
+        truth, pred = pooled_by_seed.setdefault(seed, ([], []))
+        with open(run_dir / "test_predictions.jsonl") as f:
+            for line in f:
+                row = json.loads(line)
+                truth.append(label_names.index(row["label"]))
+                pred.append(label_names.index(row["predicted"]))
     pooled = {
         seed: classification_metrics(t, p, label_names) for seed, (t, p) in pooled_by_seed.items()
     }
@@ -179,30 +198,26 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
         summary["pooled_confusion"] = cm.tolist()
         summary["labels"] = list(label_names)
         (workdir / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        pooled_name = "mean ± std over seeds" if len(pooled) > 1 else "one seed"
         lines = [
             f"# {config.name}: {summary['protocol']}, {len(pooled)} seed(s)",
             "",
-            "| fold | speaker | seed | accuracy | UAR | macro-F1 |",
-            "|---|---|---|---|---|---|",
-            *(
-                f"| {r['fold']} | {r['speaker']} | {r['seed']} | {r['test_accuracy']:.4f} | "
-                f"{r['test_uar']:.4f} | {r['test_macro_f1']:.4f} |"
-                for r in per_fold
+            markdown(
+                ["fold", "speaker", "seed", "accuracy", "UAR", "macro-F1"],
+                [[r["fold"], r["speaker"], r["seed"], *(r[m] for m in HEADLINE)] for r in per_fold],
             ),
             "",
-            "| aggregate | accuracy | UAR | macro-F1 |",
-            "|---|---|---|---|",
-            "| mean ± std over folds | "
-            + " | ".join(_fmt(summary["fold_mean"][m]) for m in HEADLINE)
-            + " |",
-            f"| pooled ({'mean ± std over seeds' if len(pooled) > 1 else 'one seed'}) | "
-            + " | ".join(_fmt(summary["pooled"][m]) for m in HEADLINE)
-            + " |",
+            markdown(
+                ["aggregate", "accuracy", "UAR", "macro-F1"],
+                [
+                    ["mean ± std over folds", *(fmt(summary["fold_mean"][m]) for m in HEADLINE)],
+                    [f"pooled ({pooled_name})", *(fmt(summary["pooled"][m]) for m in HEADLINE)],
+                ],
+            ),
         ]
         (workdir / "cv_summary.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
-        first = pooled[min(pooled)]
-        print(format_table(first))
+        print(format_table(pooled[min(pooled)]))
     return summary
 
 
@@ -223,19 +238,11 @@ def collect_runs(root: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_table(rows: list[dict[str, Any]], csv_path: Path, md_path: Path) -> None:
+def table_command(root: str | Path) -> None:
+    """``ser-jax table``: every run under ``root`` → ``results.csv`` and ``results.md``."""
+    root = Path(root)
+    rows = collect_runs(root)
     if not rows:
+        print(f"no results.json under {root}")
         return
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append(
-            "| "
-            + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values())
-            + " |"
-        )
-    md_path.write_text("\n".join(lines) + "\n")
+    print(write_tables(rows, root / "results.csv", root / "results.md"))

@@ -2,13 +2,20 @@
 
 One pure, jit-able function, :func:`make_features`, with the front-end and augmentation
 settings static. It hands on ``(feats (batch, frames, mel), frame_lengths (batch,))``.
+:func:`dataset_feature_stats` computes the training-set statistics of ``normalize="dataset"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
+from ser_jax.data.pipeline import window_batches, windows
 from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel
 
 
@@ -20,6 +27,7 @@ def make_features(
     frontend: FrontendConfig,
     augment: AugmentConfig | None,
     stats: tuple[jax.Array, jax.Array] | None = None,
+    apply: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Log-mel features of a padded batch, augmented when ``augment`` is on and keys are given.
 
@@ -31,6 +39,9 @@ def make_features(
       augment: static augmentation settings, or None.
       stats: ``(mean, std)`` ``(n_mels,)`` training-set statistics, applied (before
         SpecAugment, so masks sit at the mean) when ``frontend.normalize == "dataset"``.
+      apply: optional ``(batch,)`` bool: augment only these examples, the others come out
+        clean (offline augmentation keeps each file's original copy clean). One front-end pass
+        serves both.
 
     Returns:
       ``feats`` ``(batch, frames, n_mels)`` and ``frame_lengths`` ``(batch,)`` int32.
@@ -52,9 +63,41 @@ def make_features(
     warp = None
     if augment.waveform_enabled or augment.pitch_shift_prob > 0:
         audio, lengths, warp = augment_waveform(
-            wave_keys, audio, lengths, augment, frontend.sample_rate
+            wave_keys, audio, lengths, augment, frontend.sample_rate, apply
         )
         if augment.pitch_shift_prob == 0:
             warp = None  # the static filterbank: exactly the clean front-end
     feats, flen = log_mel(audio, lengths, frontend, warp)
-    return spec_augment(spec_keys, standardise(feats, flen), flen, augment), flen
+    return spec_augment(spec_keys, standardise(feats, flen), flen, augment, apply), flen
+
+
+def dataset_feature_stats(
+    waves: Sequence[np.ndarray],
+    frontend: FrontendConfig,
+    *,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+) -> dict[str, np.ndarray]:
+    """Mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over every valid frame of
+    ``waves`` (windowed as in evaluation, see ``ser_jax.scoring``)."""
+    raw = dataclasses.replace(frontend, normalize="none")
+    fn = jax.jit(lambda a, n: log_mel(a, n, raw))
+    total = np.zeros(frontend.n_mels)
+    total_sq = np.zeros(frontend.n_mels)
+    count = 0
+    pieces, _ = windows(waves, max_samples)
+    for _, batch in window_batches(
+        pieces, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
+    ):
+        feats, flen = fn(jnp.asarray(batch["audio"]), jnp.asarray(batch["length"]))
+        feats, flen = np.asarray(feats, np.float64), np.asarray(flen)
+        valid = (np.arange(feats.shape[1])[None, :] < flen[:, None]) & (
+            batch["weight"][:, None] > 0
+        )
+        total += feats[valid].sum(axis=0)
+        total_sq += np.square(feats[valid]).sum(axis=0)
+        count += int(valid.sum())
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0) + 1e-5)
+    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ser_jax.errors import ConfigError
+from ser_jax.settings import as_bool, as_dict, as_int, unknown_setting
 
 _WINDOWS = ("hann", "hamming")
 _PAD_MODES = ("constant", "reflect")
@@ -107,22 +107,22 @@ class FrontendConfig:
     @classmethod
     def from_config(cls, cfg: Any) -> FrontendConfig:
         """From an ``ml_collections.ConfigDict`` or a mapping; unknown keys raise ConfigError."""
-        fields = _as_dict(cfg, "frontend")
+        fields = as_dict(cfg, "frontend")
         known = {f.name for f in dataclasses.fields(cls)}
         for key in fields:
             if key not in known:
-                raise ConfigError(f"frontend.{key}: unknown setting (known: {sorted(known)})")
+                raise unknown_setting("frontend", key, known)
         kwargs: dict[str, Any] = {}
         for key, value in fields.items():
             try:
                 if key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
-                    kwargs[key] = _as_int(value)
+                    kwargs[key] = as_int(value)
                 elif key in ("power", "fmin", "log_floor"):
                     kwargs[key] = float(value)
                 elif key in ("fmax", "top_db"):
                     kwargs[key] = None if value is None else float(value)
                 elif key == "center":
-                    kwargs[key] = _as_bool(value)
+                    kwargs[key] = as_bool(value)
                 elif key == "mel_norm":
                     kwargs[key] = None if value in (None, "none", "None", "") else str(value)
                 else:
@@ -134,28 +134,6 @@ class FrontendConfig:
     @property
     def n_freq(self) -> int:
         return self.n_fft // 2 + 1
-
-
-def _as_dict(cfg: Any, section: str) -> dict[str, Any]:
-    if hasattr(cfg, "to_dict"):
-        cfg = cfg.to_dict()
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"{section}: expected a mapping or ConfigDict, got {type(cfg).__name__}")
-    return dict(cfg)
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool) or float(value) != int(value):
-        raise ValueError("must be an integer")
-    return int(value)
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError("must be true or false")
 
 
 # --------------------------------------------------------------------------------------------

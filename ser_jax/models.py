@@ -10,7 +10,7 @@ padded steps, the LSTM runs with ``seq_lengths``, and the output is the LSTM sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -31,12 +31,6 @@ def pooled_length(length: int, pools: Sequence[Sequence[int]]) -> int:
     for pool in pools:
         length = length // int(pool[0])
     return length
-
-
-def pooled_lengths(lengths: jax.Array, pools: Sequence[Sequence[int]]) -> jax.Array:
-    for pool in pools:
-        lengths = lengths // int(pool[0])
-    return lengths
 
 
 def check_min_frames(min_frames: int, pools: Sequence[Sequence[int]], where: str = "") -> None:
@@ -154,11 +148,30 @@ def last_valid_step(outputs: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
 
 
+ModelFactory = Callable[[Any, int], nn.Module]
+MODELS: dict[str, ModelFactory] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator: register ``fn(model_cfg, num_classes) -> nn.Module`` as ``model.name``."""
+
+    def decorate(fn: ModelFactory) -> ModelFactory:
+        MODELS[name] = fn
+        return fn
+
+    return decorate
+
+
 def create_model(model_cfg: Any, num_classes: int) -> nn.Module:
     """Build the module named by ``model_cfg.name`` from an ml_collections config section."""
-    name = model_cfg.get("name", "cnn_lstm")
-    if name != "cnn_lstm":
-        raise ConfigError(f"model.name={name!r} is not a known model (known: cnn_lstm)")
+    name = str(model_cfg.get("name", "cnn_lstm"))
+    if name not in MODELS:
+        raise ConfigError(f"model.name={name!r} is not a known model (known: {sorted(MODELS)})")
+    return MODELS[name](model_cfg, num_classes)
+
+
+@register_model("cnn_lstm")
+def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
     if model_cfg.activation not in ACTIVATIONS:
         raise ConfigError(
             f"model.activation={model_cfg.activation!r}; choose one of {sorted(ACTIVATIONS)}"

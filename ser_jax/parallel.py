@@ -1,9 +1,13 @@
 """Devices, mesh and sharding: one code path for one CPU, every GPU of a machine, or a cluster.
 
-A 1-D ``jax.sharding.Mesh`` with axis ``"data"`` spans every device of every process. The global
-batch is sharded over it; parameters and optimizer state are replicated (``state_sharding`` is the
-one place to change for FSDP-style sharding of a large model later). Each process feeds only its
-own rows (``jax.make_array_from_process_local_data``).
+A 2-D ``jax.sharding.Mesh`` with axes ``("members", "data")`` spans every device of every
+process. One model: the members axis has size 1, the global batch is sharded over ``data``, and
+parameters and optimizer state are replicated (``state_sharding`` is the one place to change for
+FSDP-style sharding of a large model later). Several models trained at once (``train.members``):
+their stacked state and batches ``(members, batch, ...)`` are split over ``members`` (as many
+devices as divide both the device count and the number of models) and each model's batch over
+``data``. Every process builds the same global batch and hands its own devices their slices
+(``to_global``).
 
 Multi-host: ``initialize_distributed`` calls ``jax.distributed.initialize`` when asked to by the
 environment (SLURM is detected by JAX itself) or by explicit coordinator flags/variables.
@@ -20,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ser_jax.errors import ConfigError
 
+MEMBERS_AXIS = "members"
 DATA_AXIS = "data"
 
 
@@ -59,39 +64,57 @@ def _cpu_requested() -> bool:
     return os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
 
 
-def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D data-parallel mesh over all (global) devices."""
-    devices = devices if devices is not None else jax.devices()
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+def members_axis_size(members: int, devices: int) -> int:
+    """Devices along the members axis: the largest divisor of ``devices`` that divides
+    ``members`` (8 models on 8 GPUs: one each; 3 models on 8 GPUs: all on every GPU)."""
+    return max(d for d in range(1, devices + 1) if devices % d == 0 and members % d == 0)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def make_mesh(members: int = 1, devices: list | None = None) -> Mesh:
+    """A ``(members, data)`` mesh over all (global) devices."""
+    devices = list(devices if devices is not None else jax.devices())
+    m = members_axis_size(members, len(devices))
+    return Mesh(np.asarray(devices).reshape(m, len(devices) // m), (MEMBERS_AXIS, DATA_AXIS))
+
+
+def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+    """Rows over ``data``; with ``stacked`` a leading members axis over ``members``."""
+    spec = PartitionSpec(MEMBERS_AXIS, DATA_AXIS) if stacked else PartitionSpec(DATA_AXIS)
+    return NamedSharding(mesh, spec)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def state_sharding(mesh: Mesh, state: Any) -> Any:
-    """Sharding for the train state: replicated everywhere (the seam for FSDP later)."""
-    return jax.tree.map(lambda _: replicated(mesh), state)
+def member_sharding(mesh: Mesh) -> NamedSharding:
+    """A leading members axis over ``members``, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(MEMBERS_AXIS))
+
+
+def state_sharding(mesh: Mesh, state: Any, stacked: bool = False) -> Any:
+    """Sharding for a train state: replicated (the seam for FSDP later), or split by member."""
+    sharding = member_sharding(mesh) if stacked else replicated(mesh)
+    return jax.tree.map(lambda _: sharding, state)
 
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
-    if batch_size % mesh.size:
+    data = mesh.shape[DATA_AXIS]
+    if batch_size % data:
         raise ConfigError(
-            f"train.batch_size={batch_size} does not divide by the {mesh.size} devices of the "
-            f"mesh: use a multiple of {mesh.size}"
+            f"train.batch_size={batch_size} does not divide by the {data} devices of the "
+            f"mesh's data axis: use a multiple of {data}"
         )
 
 
-def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's rows → one global array per field, sharded along the batch axis."""
-    sharding = batch_sharding(mesh)
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
-    }
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """The global batch (the same on every process) → arrays laid out by ``sharding``; each
+    process copies only the slices of the devices it drives."""
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        out[k] = jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+    return out
 
 
 def device_summary() -> dict[str, Any]:

@@ -21,7 +21,6 @@ point, each through ``launch.sh train``); ``--aggregate`` only rebuilds the tabl
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import itertools
 import json
@@ -35,15 +34,13 @@ import numpy as np
 from absl import app, flags
 
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import mean_std
+from ser_jax.tables import HEADLINE, fmt, mean_std, write_tables
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("dry_run", False, "Print the commands only.")
 flags.DEFINE_bool("emit_slurm", False, "Write a SLURM array script instead of running.")
 flags.DEFINE_bool("aggregate", False, "Only collect finished points into the results table.")
 flags.DEFINE_string("root", "runs/sweeps", "Folder for sweep run directories.")
-
-HEADLINE = ("test_accuracy", "test_uar", "test_macro_f1")
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -124,30 +121,17 @@ def collect(sweep: dict[str, Any], root: Path) -> list[dict[str, Any]]:
         }
         row["seeds"] = len(runs)
         for m in HEADLINE:
-            ms = mean_std([r[m] for r in runs])
-            row[m] = f"{ms['mean']:.4f} ± {ms['std']:.4f}"
+            row[m] = fmt(mean_std([r[m] for r in runs]))
         rows.append(row)
     return rows
 
 
-def write_tables(rows: list[dict[str, Any]], root: Path, sweep: dict[str, Any]) -> None:
+def write_results(rows: list[dict[str, Any]], root: Path, sweep: dict[str, Any]) -> None:
     if not rows:
         print("no finished points yet")
         return
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(root / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    lines = [
-        f"Sweep `{sweep['name']}` over `{sweep['config']}` (fixed: {sweep.get('fixed', {})})",
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
-        *("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows),
-    ]
-    (root / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    title = f"Sweep `{sweep['name']}` over `{sweep['config']}` (fixed: {sweep.get('fixed', {})})"
+    print(write_tables(rows, root / "results.csv", root / "results.md", title))
 
 
 def emit_slurm(sweep: dict[str, Any], root: Path) -> Path:
@@ -192,7 +176,7 @@ def main(argv: list[str]) -> None:
             if not FLAGS.dry_run:
                 subprocess.run(cmd, check=True)
     if not FLAGS.dry_run:
-        write_tables(collect(sweep, root), root, sweep)
+        write_results(collect(sweep, root), root, sweep)
 
 
 if __name__ == "__main__":

@@ -1,272 +1,376 @@
-"""Training: ``create_train_state``, a pure jit-compiled ``train_step`` and ``eval_step``, and
-``train_and_evaluate(config, workdir)``, which owns the loop, logging, checkpoints and reports.
+"""Training: ``train_and_evaluate(config, workdir)`` for one model, ``train_members`` for several
+trained at once in one compiled step; both build a :class:`Trainer`, run :func:`fit`, then
+:func:`select_and_test`.
 
-One train step runs, on device and inside one ``jax.jit``: waveform augmentation → log-mel →
-SpecAugment → CNN-LSTM → cross-entropy → optax update. The RNG of step *k* is
-``fold_in(key(seed), k)``, and each example's augmentation key is ``fold_in(aug_key, aug_id)``,
-so a run is a pure function of its config and seed (on CPU: identical metrics run to run), and a
-run resumed from a checkpoint continues exactly as the uninterrupted one.
-
-A run directory holds: ``config.json`` (the resolved config), ``run_info.json`` (git commit,
-library versions, devices, label map, data summary), ``metrics.jsonl`` (per log interval and per
-epoch), ``tb/`` (TensorBoard events), ``checkpoints/`` (orbax), ``curves.png``,
-``test_metrics.json`` + ``test_confusion.png`` + ``test_predictions.jsonl``, and
-``results.json`` (the headline numbers).
+- :func:`build_trainer`: data, mesh, model, state and the jit-compiled steps (``ser_jax.steps``).
+  With ``stacked=True`` the state of N models gets a leading members axis and one ``jax.vmap``-ed
+  step trains them all: each keeps its own seed, data order, augmentation keys, learning-rate
+  schedule, validation-based selection and early stopping.
+- :func:`fit`: the loop. Resume from the newest readable checkpoint, step, log, and at each
+  model's epoch end: validate, keep the best variables, checkpoint, stop early. A model's epoch
+  is its own training set's ``len // batch_size`` steps (models of different folds may differ);
+  the job runs until the last model is done, the finished ones idle (their updates are masked).
+- :func:`select_and_test`: each model's selected variables (best on validation, or the last
+  epoch) are tested once on its test split, and its run directory gets the reports.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
 import math
-import subprocess
 import sys
 import time
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
-from flax.training import train_state
 
 from ser_jax import parallel
-from ser_jax.augment import AugmentConfig
 from ser_jax.checkpoint import Checkpointer
-from ser_jax.data.pipeline import ClipSet, TrainBatches, eval_batches
+from ser_jax.data.pipeline import ClipSet, TrainBatches, prefetch
 from ser_jax.data.prepare import PreparedData, prepare
 from ser_jax.errors import ConfigError, SerJaxError
-from ser_jax.evaluate import classification_metrics, format_table, write_report
-from ser_jax.features import make_features
-from ser_jax.frontend import FrontendConfig, log_mel, num_frames
+from ser_jax.evaluate import (
+    classification_metrics,
+    format_table,
+    prediction_rows,
+    write_report,
+)
+from ser_jax.features import dataset_feature_stats
+from ser_jax.frontend import num_frames
 from ser_jax.models import check_min_frames, create_model
+from ser_jax.optim import make_optimizer, make_schedule, set_learning_rate
+from ser_jax.restore import MODEL_FILE, write_model_file
+from ser_jax.rundir import MetricWriter, RunDir, run_info
+from ser_jax.scoring import score_clips
+from ser_jax.spec import RunSpec, resolve
+from ser_jax.steps import ModelVariables, TrainState, create_train_state, predict_step, train_step
 
-log = logging.getLogger(__name__)
-
-AUGMENT_LOOP_KEYS = ("mode", "copies")  # augment settings the loop reads, not AugmentConfig
-
-
-class TrainState(train_state.TrainState):
-    batch_stats: Any
-    # Training-set log-mel mean/std (n_mels,) for frontend.normalize="dataset"; saved with the
-    # checkpoint so a restored model normalises exactly as in training. (0, 1) otherwise.
-    feature_stats: Any = None
+# Fields in which models trained together may differ; everything else must be equal.
+MEMBER_FIELDS = ("seed", "data.fold", "data.split_seed", "data.test_speakers", "data.val_speakers")
 
 
 class NonFiniteLossError(SerJaxError):
-    """The training loss became NaN or infinite; names the step."""
+    """Training diverged (NaN or infinite loss or parameters); names the step."""
 
 
 # ----------------------------------------------------------------------------------------------
-# Config → static objects
+# Building
 # ----------------------------------------------------------------------------------------------
 
 
-def frontend_config(config: Any) -> FrontendConfig:
-    fields = dict(config.frontend)
-    fields["sample_rate"] = int(config.data.sample_rate)
-    return FrontendConfig.from_config(fields)
+@dataclasses.dataclass
+class Member:
+    """One model of a trainer: its config, data, batches and loss class weights."""
+
+    config: Any
+    spec: RunSpec
+    data: PreparedData
+    batches: TrainBatches
+    class_weights: np.ndarray
+    schedule: optax.Schedule  # learning rate by step, for the log and the injected rate
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.spec.epochs * self.steps_per_epoch
 
 
-def augment_config(config: Any) -> AugmentConfig:
-    fields = {k: v for k, v in dict(config.augment).items() if k not in AUGMENT_LOOP_KEYS}
-    return AugmentConfig.from_config(fields)
+@dataclasses.dataclass
+class Trainer:
+    """Compiled steps and state for one model, or several stacked along a members axis."""
 
+    members: list[Member]
+    stacked: bool
+    mesh: Any
+    model: nn.Module
+    state: TrainState
+    _train_step: Any
+    _predict: Any
+    _take: Any  # (stacked tree, k) -> member k's slice, replicated
 
-def make_schedule(tcfg: Any, steps_per_epoch: int) -> optax.Schedule:
-    lr = float(tcfg.learning_rate)
-    total = max(1, int(tcfg.epochs) * steps_per_epoch)
-    kind = str(tcfg.schedule)
-    if kind == "constant":
-        return optax.constant_schedule(lr)
-    if kind == "piecewise":  # MATLAB LearnRateSchedule="piecewise"
-        period = max(1, int(round(float(tcfg.drop_period) * steps_per_epoch)))
-        return optax.exponential_decay(
-            lr, transition_steps=period, decay_rate=float(tcfg.drop_factor), staircase=True
+    # --- one-model views (tests, benchmarks) -------------------------------------------------
+    @property
+    def spec(self) -> RunSpec:
+        return self.members[0].spec
+
+    @property
+    def data(self) -> PreparedData:
+        return self.members[0].data
+
+    @property
+    def batches(self) -> TrainBatches:
+        return self.members[0].batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.members[0].steps_per_epoch
+
+    @property
+    def frontend(self):
+        return self.spec.frontend
+
+    @property
+    def augment(self):
+        return self.spec.augment
+
+    # --- stepping ------------------------------------------------------------------------------
+    def batch(self, step: int, running: Sequence[bool]) -> dict[str, np.ndarray]:
+        """The global training batch of ``step``: one model's, or every model's stacked
+        ``(members, batch, ...)`` (padded to the longest); a model no longer ``running``
+        repeats its last batch (its update is masked)."""
+        if not self.stacked:
+            return self.members[0].batches[step]
+        parts = [
+            m.batches[step if r else m.total_steps - 1]
+            for m, r in zip(self.members, running, strict=True)
+        ]
+        length = max(p["audio"].shape[1] for p in parts)
+        out = {}
+        for key in parts[0]:
+            if key == "audio":
+                out[key] = np.stack(
+                    [np.pad(p[key], ((0, 0), (0, length - p[key].shape[1]))) for p in parts]
+                )
+            else:
+                out[key] = np.stack([p[key] for p in parts])
+        return out
+
+    def train_step(
+        self, state: TrainState, batch: dict[str, np.ndarray], step: int, active: Sequence[bool]
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        sharding = parallel.batch_sharding(self.mesh, self.stacked)
+        batch = parallel.to_global(batch, sharding)
+        if not self.stacked:
+            return self._train_step(state, batch)
+        lr = np.array([float(m.schedule(step)) for m in self.members], np.float32)
+        return self._train_step(state, batch, lr, np.asarray(active, bool))
+
+    # --- model variables ---------------------------------------------------------------------
+    def variables(self, state: TrainState, k: int = 0) -> ModelVariables:
+        """Model ``k``'s variables (replicated over the mesh)."""
+        v = state.model_variables()
+        return self._take(v, k) if self.stacked else v
+
+    def with_best(self, best: ModelVariables | None, state: TrainState, k: int) -> ModelVariables:
+        """``best`` with model ``k``'s slot set to its current variables (a copy: the state's
+        buffers are donated to the next step)."""
+        v = state.model_variables()
+        if not self.stacked:
+            return jax.tree.map(jnp.copy, v)
+        return _set_member(best, v, k)
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def predict(self, clips: ClipSet, variables: ModelVariables | None = None) -> np.ndarray:
+        """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``)."""
+        variables = variables if variables is not None else self.variables(self.state)
+        sharding = parallel.batch_sharding(self.mesh)
+
+        def run(batch):
+            return self._predict(variables, parallel.to_global(batch, sharding))
+
+        spec = self.spec
+        return score_clips(
+            run,
+            clips.waves,
+            len(self.data.label_names),
+            batch_size=spec.batch_size,
+            max_samples=spec.max_samples,
+            bucket_samples=spec.bucket_samples,
         )
-    if kind == "cosine":
-        warmup = int(round(float(tcfg.warmup_epochs) * steps_per_epoch))
-        return optax.warmup_cosine_decay_schedule(
-            0.0 if warmup else lr, lr, warmup, max(total, warmup + 1), end_value=lr * 0.01
+
+    def evaluate(self, clips: ClipSet, variables: ModelVariables | None = None) -> dict[str, Any]:
+        """Metrics of ``clips`` (accuracy, UAR, macro-F1, per class), their loss and probs."""
+        probs = self.predict(clips, variables)
+        metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
+        nll = -np.log(probs[np.arange(len(clips)), clips.labels] + 1e-12)
+        metrics["loss"] = float(nll.mean())
+        metrics["probs"] = probs
+        return metrics
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _set_member(best: Any, current: Any, k: jax.Array) -> Any:
+    return jax.tree.map(lambda b, c: b.at[k].set(c[k]), best, current)
+
+
+def check_members(configs: Sequence[Any]) -> None:
+    """Models trained together must share everything but ``MEMBER_FIELDS``."""
+
+    def flat(cfg: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def walk(node: Any, prefix: str) -> None:
+            for key in node.keys():
+                value = node[key]
+                if hasattr(value, "keys"):
+                    walk(value, f"{prefix}{key}.")
+                elif f"{prefix}{key}" not in MEMBER_FIELDS:
+                    out[f"{prefix}{key}"] = value
+            return None
+
+        walk(cfg, "")
+        return out
+
+    ref = flat(configs[0])
+    for cfg in configs[1:]:
+        other = flat(cfg)
+        diff = sorted(k for k in set(ref) | set(other) if ref.get(k) != other.get(k))
+        if diff:
+            raise ConfigError(
+                f"models trained together (train.members) differ in {diff}; only "
+                f"{list(MEMBER_FIELDS)} may differ: train them in separate runs"
+            )
+
+
+def _class_weights(spec: RunSpec, data: PreparedData) -> np.ndarray:
+    num_classes = len(data.label_names)
+    if not spec.class_weighting:
+        return np.ones(num_classes, np.float32)
+    counts = np.bincount(data.train.labels, minlength=num_classes).astype(np.float64)
+    return np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0).astype(
+        np.float32
+    )
+
+
+def _member(config: Any, data: PreparedData | None) -> Member:
+    spec = resolve(config)
+    data = data if data is not None else prepare(config, progress=spec.progress)
+    shortest = min(
+        int(min(c.lengths.min(), spec.max_samples)) for c in (data.train, data.val, data.test)
+    )
+    pools = tuple(tuple(p) for p in config.model.pools)
+    check_min_frames(
+        int(num_frames(shortest, spec.frontend)), pools, "data.max_seconds/shortest clip"
+    )
+    batches = TrainBatches(
+        data.train,
+        spec.batch_size,
+        seed=spec.seed,
+        max_samples=spec.max_samples,
+        bucket_samples=spec.bucket_samples,
+        copies=spec.copies,
+    )
+    return Member(
+        config=config,
+        spec=spec,
+        data=data,
+        batches=batches,
+        class_weights=_class_weights(spec, data),
+        schedule=make_schedule(config.train, batches.steps_per_epoch),
+    )
+
+
+def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = None) -> Trainer:
+    """Everything a run needs: data, mesh, model, state, jitted steps.
+
+    ``configs`` is one config (one model) or a list (models trained together, ``stacked``);
+    ``datas`` the matching ``PreparedData`` (or None: prepared from each config).
+    """
+    if not isinstance(configs, list | tuple):
+        configs, datas = [configs], [datas]
+    datas = list(datas) if datas is not None else [None] * len(configs)
+    stacked = len(configs) > 1 if stacked is None else stacked
+    if stacked:
+        check_members(configs)
+    members = [_member(c, d) for c, d in zip(configs, datas, strict=True)]
+    spec = members[0].spec
+    labels = members[0].data.label_names
+    for m in members[1:]:
+        if m.data.label_names != labels:
+            raise ConfigError(
+                f"models trained together have different labels: {labels} vs {m.data.label_names}"
+            )
+    mesh = parallel.make_mesh(len(members) if stacked else 1)
+    parallel.check_batch_divides(spec.batch_size, mesh)
+    model = create_model(configs[0].model, len(labels))
+
+    states = []
+    for m in members:
+        tx = make_optimizer(m.config.train, m.steps_per_epoch, injected_lr=stacked)
+        state = create_train_state(model, tx, m.spec.seed, spec.frontend.n_mels)
+        if spec.frontend.normalize == "dataset":
+            stats = dataset_feature_stats(
+                m.data.train.waves,
+                spec.frontend,
+                batch_size=spec.batch_size,
+                max_samples=spec.max_samples,
+                bucket_samples=spec.bucket_samples,
+            )
+            state = state.replace(feature_stats=jax.tree.map(jnp.asarray, stats))
+        states.append(state)
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states) if stacked else states[0]
+    state_sh = parallel.state_sharding(mesh, state, stacked)
+    state = jax.device_put(state, state_sh)
+    repl = parallel.replicated(mesh)
+
+    statics = dict(
+        frontend=spec.frontend,
+        augment=spec.augment,
+        offline=spec.copies > 0,
+        label_smoothing=spec.label_smoothing,
+    )
+    if stacked:
+        msh = parallel.member_sharding(mesh)
+        weights = jax.device_put(np.stack([m.class_weights for m in members]), msh)
+        seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
+
+        def member_step(state, batch, class_weights, seed, lr, active):
+            state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
+            new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
+            # An idle model (done, or stopped early) keeps its state and reports nothing.
+            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+            metrics = jax.tree.map(lambda x: jnp.where(active, x, jnp.zeros_like(x)), metrics)
+            return new, metrics
+
+        compiled = jax.jit(
+            jax.vmap(member_step),
+            in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
+            out_shardings=(state_sh, msh),
+            donate_argnums=0,
         )
-    raise ConfigError(f"train.schedule={kind!r}; choose constant, piecewise or cosine")
 
+        def step_fn(state, batch, lr, active):
+            return compiled(state, batch, weights, seeds, lr, active)
 
-def _kernel_mask(params: Any) -> Any:
-    """Decay conv/dense/LSTM kernels only, not biases or BatchNorm scales."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
-def make_optimizer(tcfg: Any, steps_per_epoch: int) -> optax.GradientTransformation:
-    schedule = make_schedule(tcfg, steps_per_epoch)
-    wd = float(tcfg.weight_decay)
-    parts = []
-    if float(tcfg.grad_clip) > 0:
-        parts.append(optax.clip_by_global_norm(float(tcfg.grad_clip)))
-    name = str(tcfg.optimizer)
-    if name == "adamw":
-        parts.append(optax.adamw(schedule, weight_decay=wd, mask=_kernel_mask))
-    elif name in ("adam", "sgd"):
-        if wd > 0:  # L2 regularisation (MATLAB's L2Regularization): added to the gradient
-            parts.append(optax.add_decayed_weights(wd, mask=_kernel_mask))
-        parts.append(optax.adam(schedule) if name == "adam" else optax.sgd(schedule, momentum=0.9))
+        take = jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree), out_shardings=repl)
     else:
-        raise ConfigError(f"train.optimizer={name!r}; choose adam, adamw or sgd")
-    return optax.chain(*parts)
+        weights = jax.device_put(members[0].class_weights, repl)
+        compiled = jax.jit(
+            functools.partial(train_step, seed=spec.seed, **statics),
+            in_shardings=(state_sh, parallel.batch_sharding(mesh), repl),
+            out_shardings=(state_sh, repl),
+            donate_argnums=0,
+        )
 
+        def step_fn(state, batch):
+            return compiled(state, batch, weights)
 
-def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, seed: int, n_mels: int
-) -> TrainState:
-    feats = jnp.zeros((2, 32, n_mels), jnp.float32)
-    lengths = jnp.array([32, 20], jnp.int32)
-    # One compiled init instead of ~100 eagerly compiled ops (~4 s of startup); same values.
-    init = jax.jit(functools.partial(model.init, train=False))
-    variables = init(jax.random.key(seed), feats, lengths)
-    return TrainState.create(
-        apply_fn=model.apply,
-        params=variables["params"],
-        tx=tx,
-        batch_stats=variables.get("batch_stats", {}),
-        feature_stats={
-            "mean": jnp.zeros((n_mels,), jnp.float32),
-            "std": jnp.ones((n_mels,), jnp.float32),
-        },
+        take = None
+    predict = jax.jit(
+        functools.partial(predict_step, model.apply, frontend=spec.frontend),
+        in_shardings=(repl, parallel.batch_sharding(mesh)),
+        out_shardings=repl,
     )
-
-
-def dataset_feature_stats(
-    clips: ClipSet,
-    frontend: FrontendConfig,
-    *,
-    batch_size: int,
-    max_samples: int,
-    bucket_samples: int,
-) -> dict[str, np.ndarray]:
-    """Mean and std per mel band of the clean log-mel over every valid frame of ``clips``."""
-    raw = dataclasses.replace(frontend, normalize="none")
-    fn = jax.jit(lambda a, n: log_mel(a, n, raw))
-    total = np.zeros(frontend.n_mels)
-    total_sq = np.zeros(frontend.n_mels)
-    count = 0
-    for batch in eval_batches(
-        clips, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
-    ):
-        feats, flen = fn(batch["audio"], batch["length"])
-        feats, flen = np.asarray(feats, np.float64), np.asarray(flen)
-        valid = (np.arange(feats.shape[1])[None, :] < flen[:, None]) & (
-            batch["weight"][:, None] > 0
-        )
-        total += feats[valid].sum(axis=0)
-        total_sq += np.square(feats[valid]).sum(axis=0)
-        count += int(valid.sum())
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0) + 1e-5)
-    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Pure steps
-# ----------------------------------------------------------------------------------------------
-
-
-def cross_entropy(
-    logits: jax.Array,
-    labels: jax.Array,
-    weights: jax.Array,
-    class_weights: jax.Array,
-    label_smoothing: float,
-) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean cross-entropy and the per-example loss (zero where weight is 0)."""
-    num_classes = logits.shape[-1]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-    per_example = optax.softmax_cross_entropy(logits, targets)
-    w = weights * class_weights[labels]
-    per_example = jnp.where(weights > 0, per_example, 0.0)
-    return (per_example * w).sum() / jnp.maximum(w.sum(), 1e-9), per_example
-
-
-def train_step(
-    state: TrainState,
-    batch: dict[str, jax.Array],
-    class_weights: jax.Array,
-    *,
-    frontend: FrontendConfig,
-    augment: AugmentConfig | None,
-    offline: bool,
-    seed: int,
-    label_smoothing: float,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    step_key = jax.random.fold_in(jax.random.key(seed), state.step)
-    feats, frames = _features(batch, frontend, augment, offline, seed, state.feature_stats)
-
-    def loss_fn(params):
-        logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats},
-            feats,
-            frames,
-            train=True,
-            rngs={"dropout": jax.random.fold_in(step_key, 1)},
-            mutable=["batch_stats"],
-        )
-        loss, _ = cross_entropy(
-            logits, batch["label"], batch["weight"], class_weights, label_smoothing
-        )
-        return loss, (logits, updates)
-
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]) * batch["weight"]
-    metrics = {"loss": loss, "correct": correct.sum(), "count": batch["weight"].sum()}
-    return state, metrics
-
-
-def _features(batch, frontend, augment, offline, seed, feature_stats):
-    stats = (feature_stats["mean"], feature_stats["std"])
-    if augment is None or not augment.enabled:
-        return make_features(
-            batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
-        )
-    aug_key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(aug_key, batch["aug_id"])
-    feats, frames = make_features(
-        batch["audio"], batch["length"], keys, frontend=frontend, augment=augment, stats=stats
+    return Trainer(
+        members=members,
+        stacked=stacked,
+        mesh=mesh,
+        model=model,
+        state=state,
+        _train_step=step_fn,
+        _predict=lambda v, b: predict(v, {"audio": b["audio"], "length": b["length"]}),
+        _take=take,
     )
-    if offline:  # the original copy of each file stays clean
-        clean, clean_frames = make_features(
-            batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
-        )
-        keep = batch["augment"]
-        frames_max = max(feats.shape[1], clean.shape[1])
-        feats = jnp.where(
-            keep[:, None, None], _pad_time(feats, frames_max), _pad_time(clean, frames_max)
-        )
-        frames = jnp.where(keep, frames, clean_frames)
-    return feats, frames
-
-
-def _pad_time(x: jax.Array, frames: int) -> jax.Array:
-    return jnp.pad(x, ((0, 0), (0, frames - x.shape[1]), (0, 0)))
-
-
-def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], *, frontend: FrontendConfig
-) -> tuple[jax.Array, jax.Array]:
-    """Class probabilities (batch, classes) of clean audio, and the rows' clip indices."""
-    stats = (state.feature_stats["mean"], state.feature_stats["std"])
-    feats, frames = make_features(
-        batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
-    )
-    logits = state.apply_fn(
-        {"params": state.params, "batch_stats": state.batch_stats}, feats, frames, train=False
-    )
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1), batch["index"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,265 +378,72 @@ def eval_step(
 # ----------------------------------------------------------------------------------------------
 
 
+def _zero_sums() -> dict[str, Any]:
+    return {"loss": 0.0, "correct": 0.0, "count": 0.0}
+
+
 @dataclasses.dataclass
-class Trainer:
-    """Compiled steps and the pieces around them for one config (used by the loop and tests)."""
+class LoopState:
+    """Where one model's training stands; saved in every checkpoint's ``meta`` item."""
 
-    config: Any
-    data: PreparedData
-    mesh: Any
-    model: nn.Module
-    frontend: FrontendConfig
-    augment: AugmentConfig
-    batches: TrainBatches
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_step: int | None = None
+    best_score: float | None = None
+    stale_evals: int = 0
+    stopped_early: bool = False
+    epoch_sums: dict[str, float] = dataclasses.field(default_factory=_zero_sums)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LoopState:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What :func:`fit` hands on: the final state, each model's best variables (None when
+    selecting the last epoch) and loop states."""
+
     state: TrainState
-    class_weights: jax.Array
-    train_step: Any
-    eval_step: Any
-    schedule: optax.Schedule  # the learning rate by step, for logging
-    max_samples: int
-    bucket_samples: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.batches.steps_per_epoch
-
-    def predict(self, clips: ClipSet, state: TrainState | None = None) -> np.ndarray:
-        """Probabilities (len(clips), classes) on clean audio, one eval pass over ``clips``."""
-        state = state if state is not None else self.state
-        probs = np.zeros((len(clips), len(self.data.label_names)), np.float32)
-        for batch in eval_batches(
-            clips,
-            int(self.config.train.batch_size),
-            max_samples=self.max_samples,
-            bucket_samples=self.bucket_samples,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        ):
-            p, idx = self.eval_step(state, parallel.to_global(batch, self.mesh))
-            p, idx = np.asarray(p), np.asarray(idx)
-            probs[idx[idx >= 0]] = p[idx >= 0]
-        return probs
-
-    def evaluate(self, clips: ClipSet, state: TrainState | None = None) -> dict[str, Any]:
-        probs = self.predict(clips, state)
-        metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
-        eps = 1e-12
-        nll = -np.log(probs[np.arange(len(clips)), clips.labels] + eps)
-        metrics["loss"] = float(nll.mean())
-        metrics["probs"] = probs
-        return metrics
+    best: ModelVariables | None
+    loops: list[LoopState]
 
 
-def build_trainer(config: Any, data: PreparedData | None = None) -> Trainer:
-    """Everything a run needs, compiled lazily: data, mesh, model, state, jitted steps."""
-    data = data if data is not None else prepare(config, progress=bool(config.train.progress))
-    frontend = frontend_config(config)
-    augment = augment_config(config)
-    sr = int(config.data.sample_rate)
-    max_samples = int(round(float(config.data.max_seconds) * sr))
-    bucket_samples = int(round(float(config.data.bucket_seconds) * sr))
-    shortest = min(
-        int(min(c.lengths.min(), max_samples)) for c in (data.train, data.val, data.test)
-    )
-    pools = tuple(tuple(p) for p in config.model.pools)
-    check_min_frames(int(num_frames(shortest, frontend)), pools, "data.max_seconds/shortest clip")
-
-    mesh = parallel.make_mesh()
-    batch_size = int(config.train.batch_size)
-    parallel.check_batch_divides(batch_size, mesh)
-    mode = str(config.augment.mode)
-    if mode not in ("online", "offline"):
-        raise ConfigError(f"augment.mode={mode!r}; choose online or offline")
-    copies = int(config.augment.copies) if mode == "offline" else 0
-    if mode == "offline" and copies < 1:
-        raise ConfigError("augment.mode='offline' needs augment.copies >= 1")
-    batches = TrainBatches(
-        data.train,
-        batch_size,
-        seed=int(config.seed),
-        max_samples=max_samples,
-        bucket_samples=bucket_samples,
-        copies=copies,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
-    model = create_model(config.model, len(data.label_names))
-    tx = make_optimizer(config.train, batches.steps_per_epoch)
-    state = create_train_state(model, tx, int(config.seed), frontend.n_mels)
-    if frontend.normalize == "dataset":
-        stats = dataset_feature_stats(
-            data.train,
-            frontend,
-            batch_size=batch_size,
-            max_samples=max_samples,
-            bucket_samples=bucket_samples,
-        )
-        state = state.replace(feature_stats=jax.tree.map(jnp.asarray, stats))
-    state_sh = parallel.state_sharding(mesh, state)
-    state = jax.device_put(state, state_sh)
-    repl = parallel.replicated(mesh)
-    batch_sh = parallel.batch_sharding(mesh)
-
-    num_classes = len(data.label_names)
-    if bool(config.train.class_weighting):
-        counts = np.bincount(data.train.labels, minlength=num_classes).astype(np.float64)
-        cw = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
-    else:
-        cw = np.ones(num_classes)
-    class_weights = jax.device_put(jnp.asarray(cw, jnp.float32), repl)
-
-    step = jax.jit(
-        functools.partial(
-            train_step,
-            frontend=frontend,
-            augment=augment if augment.enabled else None,
-            offline=copies > 0,
-            seed=int(config.seed),
-            label_smoothing=float(config.train.label_smoothing),
-        ),
-        in_shardings=(state_sh, batch_sh, repl),
-        out_shardings=(state_sh, repl),
-        donate_argnums=0,
-    )
-    evaluate = jax.jit(
-        functools.partial(eval_step, frontend=frontend),
-        in_shardings=(state_sh, batch_sh),
-        out_shardings=(repl, repl),
-    )
-    return Trainer(
-        config=config,
-        data=data,
-        mesh=mesh,
-        model=model,
-        frontend=frontend,
-        augment=augment,
-        batches=batches,
-        state=state,
-        class_weights=class_weights,
-        train_step=step,
-        eval_step=evaluate,
-        schedule=make_schedule(config.train, batches.steps_per_epoch),
-        max_samples=max_samples,
-        bucket_samples=bucket_samples,
-    )
-
-
-def run_info(config: Any, data: PreparedData) -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=Path(__file__).parent,
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", False
-    return {
-        "git_commit": commit or None,
-        "git_dirty": dirty,
-        "python": sys.version.split()[0],
-        "versions": {
-            p: version(p)
-            for p in (
-                "ser_jax",
-                "jax",
-                "jaxlib",
-                "flax",
-                "optax",
-                "orbax-checkpoint",
-                "grain",
-                "numpy",
-                "librosa",
-            )
-        },
-        "devices": parallel.device_summary(),
-        "seed": int(config.seed),
-        "label_map": {name: i for i, name in enumerate(data.label_names)},
-        "data": data.summary(),
-    }
-
-
-SELECT_MODES = {"val_uar": "max", "val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
-
-
-def train_and_evaluate(
-    config: Any, workdir: str | Path, *, data: PreparedData | None = None
-) -> dict[str, Any]:
-    """Train (resuming from the latest checkpoint in ``workdir`` if any), select on validation,
-    evaluate the selected model once on the test split, write reports; returns results.
-
-    A finished run (``results.json`` present) is not trained or tested again: its results are
-    returned as they are.
-    """
-    from ser_jax.reports.figures import plot_curves
-
-    workdir = Path(workdir)
+def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
+    members = trainer.members
     main = jax.process_index() == 0
-    select = str(config.train.select)
-    if select != "last" and select not in SELECT_MODES:
-        raise ConfigError(f"train.select={select!r}; choose last or one of {sorted(SELECT_MODES)}")
-    done = workdir / "results.json"
-    if done.exists():
-        results = json.loads(done.read_text())
-        if main:
-            print(f"{workdir} is finished (results.json); not training it again")
-        return results
-    if main:
-        workdir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(config, data)
-    data = trainer.data
-    if main:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-        (workdir / "run_info.json").write_text(json.dumps(run_info(config, data), indent=2) + "\n")
-        for s in data.skipped:
-            print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
-
-    tcfg = config.train
-    spe = trainer.steps_per_epoch
-    epochs = int(tcfg.epochs)
-    total_steps = epochs * spe
-    eval_every = max(1, int(tcfg.eval_every_epochs))
-    ckpt_every = int(tcfg.checkpoint_every_steps)
-    metric_key = select if select != "last" else "val_uar"
-    sign = 1.0 if SELECT_MODES.get(metric_key, "max") == "max" else -1.0
-    ckpt = Checkpointer(
-        workdir / "checkpoints",
-        keep=int(tcfg.keep_checkpoints),
-        best_metric="score" if select != "last" else None,
-    )
-    meta: dict[str, Any] = {"history": [], "best_step": None, "best_score": None, "stale_evals": 0}
+    spec = trainer.spec
+    n = len(members)
+    select = spec.select
     state = trainer.state
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state, meta = ckpt.restore(latest, state)
+    # The variables each model scored best with so far (a copy: the state is donated).
+    best = None if select == "last" else jax.tree.map(jnp.copy, state.model_variables())
+    loops = [LoopState() for _ in members]
+    start = 0
+    restored = ckpt.restore_latest(state, best)
+    if restored is not None:
+        start, state, best, meta = restored
+        names = [str(r.path) for r in runs]
+        if meta.get("runs", names) != names:
+            raise ConfigError(
+                f"{ckpt.directory} holds a checkpoint of models {meta.get('runs')}, not of "
+                f"{names}: use another --workdir"
+            )
+        loops = [LoopState.from_json(m) for m in meta["members"]]
         if main:
-            print(f"resuming from step {latest} of {total_steps} ({workdir / 'checkpoints'})")
-
-    start = int(state.step)
-    writer = _MetricWriter(workdir, enabled=main, resume_step=start)
-    stopped_early = bool(meta.get("stopped_early", False))
-    pending: list[tuple[int, jax.Array]] = []
-    epoch_sums = dict(meta.get("epoch_sums") or {"loss": 0.0, "correct": 0.0, "count": 0.0})
-    t_epoch = time.perf_counter()
-    samples_seen = 0
-    bar = _progress(enabled=main and bool(tcfg.progress), total=total_steps, initial=start)
+            total = max(m.total_steps for m in members)
+            print(f"resuming from step {start} of {total} ({ckpt.directory})", flush=True)
+    writers = [MetricWriter(r, enabled=main, resume_step=start) for r in runs]
+    total = max(m.total_steps for m in members)
+    save_every = min(m.steps_per_epoch for m in members)
+    sums = _device_sums(loops, trainer.stacked)
+    pending: list[tuple[int, Any, Any]] = []
+    t_epoch = [time.perf_counter()] * n
+    samples = [0] * n
+    t_log, logged = time.perf_counter(), 0
+    bar = _progress(enabled=main and spec.progress, total=total, initial=start)
 
     def say(line: str) -> None:
         if bar is not None:
@@ -541,122 +452,190 @@ def train_and_evaluate(
             print(line, flush=True)
 
     def check_finite() -> None:
+        """Raise at the first step whose loss or updated parameters are not finite."""
         if not pending:
             return
-        losses = jax.device_get([loss for _, loss in pending])
-        for (s, _), value in zip(pending, losses, strict=True):
-            if not math.isfinite(float(value)):
-                raise NonFiniteLossError(
-                    f"training loss is {float(value)} at step {s} (epoch {s // spe + 1}); "
-                    f"no checkpoint was written after step {s - 1}. Lower train.learning_rate "
-                    "or set train.grad_clip."
-                )
+        values = jax.device_get([(loss, ok) for _, loss, ok in pending])
+        for (s, _, _), (loss, ok) in zip(pending, values, strict=True):
+            for k, (lk, okk) in enumerate(zip(np.ravel(loss), np.ravel(ok), strict=True)):
+                if not (math.isfinite(float(lk)) and bool(okk)):
+                    who = f" ({runs[k].path})" if n > 1 else ""
+                    what = (
+                        f"the training loss is {float(lk)}"
+                        if not math.isfinite(float(lk))
+                        else "the update made the parameters non-finite"
+                    )
+                    raise NonFiniteLossError(
+                        f"{what} at step {s}{who} (epoch {s // members[k].steps_per_epoch + 1}); "
+                        f"no checkpoint of a later step was written. Lower train.learning_rate "
+                        "or set train.grad_clip."
+                    )
         pending.clear()
 
-    step = start
+    def active_at(step: int) -> list[bool]:
+        return [
+            step < m.total_steps and not lp.stopped_early
+            for m, lp in zip(members, loops, strict=True)
+        ]
+
+    def batch_at(step: int) -> dict[str, np.ndarray]:
+        # A pure function of the step (it runs ahead on a prefetch thread): a model that is
+        # done repeats its last batch; one that stopped early keeps its data order.
+        return trainer.batch(step, [step < m.total_steps for m in members])
+
+    def save(step: int) -> None:
+        nonlocal sums
+        check_finite()
+        host = jax.device_get(sums)
+        for k, lp in enumerate(loops):
+            lp.epoch_sums = {key: float(np.ravel(v)[k]) for key, v in host.items()}
+        sums = _device_sums(loops, trainer.stacked)
+        meta = {"runs": [str(r.path) for r in runs], "members": [lp.to_json() for lp in loops]}
+        ckpt.save(step, state, best, meta)
+
     try:
-        batch_iter = trainer.batches.iterate(start, total_steps) if not stopped_early else iter(())
-        for batch in batch_iter:
-            state, m = trainer.train_step(
-                state, parallel.to_global(batch, trainer.mesh), trainer.class_weights
-            )
-            pending.append((step, m["loss"]))
-            for k in epoch_sums:
-                epoch_sums[k] += m[k]
-            samples_seen += int(config.train.batch_size)
-            step += 1
+        batches = prefetch(batch_at, start, total) if any(active_at(start)) else iter(())
+        for step, batch in enumerate(batches, start=start):
+            active = active_at(step)
+            if not any(active):
+                break
+            state, m = trainer.train_step(state, batch, step, active)
+            pending.append((step, m["loss"], m["finite"]))
+            sums = {key: sums[key] + m[key] for key in sums}
+            for k in range(n):
+                samples[k] += spec.batch_size if active[k] else 0
+            logged += spec.batch_size * sum(active)
+            s = step + 1
             if bar is not None:
-                bar.update(1)
-            if step % int(tcfg.log_every_steps) == 0:
+                bar.update(s - bar.n)
+            if s % spec.log_every_steps == 0:
                 check_finite()
-                loss = float(m["loss"])
-                writer.write({"step": step, "train_loss_step": loss, "lr": _lr(trainer, step)})
+                losses = np.ravel(jax.device_get(m["loss"]))
+                for k in range(n):
+                    if active[k]:
+                        writers[k].write(
+                            {
+                                "step": s,
+                                "train_loss_step": float(losses[k]),
+                                "lr": _lr(members[k], s),
+                            }
+                        )
                 if bar is not None:
-                    rate = samples_seen / max(time.perf_counter() - t_epoch, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.1f}")
-            end_of_epoch = step % spe == 0
-            if end_of_epoch:
-                epoch = step // spe
+                    rate = logged / max(time.perf_counter() - t_log, 1e-9)
+                    bar.set_postfix(loss=f"{float(losses.mean()):.3f}", samples_s=f"{rate:.1f}")
+            ended = [k for k in range(n) if active[k] and s % members[k].steps_per_epoch == 0]
+            if ended:
                 check_finite()
-                sums = jax.device_get(epoch_sums)
-                elapsed = time.perf_counter() - t_epoch
+                host = jax.device_get(sums)
+            for k in ended:
+                member, lp = members[k], loops[k]
+                epoch = s // member.steps_per_epoch
+                elapsed = time.perf_counter() - t_epoch[k]
+                part = {key: float(np.ravel(v)[k]) for key, v in host.items()}
                 row: dict[str, Any] = {
                     "epoch": epoch,
-                    "step": step,
-                    "train_loss": float(sums["loss"]) / spe,
-                    "train_accuracy": float(sums["correct"]) / max(float(sums["count"]), 1.0),
+                    "step": s,
+                    "train_loss": part["loss"] / member.steps_per_epoch,
+                    "train_accuracy": part["correct"] / max(part["count"], 1.0),
                     "epoch_seconds": elapsed,
-                    "samples_per_second": samples_seen / max(elapsed, 1e-9),
-                    "lr": _lr(trainer, step),
+                    "samples_per_second": samples[k] / max(elapsed, 1e-9),
+                    "lr": _lr(member, s),
                 }
-                metrics = None
-                if epoch % eval_every == 0 or epoch == epochs:
-                    val = trainer.evaluate(data.val, state)
+                if epoch % spec.eval_every == 0 or epoch == spec.epochs:
+                    val = trainer.evaluate(member.data.val, trainer.variables(state, k))
                     row.update(
                         val_loss=val["loss"],
                         val_accuracy=val["accuracy"],
                         val_uar=val["uar"],
                         val_macro_f1=val["macro_f1"],
                     )
-                    score = sign * row[metric_key]
-                    # Ties go to the later epoch (more training; orbax's BestN keeps it too).
-                    improved = meta["best_score"] is None or score >= meta["best_score"]
+                    score = spec.select_sign * row[spec.select_metric]
+                    # Ties go to the later epoch (more training on the same validation score).
+                    improved = lp.best_score is None or score >= lp.best_score
                     if improved:
-                        meta["best_score"], meta["best_step"] = score, step
-                        meta["stale_evals"] = 0
+                        lp.best_score, lp.best_step, lp.stale_evals = score, s, 0
+                        if best is not None:
+                            best = trainer.with_best(best, state, k)
                     else:
-                        meta["stale_evals"] += 1
+                        lp.stale_evals += 1
                     row["best"] = bool(improved)
-                    metrics = {"score": score}
-                meta["history"].append(row)
-                writer.write(row)
-                patience = int(tcfg.early_stopping_patience)
-                if patience and meta["stale_evals"] >= patience:
-                    meta["stopped_early"] = True
-                epoch_sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-                meta["epoch_sums"] = epoch_sums
-                ckpt.save(step, state, meta, metrics, force=True)
-                say(_epoch_line(row))
-                samples_seen = 0
-                t_epoch = time.perf_counter()
-                if meta.get("stopped_early"):
-                    say(f"early stop: no validation gain for {patience} evaluations")
-                    break
-            elif ckpt_every and step % ckpt_every == 0:
-                check_finite()
-                epoch_sums = {k: float(v) for k, v in jax.device_get(epoch_sums).items()}
-                meta["epoch_sums"] = epoch_sums
-                ckpt.save(step, state, meta, None, force=True)
+                lp.history.append(row)
+                writers[k].write(row)
+                if spec.patience and lp.stale_evals >= spec.patience:
+                    lp.stopped_early = True
+                sums = _reset_member(sums, k, n, trainer.stacked)
+                say((f"[{runs[k].path.name}] " if n > 1 else "") + _epoch_line(row))
+                if lp.stopped_early:
+                    say(f"early stop: no validation gain for {spec.patience} evaluations")
+            # One model: every epoch end. Several: every shortest epoch, and when all are done.
+            every = spec.checkpoint_every_steps
+            if (ended and (s % save_every == 0 or not any(active_at(s)))) or (
+                every and s % every == 0
+            ):
+                save(s)
+            for k in ended:
+                samples[k], t_epoch[k] = 0, time.perf_counter()
+            if not any(active_at(s)):
+                break
+        check_finite()
     finally:
         if bar is not None:
             bar.close()
         ckpt.wait()
+        for w in writers:
+            w.close()
+    return Fitted(state, best, loops)
 
-    # Model selection on validation only, then the test split, read once.
-    if select != "last" and meta["best_step"] is not None and meta["best_step"] != int(state.step):
-        final_state, _ = ckpt.restore(int(meta["best_step"]), state)
+
+def _device_sums(loops: Sequence[LoopState], stacked: bool) -> dict[str, Any]:
+    if not stacked:
+        return dict(loops[0].epoch_sums)
+    return {k: np.array([lp.epoch_sums[k] for lp in loops], np.float32) for k in _zero_sums()}
+
+
+def _reset_member(sums: dict[str, Any], k: int, n: int, stacked: bool) -> dict[str, Any]:
+    if not stacked:
+        return _zero_sums()
+    keep = np.ones(n, np.float32)
+    keep[k] = 0.0
+    return {key: v * keep for key, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Selection and the test split
+# ----------------------------------------------------------------------------------------------
+
+
+def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> dict[str, Any]:
+    """Model ``k``'s selected variables, tested once on its test split; writes its reports,
+    ``model.msgpack`` and ``results.json``."""
+    member, lp = trainer.members[k], fitted.loops[k]
+    spec, data = member.spec, member.data
+    final_step = int(np.ravel(jax.device_get(fitted.state.step))[k])
+    if spec.select != "last" and lp.best_step is not None and fitted.best is not None:
+        variables = trainer._take(fitted.best, k) if trainer.stacked else fitted.best
+        selected_step = int(lp.best_step)
     else:
-        final_state = state
-    selected_step = int(final_state.step)
-    test = trainer.evaluate(data.test, final_state)
-    ckpt.close()
-    history = meta["history"]
+        variables = trainer.variables(fitted.state, k)
+        selected_step = final_step
+    test = trainer.evaluate(data.test, variables)
+    history = lp.history
     results = {
-        "name": str(config.get("name", "")),
-        "seed": int(config.seed),
+        "name": spec.name,
+        "seed": spec.seed,
         "split": data.split.name,
         "selected_step": selected_step,
-        "selected_epoch": selected_step // spe,
-        "select": select,
+        "selected_epoch": selected_step // member.steps_per_epoch,
+        "select": spec.select,
         "epochs_run": len(history),
-        "stopped_early": bool(meta.get("stopped_early", False)),
+        "stopped_early": lp.stopped_early,
         "test_accuracy": test["accuracy"],
         "test_uar": test["uar"],
         "test_macro_f1": test["macro_f1"],
         "test_loss": test["loss"],
         "val_at_selected": next(
             (
-                {k: h[k] for k in h if k.startswith("val_")}
+                {k2: h[k2] for k2 in h if k2.startswith("val_")}
                 for h in history
                 if h["step"] == selected_step
             ),
@@ -664,33 +643,101 @@ def train_and_evaluate(
         ),
         "epoch_seconds_median": _timing_median(history, "epoch_seconds"),
         "samples_per_second_median": _timing_median(history, "samples_per_second"),
+        "members": len(trainer.members) if trainer.stacked else 1,
         "devices": parallel.device_summary(),
     }
-    if main:
+    if jax.process_index() == 0:
+        from ser_jax.reports.figures import plot_curves
+
         probs = test.pop("probs")
-        preds = [
-            {
-                "utt_id": u.utt_id,
-                "path": u.path,
-                "speaker": u.speaker,
-                "label": data.label_names[int(y)],
-                "predicted": data.label_names[int(p.argmax())],
-                "probs": {n: round(float(v), 5) for n, v in zip(data.label_names, p, strict=True)},
-            }
-            for u, y, p in zip(data.test.utts, data.test.labels, probs, strict=True)
-        ]
-        write_report(workdir, "test", test, preds)
+        write_report(run.path, "test", test, prediction_rows(data.test, probs, data.label_names))
         if history:
-            plot_curves(
-                history, workdir / "curves.png", title=f"{results['name']} seed {results['seed']}"
-            )
-        (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+            plot_curves(history, run / "curves.png", title=f"{spec.name} seed {spec.seed}")
+        write_model_file(run / MODEL_FILE, variables, step=selected_step)
+        run.write_results(results)
         print(format_table(test))
-    else:
-        test.pop("probs")
-    writer.close()
-    results["test_metrics"] = test
     return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry points
+# ----------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(
+    config: Any, workdir: str | Path, *, data: PreparedData | None = None
+) -> dict[str, Any]:
+    """Train one model (resuming from the newest checkpoint in ``workdir``), select on
+    validation, evaluate the selected model once on the test split, write its reports.
+
+    A finished run (``results.json`` present) is not trained or tested again: its results are
+    returned as they are.
+    """
+    return train_members([config], [workdir], [data], job_dir=workdir, stacked=False)[0]
+
+
+def train_members(
+    configs: Sequence[Any],
+    workdirs: Sequence[str | Path],
+    datas: Sequence[PreparedData | None] | None = None,
+    *,
+    job_dir: str | Path,
+    stacked: bool = True,
+) -> list[dict[str, Any]]:
+    """Train several models together (one compiled step, ``stacked``) or one alone; each
+    model ``k`` gets the run directory ``workdirs[k]``, exactly as if trained by itself. The
+    job's checkpoints live in ``job_dir/checkpoints``."""
+    runs = [RunDir(w) for w in workdirs]
+    datas = list(datas) if datas is not None else [None] * len(configs)
+    main = jax.process_index() == 0
+    results: list[dict[str, Any] | None] = [r.results() if r.finished else None for r in runs]
+    todo = [k for k, r in enumerate(results) if r is None]
+    for k, r in enumerate(results):
+        if r is not None and main:
+            print(f"{runs[k].path} is finished (results.json); not training it again")
+    if not todo:
+        return results  # type: ignore[return-value]
+    job = RunDir(job_dir)
+    with _locks([job, *(runs[k] for k in todo if runs[k].path != job.path)]):
+        trainer = build_trainer(
+            [configs[k] for k in todo], [datas[k] for k in todo], stacked=stacked
+        )
+        for k, member in zip(todo, trainer.members, strict=True):
+            if main:
+                runs[k].write_start(member.config, run_info(member.config, member.data))
+                for s in member.data.skipped:
+                    print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        ckpt = Checkpointer(job / "checkpoints", keep=trainer.spec.keep_checkpoints)
+        try:
+            fitted = fit(trainer, [runs[k] for k in todo], ckpt)
+            for i, k in enumerate(todo):
+                results[k] = select_and_test(trainer, fitted, i, runs[k])
+        finally:
+            ckpt.close()
+    return results  # type: ignore[return-value]
+
+
+class _locks:
+    """Hold the locks of several run directories (process 0), released in reverse order."""
+
+    def __init__(self, runs: Sequence[RunDir]):
+        self.contexts = [r.lock() for r in runs]
+
+    def __enter__(self) -> None:
+        entered = []
+        try:
+            for c in self.contexts:
+                c.__enter__()
+                entered.append(c)
+        except BaseException:
+            for c in reversed(entered):
+                c.__exit__(None, None, None)
+            raise
+        self.entered = entered
+
+    def __exit__(self, *exc: Any) -> None:
+        for c in reversed(self.entered):
+            c.__exit__(*exc)
 
 
 def _timing_median(history: list[dict[str, Any]], key: str) -> float:
@@ -699,8 +746,8 @@ def _timing_median(history: list[dict[str, Any]], key: str) -> float:
     return float(np.median([h[key] for h in rows])) if rows else 0.0
 
 
-def _lr(trainer: Trainer, step: int) -> float:
-    return float(trainer.schedule(step))
+def _lr(member: Member, step: int) -> float:
+    return float(member.schedule(step))
 
 
 def _epoch_line(row: dict[str, Any]) -> str:
@@ -719,66 +766,3 @@ def _progress(*, enabled: bool, total: int, initial: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
-
-
-class _MetricWriter:
-    """metrics.jsonl plus TensorBoard events (tensorboardX), on process 0 only."""
-
-    def __init__(self, workdir: Path, *, enabled: bool, resume_step: int = 0):
-        self.enabled = enabled
-        self._tb = None
-        if enabled:
-            _drop_rows_after(workdir / "metrics.jsonl", resume_step)
-            self._file = open(workdir / "metrics.jsonl", "a")
-            try:
-                from tensorboardX import SummaryWriter
-
-                self._tb = SummaryWriter(str(workdir / "tb"))
-            except ImportError:
-                self._tb = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
-        if self._tb is not None:
-            for k, v in row.items():
-                if (
-                    isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                    and k not in ("step", "epoch")
-                ):
-                    self._tb.add_scalar(k, v, row["step"])
-
-    def close(self) -> None:
-        if self.enabled:
-            self._file.close()
-            if self._tb is not None:
-                self._tb.close()
-
-
-def _drop_rows_after(path: Path, step: int) -> None:
-    """Keep the rows of ``path`` up to ``step``, the step a run resumes from.
-
-    A killed run may have written rows past its last checkpoint (and a torn last line); the
-    resumed run writes those steps again, so without this an epoch would appear twice.
-    """
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # the line a kill cut short
-            continue
-        if int(row.get("step", 0)) <= step:
-            kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
-
-
-def config_from_json(path: str | Path) -> ml_collections.ConfigDict:
-    """The resolved config a run wrote (``config.json``), back as a ConfigDict."""
-    return ml_collections.ConfigDict(json.loads(Path(path).read_text()))

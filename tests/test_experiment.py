@@ -112,7 +112,7 @@ def test_sweep_grid_points_commands_and_aggregation(tmp_path):
     rows = sweep_mod.collect(sweep, root)
     assert len(rows) == 1 and rows[0]["seeds"] == 2
     assert rows[0]["test_accuracy"] == "0.6000 ± 0.1414"
-    sweep_mod.write_tables(rows, root, sweep)
+    sweep_mod.write_results(rows, root, sweep)
     assert "0.6000 ± 0.1414" in (root / "results.md").read_text()
     script = sweep_mod.emit_slurm(sweep, root)
     text = script.read_text()
@@ -161,7 +161,8 @@ def test_emodb_protocols_on_real_data(emodb_dir):
 
 
 def test_results_table_collects_every_run(tmp_path):
-    from ser_jax.experiment import collect_runs, write_table
+    from ser_jax.experiment import collect_runs
+    from ser_jax.tables import write_tables
 
     for name, acc in (("a/seed0", 0.5), ("b/fold1-03/seed0", 0.75)):
         d = tmp_path / name
@@ -180,6 +181,6 @@ def test_results_table_collects_every_run(tmp_path):
         )
     rows = collect_runs(tmp_path)
     assert [r["test_accuracy"] for r in rows] == [0.5, 0.75]
-    write_table(rows, tmp_path / "r.csv", tmp_path / "r.md")
+    write_tables(rows, tmp_path / "r.csv", tmp_path / "r.md")
     assert "0.7500" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.csv").read_text().count("\n") == 3

@@ -234,7 +234,7 @@ def test_eight_devices_match_one_device(device_runs):
 def test_batch_not_dividing_by_devices_is_refused(device_runs):
     bad, out = device_runs["bad"]
     assert bad.proc.returncode != 0
-    assert "ConfigError: train.batch_size=12 does not divide by the 8 devices" in out, out[-3000:]
+    assert "error: train.batch_size=12 does not divide by the 8 devices" in out, out[-3000:]
     assert not (bad.workdir / "checkpoints").exists() or not committed_steps(
         bad.workdir / "checkpoints"
     )

@@ -1,11 +1,18 @@
-"""Batches: seeded order, every file once an epoch, process shards, buckets, eval padding."""
+"""Batches: seeded order, every file once an epoch, buckets, evaluation windows and padding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ser_jax.data.pipeline import ClipSet, TrainBatches, bucket_length, eval_batches
+from ser_jax.data.pipeline import (
+    ClipSet,
+    TrainBatches,
+    bucket_length,
+    window_batches,
+    window_starts,
+    windows,
+)
 from ser_jax.errors import ConfigError
 
 
@@ -50,22 +57,6 @@ def test_every_file_once_per_epoch_and_fresh_order_each_epoch():
     assert len(set(ids.tolist())) == 36
 
 
-def test_process_shards_tile_the_global_batch():
-    full = TrainBatches(clips(), 4, seed=1, max_samples=250, bucket_samples=50)
-    parts = [
-        TrainBatches(
-            clips(), 4, seed=1, max_samples=250, bucket_samples=50, process_index=p, process_count=2
-        )
-        for p in range(2)
-    ]
-    for step in range(4):
-        joined = {k: np.concatenate([parts[0][step][k], parts[1][step][k]]) for k in full[step]}
-        for k in full[step]:
-            np.testing.assert_array_equal(joined[k], full[step][k])
-    with pytest.raises(ConfigError, match="does not divide by the 3 processes"):
-        TrainBatches(clips(), 4, seed=1, max_samples=250, bucket_samples=50, process_count=3)
-
-
 def test_offline_copies_keep_their_augmentation_identity():
     tb = TrainBatches(clips(6), 3, seed=0, max_samples=1000, bucket_samples=0, copies=2)
     assert tb.steps_per_epoch == 6  # 6 files x 3 versions / 3
@@ -79,25 +70,48 @@ def test_offline_copies_keep_their_augmentation_identity():
     assert sum(1 for v in seen.values() if not next(iter(v))[1]) == 6  # one clean copy per file
 
 
-def test_long_clips_are_cropped_randomly_in_training_and_centred_in_eval():
+def test_long_clips_are_cropped_randomly_in_training_and_windowed_in_eval():
     wave = np.arange(1000, dtype=np.float32)
     cs = ClipSet([wave, wave.copy()], [0, 1])
     tb = TrainBatches(cs, 2, seed=0, max_samples=200, bucket_samples=0)
     starts = {float(tb[s]["audio"][r, 0]) for s in range(5) for r in range(2)}
     assert len(starts) > 1
-    (batch,) = list(eval_batches(cs, 2, max_samples=200, bucket_samples=0))
-    assert batch["audio"][0, 0] == 400.0 and batch["length"][0] == 200
+    # evaluation: half-overlapping windows covering the clip, the last ending at its end
+    assert window_starts(1000, 200) == [0, 100, 200, 300, 400, 500, 600, 700, 800]
+    assert window_starts(1050, 200) == [0, 100, 200, 300, 400, 500, 600, 700, 800, 850]
+    assert window_starts(150, 200) == [0]
+    pieces, owner = windows([wave, wave[:150]], 200)
+    assert owner.tolist() == [0] * 9 + [1]
+    assert pieces[1][0] == 100.0 and len(pieces[-1]) == 150
 
 
-def test_eval_batches_cover_each_clip_once_with_weighted_padding():
+def test_window_batches_cover_each_piece_once_with_weighted_padding():
     cs = clips(10)
-    batches = list(eval_batches(cs, 4, max_samples=1000, bucket_samples=50))
+    batches = list(window_batches(cs.waves, 4, max_samples=1000, bucket_samples=50))
     assert len(batches) == 3
-    idx = np.concatenate([b["index"] for b in batches])
-    w = np.concatenate([b["weight"] for b in batches])
-    assert sorted(idx[w > 0].tolist()) == list(range(10))
-    assert (idx[w == 0] == -1).all() and (w == 0).sum() == 2
-    assert not any(b["augment"].any() for b in batches)
+    rows = np.concatenate([r for r, _ in batches])
+    assert sorted(rows.tolist()) == list(range(10))
+    w = np.concatenate([b["weight"] for _, b in batches])
+    assert w.sum() == 10 and (w[-2:] == 0).all()
+    for r, b in batches:
+        assert b["audio"].shape[1] % 50 == 0
+        for i, j in enumerate(r):
+            assert (b["audio"][i, : b["length"][i]] == j + 1).all()
+
+
+def test_score_clips_averages_window_probabilities():
+    from ser_jax.scoring import score_clips
+
+    def predict(batch):  # "probability" of class 0 = the window's mean sample value
+        m = batch["audio"].sum(1) / np.maximum(batch["length"], 1)
+        return np.stack([m, 1 - m], axis=1)
+
+    long = np.linspace(0, 1, 1000, dtype=np.float32)
+    short = np.full(120, 0.25, np.float32)
+    probs = score_clips(predict, [long, short], 2, batch_size=3, max_samples=200, bucket_samples=0)
+    each = [long[s : s + 200].mean() for s in window_starts(1000, 200)]
+    np.testing.assert_allclose(probs[0, 0], np.mean(each), rtol=1e-6)
+    np.testing.assert_allclose(probs[1], [0.25, 0.75], rtol=1e-6)
 
 
 def test_batch_larger_than_training_set_is_refused():

@@ -43,7 +43,11 @@ def test_stratified_matches_splitEachLabel_rounding() -> None:
     per_part = {name: Counter(labels[idx].tolist()) for name, idx in parts.items()}
     assert (per_part["train"]["W"], per_part["val"]["W"], per_part["test"]["W"]) == (71, 15, 16)
     assert (per_part["train"]["E"], per_part["val"]["E"], per_part["test"]["E"]) == (23, 5, 5)
-    assert split.sizes() == (285, 62, 62)  # neutral: 65 * 0.7 = 45.5 -> 46
+    assert (len(split.train), len(split.val), len(split.test)) == (
+        285,
+        62,
+        62,
+    )  # neutral: 65 * 0.7 = 45.5 -> 46
 
 
 @settings(max_examples=60, deadline=None)
@@ -79,7 +83,7 @@ def test_stratified_seed_changes_the_split() -> None:
     labels = np.repeat(np.arange(7), 30)
     a, b = stratified_split(labels, seed=0), stratified_split(labels, seed=1)
     assert not np.array_equal(a.train, b.train)
-    assert a.sizes() == b.sizes()
+    assert [len(p) for p in (a.train, a.val, a.test)] == [len(p) for p in (b.train, b.val, b.test)]
 
 
 def test_stratified_rejects_bad_fractions() -> None:
@@ -197,7 +201,7 @@ def test_real_emodb_speaker_splits(emodb_dir: Path) -> None:
     speakers, labels = speakers_of(utts), label_ids(utts)
     split = speaker_independent_split(speakers, ["03", "08"], ["09"], labels=labels)
     check_disjoint(split, speakers)
-    assert split.sizes() == (409 - 49 - 58 - 43, 43, 49 + 58)
+    assert (len(split.train), len(split.val), len(split.test)) == (409 - 49 - 58 - 43, 43, 49 + 58)
     drawn = speaker_independent_split(speakers, ["03", "08"], labels=labels, seed=0)
     assert len(set(speakers[drawn.val])) == 1  # one validation speaker out of six
     assert len(np.unique(labels[drawn.val])) == 7  # and it has every class

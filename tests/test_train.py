@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
+import jax
+import numpy as np
 import pytest
 from conftest import tiny_config
 
 from ser_jax.errors import ConfigError
-from ser_jax.train import NonFiniteLossError, build_trainer, make_schedule, train_and_evaluate
+from ser_jax.optim import make_schedule
+from ser_jax.train import NonFiniteLossError, build_trainer, train_and_evaluate
 
 
 def test_training_beats_chance_clearly(trained):
@@ -68,13 +72,34 @@ def test_same_seed_same_metrics(tmp_path):
     assert a["test_accuracy"] == b["test_accuracy"]
 
 
-def test_nan_loss_stops_with_the_step_named(tmp_path):
-    cfg = tiny_config(epochs=1, learning_rate=1e30, log_every_steps=1)
-    with pytest.raises(NonFiniteLossError, match=r"at step \d+"):
+def test_divergence_stops_with_the_step_named_and_no_later_checkpoint(tmp_path):
+    # lr 1e-2 for one epoch, then x1e30: training diverges early in the second epoch.
+    cfg = tiny_config(
+        epochs=2,
+        schedule="piecewise",
+        drop_period=1,
+        drop_factor=1e30,
+        log_every_steps=1,
+        checkpoint_every_steps=1,
+        keep_checkpoints=100,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ ") as err:
         train_and_evaluate(cfg, tmp_path / "nan")
-    # no checkpoint records a non-finite state as latest
-    ckpts = list((tmp_path / "nan" / "checkpoints").glob("[0-9]*"))
-    assert ckpts == []
+    step = int(re.search(r"at step (\d+) ", str(err.value)).group(1))
+    spe = build_trainer(cfg).steps_per_epoch
+    assert spe <= step < 2 * spe
+    assert "no checkpoint of a later step" in str(err.value)
+    ckpts = tmp_path / "nan" / "checkpoints"
+    saved = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    # a checkpoint after every step before the bad one, and none from it on (unguarded, the
+    # run would go on writing checkpoints of NaN states to the end)
+    assert saved == list(range(1, step + 1))
+    from ser_jax.checkpoint import Checkpointer
+
+    ck = Checkpointer(ckpts, asynchronous=False)
+    params = ck.restore_variables(step, ("params",))["params"]
+    ck.close()
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
 def test_piecewise_schedule_drops_like_matlab():
@@ -101,7 +126,7 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
     import numpy as np
 
     from ser_jax.frontend import log_mel
-    from ser_jax.inference import load_run
+    from ser_jax.restore import load_model
 
     cfg = tiny_config(epochs=1)
     cfg.frontend.normalize = "dataset"
@@ -118,5 +143,5 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
     np.testing.assert_allclose(stats["mean"], allf.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(stats["std"], allf.std(0), rtol=1e-3)
     train_and_evaluate(cfg, tmp_path / "run")
-    restored = load_run(tmp_path / "run").state.feature_stats
+    restored = load_model(tmp_path / "run").variables.feature_stats
     np.testing.assert_allclose(restored["mean"], stats["mean"], rtol=1e-6)

@@ -42,7 +42,7 @@ def get_config():
     c.train.drop_factor = 0.1  # MATLAB's defaults: x0.1 every 10 epochs (no drop within 3)
     c.train.drop_period = 10
     c.train.select = "last"  # MATLAB trains 3 epochs and tests the last network
-    # Offline augmentation as in the example (pitch shift, time shift, noise at an SNR): two
+    # Offline augmentation as in the example (pitch shift, time shift, noise at an SNR): four
     # augmented copies of every training file next to the original, fixed across epochs.
     c.augment.mode = "offline"
     c.augment.copies = 4

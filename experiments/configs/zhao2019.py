@@ -2,8 +2,9 @@
 the 2-D CNN LSTM on log-mel input.
 
 Four local feature learning blocks (3x3 conv, BN, ELU, max-pool; 64-64-128-128 filters; pools
-2x2, 2x2, 4x4, 4x4), LSTM 256, softmax. On 2 s clips (201 frames x 64 mels) these pools leave
-3 LSTM steps of 128 features: the LSTM barely acts as a sequence model (see FINDINGS).
+2x2, 2x2, 4x4, 4x4), LSTM 256, softmax. On 2 s clips at 16 kHz with a 10 ms hop (201 frames x
+64 mels) these pools shrink time 64x and leave 3 LSTM steps of 128 features: the LSTM barely
+acts as a sequence model.
 
     ser-jax train --config experiments/configs/zhao2019.py --config.data.root $SER_EMODB_DIR --seeds 3
 """

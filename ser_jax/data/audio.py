@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,38 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     )
 
 
+# A corpus whose audio is not in files (a TFDS dataset) registers a decoder for its path
+# prefix: ``decoder(path) -> (samples (frames, channels) float32, native rate)``. Everything
+# after decoding (the checks, mono, resampling) is the same for every corpus.
+_DECODERS: dict[str, Callable[[str], tuple[np.ndarray, int]]] = {}
+
+
+def register_decoder(prefix: str, decoder: Callable[[str], tuple[np.ndarray, int]]) -> None:
+    """Decode paths starting with ``prefix`` (e.g. ``"tfds:"``) with ``decoder``."""
+    _DECODERS[prefix] = decoder
+
+
+def _decode_file(path: Path) -> tuple[np.ndarray, int]:
+    _check_file(path)
+    try:
+        data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as err:
+        raise _decode_error(path, err) from err
+    except (RuntimeError, ValueError, EOFError) as err:  # e.g. decoder errors mid-stream
+        raise AudioDecodeError(str(path), f"decoding failed: {err}") from err
+    return data, int(native_rate)
+
+
+def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """``(samples (frames, channels) float32, native sample rate)`` of a file or a registered
+    non-file source."""
+    text = str(path)
+    for prefix, decoder in _DECODERS.items():
+        if text.startswith(prefix):
+            return decoder(text)
+    return _decode_file(Path(path))
+
+
 def load_audio(
     path: str | os.PathLike, sample_rate: int = 16000, *, min_samples: int = 400
 ) -> np.ndarray:
@@ -114,29 +146,32 @@ def load_audio(
     sample is NaN/inf, not every sample is zero, and at least ``min_samples`` samples remain
     after resampling (one analysis window, e.g. 25 ms at 16 kHz; :class:`AudioContentError`).
     """
-    path = Path(path)
-    _check_file(path)
-    try:
-        data, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as err:
-        raise _decode_error(path, err) from err
-    except (RuntimeError, ValueError, EOFError) as err:  # e.g. decoder errors mid-stream
-        raise AudioDecodeError(str(path), f"decoding failed: {err}") from err
+    data, native_rate = decode(path)
+    return to_model_audio(data, native_rate, sample_rate, str(path), min_samples=min_samples)
+
+
+def to_model_audio(
+    data: np.ndarray, native_rate: int, sample_rate: int, name: str, *, min_samples: int = 400
+) -> np.ndarray:
+    """Decoded samples ``(frames, channels)`` → checked float32 mono at ``sample_rate``."""
+    data = np.asarray(data, np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
     frames, channels = data.shape
     if frames == 0:
         raise AudioContentError(
-            str(path), f"no samples (header is valid, {channels} channel(s) at {native_rate} Hz)"
+            name, f"no samples (header is valid, {channels} channel(s) at {native_rate} Hz)"
         )
     bad = ~np.isfinite(data)
     if bad.any():
         raise AudioContentError(
-            str(path),
+            name,
             f"{int(bad.sum())} of {data.size} samples are NaN or inf "
             f"(first at frame {int(np.argmax(bad.any(axis=1)))})",
         )
     if not data.any():
         raise AudioContentError(
-            str(path), f"all {frames} samples are zero (silent file, {frames / native_rate:.3f} s)"
+            name, f"all {frames} samples are zero (silent file, {frames / native_rate:.3f} s)"
         )
     mono = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
     if native_rate != sample_rate:
@@ -144,7 +179,7 @@ def load_audio(
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if mono.shape[0] < min_samples:
         raise AudioContentError(
-            str(path),
+            name,
             f"too short: {mono.shape[0]} samples at {sample_rate} Hz "
             f"({1000 * mono.shape[0] / sample_rate:.1f} ms, from {frames} at {native_rate} Hz); "
             f"need at least min_samples={min_samples} (one analysis window)",
@@ -170,7 +205,7 @@ def load_audio_cached(
 
     Only successful loads are cached; a changed file (new mtime or size) is decoded again.
     """
-    if cache_dir is None:
+    if cache_dir is None or any(str(path).startswith(p) for p in _DECODERS):
         return load_audio(path, sample_rate, min_samples=min_samples)
     path = Path(path)
     _check_file(path)

@@ -30,6 +30,7 @@ CREMA-D (``1001_DFA_ANG_XX.wav``: speaker, sentence, emotion) and TESS
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -58,8 +59,8 @@ def register_corpus(name: str) -> Callable[[CorpusReader], CorpusReader]:
 
 
 def available_corpora() -> tuple[str, ...]:
-    """Names accepted by :func:`load_manifest`, sorted."""
-    return tuple(sorted(_READERS))
+    """Names accepted by :func:`load_manifest`, sorted (``tfds:<dataset>`` besides)."""
+    return (*sorted(_READERS), "tfds:<dataset>")
 
 
 def load_manifest(
@@ -67,16 +68,24 @@ def load_manifest(
 ) -> tuple[list[Utterance], list[Skipped]]:
     """Read corpus ``name`` at ``root``; utterances sorted by ``utt_id`` for reproducibility.
 
+    ``tfds:<dataset>`` reads a prepared TFDS dataset in the data_dir ``root`` (its ``train``
+    split; audio is decoded later, with the same checks as files, by ``load_corpus``).
     Raises :class:`ConfigError` for an unknown corpus name or a missing ``root``, and
     :class:`ManifestError` when no usable file is found (or, with ``strict``, on the first
     unusable one).
     """
-    if name not in _READERS:
+    if name.startswith("tfds:"):
+        from ser_jax.data.tfds_emodb import read_tfds
+
+        reader = functools.partial(read_tfds, name.split(":", 1)[1])
+    elif name in _READERS:
+        reader = _READERS[name]
+    else:
         raise ConfigError(f"unknown corpus '{name}'; available: {', '.join(available_corpora())}")
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigError(f"corpus '{name}': root {root} does not exist")
-    utts, skipped = _READERS[name](root, strict=strict)
+    utts, skipped = reader(root, strict=strict)
     if not utts:
         reasons = "; ".join(f"{Path(s.path).name}: {s.reason}" for s in skipped[:3])
         raise ManifestError(
@@ -169,6 +178,12 @@ def read_emodb(root: Path, *, strict: bool) -> tuple[list[Utterance], list[Skipp
             )
         )
     return utts, skipped
+
+
+@register_corpus("demo")
+def read_demo(root: Path, *, strict: bool) -> tuple[list[Utterance], list[Skipped]]:
+    """The synthetic demo corpus (``ser_jax.data.synthetic``): Emo-DB's file layout."""
+    return read_emodb(root, strict=strict)
 
 
 # --- Folder per label ---------------------------------------------------------------------

@@ -2,22 +2,22 @@
 
 A training batch is a pure function of ``(seed, step)``: grain's ``MapDataset`` gives random
 access (``shuffle(seed).repeat()`` draws a fresh permutation each epoch), so resuming at step *k*
-needs nothing but *k* and no iterator state can go stale. Each process builds the same global
-batch order and keeps only its own rows (``process_index::process_count`` of every global batch),
-so multi-host runs need no coordination beyond the seed.
+needs nothing but *k* and no iterator state can go stale. Every process builds the same global
+batch and hands the devices it drives their rows (``ser_jax.parallel.to_global``), so multi-host
+runs need no coordination beyond the seed.
 
-A batch is a dict of numpy arrays, ready for ``jax.make_array_from_process_local_data``:
+A batch is a dict of numpy arrays:
 - ``audio``   (batch, samples) float32, zero after each clip's true length;
 - ``length``  (batch,) int32 true lengths in samples;
 - ``label``   (batch,) int32;
-- ``weight``  (batch,) float32, 0 for rows that only pad the last evaluation batch;
-- ``index``   (batch,) int32 position of the clip in its split (-1 for padding rows);
+- ``weight``  (batch,) float32, 1 (every training row is a clip);
+- ``index``   (batch,) int32 position of the clip in its split;
 - ``aug_id``  (batch,) int32 identity of the augmentation draw (see ``TrainBatches``);
 - ``augment`` (batch,) bool, False for the original copy in offline augmentation.
 
-All clips of a batch are padded to the same bucket length: the longest clip of the *global*
-batch rounded up to a multiple of ``bucket_samples`` (and at most ``max_samples``), so shapes
-repeat and jit compiles once per bucket.
+All clips of a batch are padded to the same bucket length: the longest clip of the batch
+rounded up to a multiple of ``bucket_samples`` (and at most ``max_samples``), so shapes repeat
+and jit compiles once per bucket. Evaluation batches are made by ``ser_jax.scoring``.
 """
 
 from __future__ import annotations
@@ -68,25 +68,11 @@ def bucket_length(longest: int, bucket_samples: int, max_samples: int) -> int:
     return min(int(math.ceil(longest / bucket_samples) * bucket_samples), max_samples)
 
 
-def _crop(wave: np.ndarray, max_samples: int, rng: np.random.Generator | None) -> np.ndarray:
+def _random_crop(wave: np.ndarray, max_samples: int, rng: np.random.Generator) -> np.ndarray:
     if len(wave) <= max_samples:
         return wave
-    start = (
-        int(rng.integers(0, len(wave) - max_samples + 1))
-        if rng is not None
-        else (len(wave) - max_samples) // 2
-    )
+    start = int(rng.integers(0, len(wave) - max_samples + 1))
     return wave[start : start + max_samples]
-
-
-def _check_batch(batch_size: int, process_count: int) -> int:
-    if batch_size <= 0:
-        raise ConfigError(f"train.batch_size={batch_size} must be positive")
-    if batch_size % process_count:
-        raise ConfigError(
-            f"train.batch_size={batch_size} does not divide by the {process_count} processes"
-        )
-    return batch_size // process_count
 
 
 def _pack(
@@ -99,7 +85,7 @@ def _pack(
         "audio": audio,
         "length": np.array([len(r[0]) for r in rows], np.int32),
         "label": np.array([r[1] for r in rows], np.int32),
-        "weight": np.array([1.0 if r[2] >= 0 else 0.0 for r in rows], np.float32),
+        "weight": np.ones(len(rows), np.float32),
         "index": np.array([r[2] for r in rows], np.int32),
         "aug_id": np.array([r[3] for r in rows], np.int32),
         "augment": np.array([r[4] for r in rows], bool),
@@ -125,18 +111,15 @@ class TrainBatches:
         max_samples: int,
         bucket_samples: int,
         copies: int = 0,
-        process_index: int = 0,
-        process_count: int = 1,
     ):
+        if batch_size <= 0:
+            raise ConfigError(f"train.batch_size={batch_size} must be positive")
         self.clips = clips
         self.batch_size = batch_size
-        self.local_batch = _check_batch(batch_size, process_count)
         self.seed = seed
         self.max_samples = max_samples
         self.bucket_samples = bucket_samples
         self.copies = copies
-        self.process_index = process_index
-        self.process_count = process_count
         self.items = len(clips) * (copies + 1)
         if self.items < batch_size:
             raise ConfigError(
@@ -160,16 +143,10 @@ class TrainBatches:
         length = bucket_length(
             int(self._lengths[files].max()), self.bucket_samples, self.max_samples
         )
-        lo = self.process_index * self.local_batch
         rows = []
-        for item, f, c in zip(
-            items[lo : lo + self.local_batch],
-            files[lo : lo + self.local_batch],
-            copy[lo : lo + self.local_batch],
-            strict=True,
-        ):
+        for item, f, c in zip(items, files, copy, strict=True):
             rng = np.random.default_rng([self.seed, int(epoch), int(item)])
-            wave = _crop(self.clips.waves[f], self.max_samples, rng)
+            wave = _random_crop(self.clips.waves[f], self.max_samples, rng)
             if self.copies:
                 aug_id, augment = int(item), bool(c > 0)
             else:
@@ -177,38 +154,50 @@ class TrainBatches:
             rows.append((wave, int(self.clips.labels[f]), int(f), aug_id, augment))
         return _pack(rows, length)
 
-    def iterate(self, start: int, stop: int) -> Iterator[dict[str, np.ndarray]]:
-        """Batches for steps ``start..stop-1``, assembled on a background thread (grain prefetch)."""
-        ds = grain.MapDataset.range(start, stop).map(self.__getitem__)
-        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
-        yield from it
+
+def prefetch(make_batch, start: int, stop: int):
+    """``make_batch(step)`` for steps ``start..stop-1``, assembled ahead on a background thread
+    (grain prefetch) while the device runs the previous step."""
+    ds = grain.MapDataset.range(start, stop).map(make_batch)
+    yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
 
 
-def eval_batches(
-    clips: ClipSet,
-    batch_size: int,
-    *,
-    max_samples: int,
-    bucket_samples: int,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Every clip exactly once, in order, centre-cropped; the last batch is padded with weight 0.
+# Evaluation: whole clips, long ones as half-overlapping windows (see ser_jax.scoring).
 
-    Clips are sorted by length inside the iteration so that batches of similar length share a
-    bucket (less padding, fewer shapes); ``index`` says which clip each row is.
-    """
-    local = _check_batch(batch_size, process_count)
-    lengths = np.minimum(clips.lengths, max_samples)
-    order = np.argsort(lengths, kind="stable")
+
+def window_starts(length: int, window: int) -> list[int]:
+    """Start samples of the half-overlapping windows that cover a clip of ``length``."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, window // 2))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+def windows(waves: Sequence[np.ndarray], max_samples: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every clip's windows (views, no copies) and the clip each window belongs to."""
+    out, owner = [], []
+    for i, w in enumerate(waves):
+        for s in window_starts(len(w), max_samples):
+            out.append(w[s : s + max_samples])
+            owner.append(i)
+    return out, np.asarray(owner, np.int64)
+
+
+def window_batches(
+    pieces: Sequence[np.ndarray], batch_size: int, *, max_samples: int, bucket_samples: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """``(rows, batch)``: which pieces a batch holds, and the padded batch (``audio``,
+    ``length``, ``weight``)."""
+    order = np.argsort([len(p) for p in pieces], kind="stable")
     for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = bucket_length(int(lengths[chunk].max()), bucket_samples, max_samples)
-        global_rows = [
-            (_crop(clips.waves[i], max_samples, None), int(clips.labels[i]), int(i), 0, False)
-            for i in chunk
-        ]
-        pad = batch_size - len(global_rows)
-        global_rows += [(np.zeros(0, np.float32), 0, -1, 0, False)] * pad
-        lo = process_index * local
-        yield _pack(global_rows[lo : lo + local], length)
+        rows = order[start : start + batch_size]
+        length = bucket_length(max(len(pieces[j]) for j in rows), bucket_samples, max_samples)
+        audio = np.zeros((batch_size, length), np.float32)
+        lengths = np.zeros(batch_size, np.int32)
+        for r, j in enumerate(rows):
+            audio[r, : len(pieces[j])] = pieces[j]
+            lengths[r] = len(pieces[j])
+        weight = (np.arange(batch_size) < len(rows)).astype(np.float32)
+        yield rows, {"audio": audio, "length": lengths, "weight": weight}

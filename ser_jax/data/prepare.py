@@ -3,8 +3,9 @@
 This is the one place that reads ``config.data``: it resolves the corpus (generating the
 synthetic demo corpus on first use), loads every file once (bad files are reported and skipped,
 or stop the run in strict mode), and applies the split protocol: ``stratified`` (per label, the
-MATLAB example's 70/15/15), ``speakers`` (named held-out speakers) or ``loso`` (fold *k* of
-leave-one-speaker-out). It hands on a ``PreparedData`` with a ``ClipSet`` per split.
+MATLAB example's 70/15/15), ``speakers`` (named held-out speakers), ``loso`` (fold *k* of
+leave-one-speaker-out) or ``speaker_kfold`` (fold *k* of k groups of speakers). It hands on a
+``PreparedData`` with a ``ClipSet`` per split.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +83,12 @@ def demo_corpus_root(data_cfg: Any) -> Path:
         f"demo_s{demo.speakers}_u{demo.utterances_per_class}_{lo:g}-{hi:g}s_{data_cfg.sample_rate}"
     )
     root = cache_dir() / key
-    if not (root / ".complete").exists():
-        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    if (root / ".complete").exists():
+        return root
+    # Written under a private name and renamed when complete: a reader never sees half a
+    # corpus, and two processes generating it at once each write their own copy.
+    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    try:
         make_demo_corpus(
             tmp,
             speakers=int(demo.speakers),
@@ -92,17 +98,23 @@ def demo_corpus_root(data_cfg: Any) -> Path:
             seed=0,
         )
         (tmp / ".complete").write_text("ok\n")
-        try:
-            tmp.rename(root)
-        except OSError:  # another process won the race; its copy is identical
-            pass
+        tmp.rename(root)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (root / ".complete").exists():  # another process finished first: same corpus
+            return root
+        raise ConfigError(
+            f"could not write the demo corpus to {root}: {err.strerror or err} "
+            "(set SER_JAX_CACHE to a writable folder)"
+        ) from err
     return root
 
 
 def resolve_corpus(data_cfg: Any) -> tuple[str, Path]:
+    """The corpus reader name and its root (for ``demo`` with no root: generated on first use)."""
     name = str(data_cfg.corpus)
-    if name == "demo":
-        return "emodb", demo_corpus_root(data_cfg)
+    if name == "demo" and not data_cfg.root:
+        return name, demo_corpus_root(data_cfg)
     if not data_cfg.root:
         raise ConfigError(f"data.root is empty: corpus {name!r} needs the folder (or CSV file)")
     root = Path(os.path.expanduser(str(data_cfg.root)))
@@ -117,13 +129,7 @@ def load_all(
     """Every usable clip of the configured corpus, resampled, with the files skipped and why."""
     name, root = resolve_corpus(data_cfg)
     strict = bool(data_cfg.strict)
-    if name.startswith("tfds:"):
-        from ser_jax.data.tfds_emodb import load_tfds_split
-
-        waves, utts = load_tfds_split(name.split(":", 1)[1], "train", str(root))
-        # TFDS stores examples shuffled; splits must depend on the set of files, not their order.
-        order = sorted(range(len(utts)), key=lambda i: utts[i].utt_id)
-        return [waves[i] for i in order], [utts[i] for i in order], []
+    # Every corpus, files or TFDS, goes through one reader interface and the same audio checks.
     utts, skipped = load_manifest(name, root, strict=strict)
     waves, kept, bad = load_corpus(
         utts, int(data_cfg.sample_rate), strict=strict, progress=progress

@@ -1,13 +1,14 @@
 """Splits: index arrays into the utterance list for train / validation / test.
 
 Every function is seeded and deterministic (``numpy.random.default_rng(seed)``) and returns
-sorted ``int64`` index arrays, so a split is reproduced from its arguments alone. Three
+sorted ``int64`` index arrays, so a split is reproduced from its arguments alone. Four
 protocols:
 
 * :func:`stratified_split`: per class, like MATLAB ``splitEachLabel(ads, 0.70, 0.15, 0.15)``;
   speakers are shared between parts (speaker-dependent).
 * :func:`speaker_independent_split`: named speakers held out for test (and validation).
 * :func:`loso_folds`: leave-one-speaker-out, one fold per speaker.
+* :func:`speaker_kfold`: k folds over groups of speakers (a cheaper speaker-independent CV).
 
 :func:`check_disjoint` verifies any split before it is used.
 """
@@ -31,10 +32,6 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     name: str = ""
-
-    def sizes(self) -> tuple[int, int, int]:
-        """``(len(train), len(val), len(test))``."""
-        return len(self.train), len(self.val), len(self.test)
 
 
 def _indices(x: Iterable[int]) -> np.ndarray:

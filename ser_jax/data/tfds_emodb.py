@@ -8,10 +8,10 @@ with :func:`ser_jax.data.audio.load_audio`), ``label`` (``ClassLabel`` over
 :data:`~ser_jax.data.manifest.EMOTIONS`), ``speaker_id`` and ``utt_id``. Files that fail to
 load are left out with a warning.
 
-:func:`load_tfds_split` reads any prepared TFDS audio dataset with ``audio`` and ``label``
-features (``speaker_id`` optional; e.g. the catalogue's ``crema_d``) through
-``tfds.data_source`` (random access over array_record, no ``tf.data``) and hands on the same
-``(waves, utterances)`` as :func:`ser_jax.data.audio.load_corpus`.
+:func:`read_tfds` is the corpus reader of ``tfds:<name>``: any prepared TFDS audio dataset with
+``audio`` and ``label`` features (``speaker_id`` optional; e.g. the catalogue's ``crema_d``),
+read through ``tfds.data_source`` (random access over array_record, no ``tf.data``); its audio
+goes through the same checks and resampling as files (:mod:`ser_jax.data.audio`).
 
 TensorFlow Datasets and TensorFlow are optional (extra ``tfds``) and imported only inside
 the functions; without them the functions raise :class:`MissingExtraError`.
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ser_jax.data.audio import load_audio
+from ser_jax.data.audio import load_audio, load_corpus, register_decoder
 from ser_jax.data.corpora import load_manifest
-from ser_jax.data.manifest import EMOTIONS, Utterance
+from ser_jax.data.manifest import EMOTIONS, Skipped, Utterance
 from ser_jax.errors import AudioContentError, AudioDecodeError, ConfigError, MissingExtraError
 
 log = logging.getLogger(__name__)
@@ -135,36 +135,39 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def load_tfds_split(
-    name: str,
-    split: str,
-    data_dir: str | os.PathLike,
-    *,
-    sample_rate: int | None = None,
-) -> tuple[list[np.ndarray], list[Utterance]]:
-    """Read a prepared TFDS audio dataset split into ``(waves, utterances)``.
+# Examples read while listing a dataset, kept until audio loading asks for them (each record
+# is read once); the sources stay open for a decode of an example asked for again.
+_SOURCES: dict[str, tuple[Any, int | None]] = {}
+_PENDING: dict[str, tuple[np.ndarray, int]] = {}
 
-    ``waves[i]`` is float32 mono ``(samples,)``: integer audio (TFDS decodes 16-bit WAV to
-    int64) is divided by 32768, channels are averaged, and with ``sample_rate`` set the audio
-    is resampled (soxr HQ) from the dataset's declared rate. Utterance paths are
-    ``tfds:<name>/<split>/<index>``; speaker is ``speaker_id`` when the dataset has it, else
-    ``"unknown"``; ``utt_id`` is the dataset's ``utt_id`` or ``<split>/<index>``.
+
+def read_tfds(
+    name: str, root: Path, *, strict: bool = False, split: str = "train"
+) -> tuple[list[Utterance], list[Skipped]]:
+    """Corpus reader for ``tfds:<name>``: a prepared TFDS audio dataset in the data_dir
+    ``root`` → utterances ``tfds:<name>/<split>/<index>``.
+
+    Any dataset with ``audio`` and ``label`` features (``speaker_id`` and ``utt_id`` optional,
+    e.g. the catalogue's ``crema_d``) is read through ``tfds.data_source`` (random access over
+    array_record, no ``tf.data``). The audio itself is decoded by ``ser_jax.data.audio`` like a
+    file's: the same checks (NaN/inf, silence, minimum length, ``strict``) and resampling to
+    ``data.sample_rate`` from the dataset's declared rate.
     """
     tfds = _import_tfds()
     if name.split(":")[0].split("/")[0] == "emodb":
         emodb_builder_class()  # registers the builder so tfds finds it by name
     try:
-        prepared = tfds.builder(name, data_dir=str(data_dir)).is_prepared()
+        prepared = tfds.builder(name, data_dir=str(root)).is_prepared()
     except tfds.core.registered.DatasetNotFoundError as err:
         first_line = str(err).strip().splitlines()[0]
-        raise ConfigError(f"unknown TFDS dataset {name!r} in {data_dir}: {first_line}") from err
+        raise ConfigError(f"unknown TFDS dataset {name!r} in {root}: {first_line}") from err
     if not prepared:
         raise ConfigError(
-            f"TFDS dataset {name!r} is not prepared in {data_dir} (for emodb run "
-            "build_emodb_tfds(manual_dir, data_dir) first)"
+            f"TFDS dataset {name!r} is not prepared in {root} (for emodb run "
+            "`ser-jax tfds-build` first)"
         )
     try:
-        source = tfds.data_source(name, split=split, data_dir=str(data_dir), download=False)
+        source = tfds.data_source(name, split=split, data_dir=str(root), download=False)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"TFDS dataset {name!r} has no split {split!r}: {err}") from err
     features = source.dataset_info.features
@@ -173,31 +176,58 @@ def load_tfds_split(
         raise ConfigError(f"TFDS dataset {name!r} lacks feature(s) {missing}: {list(features)}")
     names = features["label"].names
     declared = features["audio"].sample_rate
-    if sample_rate is not None and declared is None:
+    if declared is None:
         raise ConfigError(f"TFDS dataset {name!r} does not declare its audio sample rate")
-    waves: list[np.ndarray] = []
+    prefix = f"tfds:{name}/{split}"
+    _SOURCES[prefix] = (source, int(declared))
+    register_decoder("tfds:", _decode_tfds)
     utts: list[Utterance] = []
     for i in range(len(source)):
         ex = source[i]
-        audio = np.asarray(ex["audio"])
-        if np.issubdtype(audio.dtype, np.integer):
-            audio = audio.astype(np.float32) / 32768.0
-        audio = audio.astype(np.float32, copy=False)
-        if audio.ndim == 2:
-            audio = audio.mean(axis=1, dtype=np.float32)
-        if sample_rate is not None and declared != sample_rate:
-            import soxr
-
-            audio = soxr.resample(audio, declared, sample_rate, quality="HQ").astype(np.float32)
-        waves.append(np.ascontiguousarray(audio))
-        utt_id = _text(ex["utt_id"]) if "utt_id" in ex else f"{split}/{i}"
+        path = f"{prefix}/{i}"
+        _PENDING[path] = (_as_samples(ex["audio"]), int(declared))
         utts.append(
             Utterance(
-                path=f"tfds:{name}/{split}/{i}",
+                path=path,
                 label=names[int(ex["label"])],
                 speaker=_text(ex["speaker_id"]) if "speaker_id" in ex else "unknown",
-                utt_id=utt_id,
+                utt_id=_text(ex["utt_id"]) if "utt_id" in ex else f"{split}/{i}",
                 extra={"tfds_index": str(i), "dataset": name},
             )
         )
-    return waves, utts
+    return utts, []
+
+
+def _as_samples(audio: Any) -> np.ndarray:
+    """TFDS audio → float32 ``(frames, channels)``; integer audio (16-bit WAV decodes to
+    int64) is divided by 32768."""
+    audio = np.asarray(audio)
+    if np.issubdtype(audio.dtype, np.integer):
+        audio = audio.astype(np.float32) / 32768.0
+    audio = audio.astype(np.float32, copy=False)
+    return audio[:, None] if audio.ndim == 1 else audio
+
+
+def _decode_tfds(path: str) -> tuple[np.ndarray, int]:
+    if path in _PENDING:
+        return _PENDING.pop(path)
+    prefix, _, index = path.rpartition("/")
+    if prefix not in _SOURCES or not index.isdigit():
+        raise AudioDecodeError(path, "not an example of a TFDS dataset read in this process")
+    source, rate = _SOURCES[prefix]
+    return _as_samples(source[int(index)]["audio"]), rate
+
+
+def load_tfds_split(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike,
+    *,
+    sample_rate: int | None = None,
+) -> tuple[list[np.ndarray], list[Utterance]]:
+    """Every usable example of a prepared TFDS audio dataset split as ``(waves, utterances)``,
+    at ``sample_rate`` (default: the dataset's own rate); see :func:`read_tfds`."""
+    utts, _ = read_tfds(name, Path(data_dir), split=split)
+    rate = sample_rate if sample_rate is not None else _SOURCES[f"tfds:{name}/{split}"][1]
+    waves, kept, _ = load_corpus(utts, rate, progress=False)
+    return waves, kept

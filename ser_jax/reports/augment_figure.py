@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,8 @@ from ser_jax.augment import (
     draw_spec_masks,
     draw_waveform_params,
 )
+from ser_jax.data.audio import load_audio
+from ser_jax.errors import ConfigError
 from ser_jax.frontend import FrontendConfig, log_mel, num_frames
 
 _ROWS = (
@@ -38,18 +41,6 @@ _ROWS = (
     ("speed", {"speed_prob": 1.0}),
     ("SpecAugment", {"time_mask_prob": 1.0, "freq_mask_prob": 1.0}),
 )
-
-
-def _load(wav_path: Path, sample_rate: int) -> np.ndarray:
-    try:
-        from ser_jax.data.audio import load_audio
-    except ImportError:  # the loader is optional here: fall back to soundfile + soxr
-        import soundfile as sf
-        import soxr
-
-        y, sr = sf.read(wav_path, dtype="float32", always_2d=True)
-        return soxr.resample(y.mean(axis=1), sr, sample_rate).astype(np.float32)
-    return load_audio(wav_path, sample_rate)
 
 
 _CANDIDATES = 8  # each row shows the strongest of this many draws (a tiny draw shows nothing)
@@ -122,7 +113,7 @@ def write_augmentation_figure(
     base = augment or AugmentConfig()
     base = dataclasses.replace(base, **{name: 0.0 for name in PROBABILITY_FIELDS})
     sr = frontend.sample_rate
-    y = _load(Path(wav_path), sr)
+    y = load_audio(Path(wav_path), sr)
     audio = jnp.asarray(y[None])
     lengths = jnp.asarray([len(y)], jnp.int32)
     show = dataclasses.replace(frontend, normalize="none")
@@ -207,3 +198,17 @@ def write_augmentation_figure(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def augment_figure_command(config: Any, *, wav: str | None, out: str | None) -> Path:
+    """``ser-jax augment-figure``: the figure for ``wav`` with the config's settings."""
+    from ser_jax.spec import resolve
+
+    if not wav:
+        raise ConfigError("augment-figure needs --wav FILE")
+    spec = resolve(config)
+    path = write_augmentation_figure(
+        wav, Path(out or "runs/augmentations.png"), spec.frontend, spec.augment
+    )
+    print(f"wrote {path}")
+    return path

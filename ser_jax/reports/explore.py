@@ -268,3 +268,24 @@ def explore(
     outputs["summary.json"].write_text(json.dumps(summary, indent=2) + "\n")
     outputs["summary.md"].write_text(_markdown(summary))
     return {**summary, "outputs": {k: str(v) for k, v in outputs.items()}}
+
+
+def explore_command(
+    config: Any, *, data: str | None, corpus: str, out: str | None
+) -> dict[str, Any]:
+    """``ser-jax explore``: the config's corpus, or the one at ``data`` read as ``corpus``."""
+    import sys
+
+    from ser_jax.data.prepare import load_all
+
+    cfg = config.copy_and_resolve_references()
+    if data:
+        with cfg.unlocked():
+            cfg.data.corpus, cfg.data.root = corpus, data
+    waves, utts, skipped = load_all(cfg.data)
+    for s in skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    out_dir = Path(out or "runs/explore")
+    summary = explore(utts, waves, int(cfg.data.sample_rate), out_dir)
+    print(f"wrote {out_dir}/label_histogram.png, examples.png, summary.json, summary.md")
+    return summary

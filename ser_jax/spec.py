@@ -1,0 +1,118 @@
+"""One place that turns a config into the static objects every stage uses.
+
+``resolve(config)`` checks the config against the default's fields (a typo names the closest
+known field) and returns a :class:`RunSpec`: the front-end and augmentation settings, sample
+counts, the augmentation mode, and the training-loop settings, each converted and checked once.
+The data stage (``ser_jax.data.prepare``) reads ``config.data`` itself; the model registry
+(``ser_jax.models``) reads ``config.model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ser_jax.augment import AugmentConfig
+from ser_jax.errors import ConfigError
+from ser_jax.frontend import FrontendConfig
+from ser_jax.settings import closest
+
+# Validation metrics a run can select its checkpoint by, and which way is better; "last" takes
+# the last epoch (the MATLAB example's protocol).
+SELECT_METRICS = {"val_uar": "max", "val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
+AUGMENT_MODES = ("online", "offline")
+_LOOP_KEYS = ("mode", "copies")  # augment fields the loop reads, not AugmentConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """The resolved, static settings of one run (hashable parts go to ``jit`` as static)."""
+
+    name: str
+    seed: int
+    sample_rate: int
+    max_samples: int  # longer clips: random crop in training, windows in evaluation
+    bucket_samples: int  # batches are padded to a multiple of this
+    frontend: FrontendConfig
+    augment: AugmentConfig  # training batches only; ``augment.enabled`` says if any is on
+    copies: int  # offline augmentation: fixed augmented copies per training file; 0 = online
+    batch_size: int
+    epochs: int
+    label_smoothing: float
+    class_weighting: bool
+    select: str  # "last" or a key of SELECT_METRICS
+    eval_every: int
+    patience: int  # evaluations without a validation gain before stopping; 0 = off
+    checkpoint_every_steps: int
+    keep_checkpoints: int
+    log_every_steps: int
+    progress: bool
+
+    @property
+    def select_metric(self) -> str:
+        """The validation metric tracked as "best" (UAR for ``select="last"``, for the log)."""
+        return self.select if self.select != "last" else "val_uar"
+
+    @property
+    def select_sign(self) -> float:
+        return 1.0 if SELECT_METRICS[self.select_metric] == "max" else -1.0
+
+
+def check_known_fields(config: Any, default: Any | None = None, prefix: str = "") -> None:
+    """Refuse fields the default config does not have, naming the closest known one."""
+    if default is None:
+        from ser_jax.config import get_config
+
+        default = get_config()
+    for key in config.keys():
+        where = f"{prefix}{key}"
+        if key not in default:
+            raise ConfigError(
+                f"config field {where!r} is not a setting{closest(key, default.keys())}"
+            )
+        value, ref = config[key], default[key]
+        if hasattr(ref, "keys") and hasattr(value, "keys"):
+            check_known_fields(value, ref, where + ".")
+
+
+def resolve(config: Any) -> RunSpec:
+    check_known_fields(config)
+    sr = int(config.data.sample_rate)
+    fields = dict(config.frontend)
+    fields["sample_rate"] = sr
+    frontend = FrontendConfig.from_config(fields)
+    aug = config.augment
+    augment = AugmentConfig.from_config({k: v for k, v in dict(aug).items() if k not in _LOOP_KEYS})
+    mode = str(aug.mode)
+    if mode not in AUGMENT_MODES:
+        raise ConfigError(f"augment.mode={mode!r}; choose online or offline")
+    copies = int(aug.copies) if mode == "offline" else 0
+    if mode == "offline" and copies < 1:
+        raise ConfigError("augment.mode='offline' needs augment.copies >= 1")
+    t = config.train
+    select = str(t.select)
+    if select != "last" and select not in SELECT_METRICS:
+        raise ConfigError(
+            f"train.select={select!r}; choose last or one of {sorted(SELECT_METRICS)}"
+        )
+    return RunSpec(
+        name=str(config.get("name", "")),
+        seed=int(config.seed),
+        sample_rate=sr,
+        max_samples=int(round(float(config.data.max_seconds) * sr)),
+        bucket_samples=int(round(float(config.data.bucket_seconds) * sr)),
+        frontend=frontend,
+        augment=augment,
+        copies=copies,
+        batch_size=int(t.batch_size),
+        epochs=int(t.epochs),
+        label_smoothing=float(t.label_smoothing),
+        class_weighting=bool(t.class_weighting),
+        select=select,
+        eval_every=max(1, int(t.eval_every_epochs)),
+        patience=int(t.early_stopping_patience),
+        checkpoint_every_steps=int(t.checkpoint_every_steps),
+        keep_checkpoints=int(t.keep_checkpoints),
+        log_every_steps=max(1, int(t.log_every_steps)),
+        progress=bool(t.progress),
+    )
