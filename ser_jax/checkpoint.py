@@ -18,8 +18,10 @@ calls ``save`` and ``restore`` (orbax coordinates them); only process 0 writes t
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -47,11 +49,14 @@ def root_cause(err: BaseException) -> str:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and err.strerror:
-            return f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+            return err.strerror + (f": {err.filename}" if err.filename else "")
         best = err
         err = err.__cause__ or err.__context__
     text = str(best).strip().splitlines()
-    return f"{type(best).__name__}: {text[0] if text else ''}".strip()
+    line = (text[0] if text else "").split(" [tensorstore_spec")[0]  # drop the spec dump
+    if len(line) > 300:
+        line = line[:300] + " ..."
+    return f"{type(best).__name__}: {line}".strip()
 
 
 class Checkpointer:
@@ -74,6 +79,11 @@ class Checkpointer:
             },
         )
         self._pending: int | None = None  # the step of an asynchronous save in flight
+        self._failed = False  # a save failed: orbax's leftovers must not bury our message
+        # A failure surfaces here only at the next save or wait; its aftermath in orbax's
+        # threads starts at once, so the filters are in place from the start.
+        _install_log_filters()
+        _quiet_orbax_aftermath()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -107,6 +117,8 @@ class Checkpointer:
             raise self._save_error(step, err) from err
 
     def _save_error(self, step: int, err: BaseException) -> CheckpointError:
+        self._failed = True
+        _quiet_orbax_aftermath()
         complete = [s for s in self.all_steps() if s != step]
         resume = f"step {complete[-1]}" if complete else "the start (no complete checkpoint)"
         return CheckpointError(
@@ -134,6 +146,7 @@ class Checkpointer:
             try:
                 state, best, meta = self.restore(step, like_state, like_best)
             except Exception as err:  # damaged files: tensorstore, json, orbax metadata errors
+                _quiet_orbax_aftermath()
                 self._set_aside(step, root_cause(err))
                 continue
             return step, state, best, meta
@@ -173,7 +186,60 @@ class Checkpointer:
         try:
             self.wait()
         finally:
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception:
+                if not self._failed:  # else: the same failure, already raised as one line
+                    raise
+            if self._failed:
+                gc.collect()  # tear orbax's abandoned coroutines down now, quietly
+
+
+class _OrbaxAftermath(logging.Filter):
+    """Drops the log records that repeat a checkpoint failure ``Checkpointer`` reports itself,
+    in one line, as an exception: orbax's own ERROR records (logged from its background
+    threads, with tracebacks, before the failure reaches the caller) and asyncio's "Task
+    exception was never retrieved" for the reads or writes orbax abandoned. ``SER_JAX_DEBUG=1``
+    keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if os.environ.get("SER_JAX_DEBUG", "") not in ("", "0"):
+            return True
+        if record.levelno >= logging.ERROR and "/orbax/" in record.pathname:
+            return False
+        text = record.getMessage()
+        return not (text.startswith("Task exception was never retrieved") and "orbax" in text)
+
+
+def _install_log_filters() -> None:
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OrbaxAftermath) for f in logger.filters):
+            logger.addFilter(_OrbaxAftermath())
+
+
+def _quiet_orbax_aftermath() -> None:
+    """After a failed save or restore (and only then), orbax's abandoned coroutines and
+    tensorstore callbacks still run: callbacks find its event loop closed ("Event loop is closed") and coroutines are
+    torn down half-way (at garbage collection or interpreter exit). Python reports each as an
+    unraisable exception with a traceback; drop exactly those, report every other one."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_ser_jax", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        err, obj = unraisable.exc_value, unraisable.object
+        code = getattr(obj, "cr_code", None)
+        if os.environ.get("SER_JAX_DEBUG", "") not in ("", "0"):
+            previous(unraisable)
+        elif isinstance(err, RuntimeError) and str(err) == "Event loop is closed":
+            return
+        if code is not None and "/orbax/" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook._ser_jax = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _restore_args(like: Any) -> ocp.args.PyTreeRestore:

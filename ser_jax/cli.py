@@ -273,6 +273,8 @@ def run(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     args = argv[1:]
     debug = "--debug" in args or os.environ.get("SER_JAX_DEBUG", "") not in ("", "0")
+    if debug:
+        os.environ["SER_JAX_DEBUG"] = "1"  # library layers show what they would hide
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if args else 2)

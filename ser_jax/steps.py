@@ -22,6 +22,7 @@ from flax.training import train_state
 from ser_jax.augment import AugmentConfig
 from ser_jax.features import make_features
 from ser_jax.frontend import FrontendConfig
+from ser_jax.optim import set_learning_rate
 
 AUG_STREAM = 0x5EED  # fold_in constant that separates augmentation keys from dropout keys
 
@@ -169,6 +170,30 @@ def train_step(
         "finite": finite,
     }
     return state, metrics
+
+
+def members_train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    class_weights: jax.Array,
+    seed: jax.Array,
+    lr: jax.Array,
+    active: jax.Array,
+    **statics: Any,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """``train_step`` for N models at once: every argument has a leading members axis
+    ``(members, ...)`` (the batch is ``(members, batch, ...)``), ``jax.vmap`` runs them in one
+    compiled step. Each model has its own seed and learning rate (the optimiser is built with
+    ``injected_lr``); a model whose ``active`` is False keeps its state and reports zeros."""
+
+    def one(state, batch, class_weights, seed, lr, active):
+        state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
+        new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
+        new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+        metrics = jax.tree.map(lambda x: jnp.where(active, x, jnp.zeros_like(x)), metrics)
+        return new, metrics
+
+    return jax.vmap(one)(state, batch, class_weights, seed, lr, active)
 
 
 def predict_step(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,12 +46,19 @@ from ser_jax.evaluate import (
 from ser_jax.features import dataset_feature_stats
 from ser_jax.frontend import num_frames
 from ser_jax.models import check_min_frames, create_model
-from ser_jax.optim import make_optimizer, make_schedule, set_learning_rate
+from ser_jax.optim import make_optimizer, make_schedule
 from ser_jax.restore import MODEL_FILE, write_model_file
 from ser_jax.rundir import MetricWriter, RunDir, run_info
 from ser_jax.scoring import score_clips
 from ser_jax.spec import RunSpec, resolve
-from ser_jax.steps import ModelVariables, TrainState, create_train_state, predict_step, train_step
+from ser_jax.steps import (
+    ModelVariables,
+    TrainState,
+    create_train_state,
+    members_train_step,
+    predict_step,
+    train_step,
+)
 
 # Fields in which models trained together may differ; everything else must be equal.
 MEMBER_FIELDS = ("seed", "data.fold", "data.split_seed", "data.test_speakers", "data.val_speakers")
@@ -294,9 +302,12 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
     parallel.check_batch_divides(spec.batch_size, mesh)
     model = create_model(configs[0].model, len(labels))
 
+    # Stacked models share one optimiser object (their learning rates are injected per step);
+    # its static structure must be the same for the states to stack.
+    shared_tx = make_optimizer(configs[0].train, members[0].steps_per_epoch, injected_lr=True)
     states = []
     for m in members:
-        tx = make_optimizer(m.config.train, m.steps_per_epoch, injected_lr=stacked)
+        tx = shared_tx if stacked else make_optimizer(m.config.train, m.steps_per_epoch)
         state = create_train_state(model, tx, m.spec.seed, spec.frontend.n_mels)
         if spec.frontend.normalize == "dataset":
             stats = dataset_feature_stats(
@@ -324,16 +335,8 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         weights = jax.device_put(np.stack([m.class_weights for m in members]), msh)
         seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
 
-        def member_step(state, batch, class_weights, seed, lr, active):
-            state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
-            new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
-            # An idle model (done, or stopped early) keeps its state and reports nothing.
-            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
-            metrics = jax.tree.map(lambda x: jnp.where(active, x, jnp.zeros_like(x)), metrics)
-            return new, metrics
-
         compiled = jax.jit(
-            jax.vmap(member_step),
+            functools.partial(members_train_step, **statics),
             in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
             out_shardings=(state_sh, msh),
             donate_argnums=0,
@@ -412,7 +415,11 @@ class Fitted:
 
 
 def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
+    """Train until every model is done (see the module docstring); returns the final state,
+    the best variables and the loop states."""
     members = trainer.members
+    # Which models a job checkpoint belongs to, relative to the job folder (it can be moved).
+    names = [os.path.relpath(r.path, ckpt.directory.parent) for r in runs]
     main = jax.process_index() == 0
     spec = trainer.spec
     n = len(members)
@@ -425,7 +432,6 @@ def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
     restored = ckpt.restore_latest(state, best)
     if restored is not None:
         start, state, best, meta = restored
-        names = [str(r.path) for r in runs]
         if meta.get("runs", names) != names:
             raise ConfigError(
                 f"{ckpt.directory} holds a checkpoint of models {meta.get('runs')}, not of "
@@ -490,7 +496,7 @@ def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
         for k, lp in enumerate(loops):
             lp.epoch_sums = {key: float(np.ravel(v)[k]) for key, v in host.items()}
         sums = _device_sums(loops, trainer.stacked)
-        meta = {"runs": [str(r.path) for r in runs], "members": [lp.to_json() for lp in loops]}
+        meta = {"runs": names, "members": [lp.to_json() for lp in loops]}
         ckpt.save(step, state, best, meta)
 
     try:

@@ -88,3 +88,28 @@ def test_cli_without_a_verb_lists_the_verbs():
     )
     assert proc.returncode == 2
     assert "train" in proc.stdout and "predict" in proc.stdout
+
+
+def test_evaluate_scores_long_test_clips_as_training_did(tmp_path):
+    """One evaluation policy: with clips longer than data.max_seconds in the test split,
+    `evaluate` reproduces training's test probabilities file by file."""
+    from conftest import tiny_config
+
+    from ser_jax.train import train_and_evaluate
+
+    cfg = tiny_config(epochs=2)
+    cfg.data.max_seconds = 1.2  # the demo clips are 1.0-1.6 s: many are windowed
+    cfg.data.bucket_seconds = 0.4
+    train_and_evaluate(cfg, tmp_path / "run")
+    trained = {
+        r["utt_id"]: r
+        for r in map(json.loads, (tmp_path / "run" / "test_predictions.jsonl").open())
+    }
+    evaluate_run(str(tmp_path / "run"), data=None, corpus="emodb", out=str(tmp_path / "ev"))
+    again = [json.loads(x) for x in (tmp_path / "ev" / "test_predictions.jsonl").open()]
+    assert len(again) == len(trained)
+    long = [r for r in again if r["path"] and sf.info(r["path"]).duration > 1.2]
+    assert long, "the test split should hold clips longer than max_seconds"
+    for r in again:
+        for name, p in r["probs"].items():
+            assert p == pytest.approx(trained[r["utt_id"]]["probs"][name], abs=2e-5), r["utt_id"]

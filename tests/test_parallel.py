@@ -92,6 +92,7 @@ class Train:
         devices: int = 1,
         flags: tuple[str, ...] = (),
         name: str = "run",
+        pythonpath: Path | None = None,
     ):
         self.workdir = workdir
         self.log = workdir.with_name(f"{workdir.name}.{name}.log")
@@ -104,7 +105,9 @@ class Train:
             JAX_PLATFORMS="cpu",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
             SER_JAX_CACHE=str(cache),
-            PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+            PYTHONPATH=os.pathsep.join(
+                [*([str(pythonpath)] if pythonpath else []), str(REPO), env.get("PYTHONPATH", "")]
+            ),
         )
         argv = [sys.executable, "-m", "ser_jax", "train", f"--config={CONFIG}"]
         argv += [f"--config.{k}={v}" for k, v in overrides.items()]
@@ -282,6 +285,14 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
     run = Train(workdir, LONG, cache=cache, devices=1, name="first")
     try:
         deadline = time.monotonic() + TIMEOUT_S
+        while not (workdir / "run.lock").exists() or not (workdir / "run.lock").read_text():
+            assert time.monotonic() < deadline and run.proc.poll() is None, run.output()[-3000:]
+            time.sleep(0.02)
+        # A second job on the same run directory is refused, naming the running one.
+        second = Train(workdir, LONG, cache=cache, devices=1, name="second-job")
+        out = second.wait(expect_ok=False)
+        assert second.proc.returncode == 2, out[-3000:]
+        assert f"pid {run.proc.pid}" in out and "being trained by another process" in out, out
         # Two committed checkpoints past epoch 1, so one can be turned back into a partial one.
         while len([s for s in committed_steps(ckpts) if s > spe]) < 2:
             assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
@@ -293,6 +304,19 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
         run.kill()
     assert run.proc.returncode == -signal.SIGKILL
     assert not (workdir / "results.json").exists()
+    # The killed run has no selected model: predict says which checkpoint it uses instead.
+    wav = next((cache).rglob("*.wav"))
+    pred = subprocess.run(
+        [sys.executable, "-m", "ser_jax", "predict", f"--run={workdir}", str(wav)],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "SER_JAX_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    newest_now = committed_steps(ckpts)[-1]
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    assert f"has not finished; using its newest checkpoint, step {newest_now}" in pred.stderr
 
     # The kill came while training: make the newest checkpoint a half-written one (orbax's
     # temporary name, as a kill during its save leaves it). It must not be resumed from.
@@ -308,9 +332,75 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
             pass
     assert max(written) >= newest > resume  # rows the restart must replace, not repeat
 
-    again = Train(workdir, LONG, cache=cache, devices=1, name="second")
+    # The killed job's lock is stale (its holder is gone): the restart takes it over.
+    again = Train(workdir, LONG, cache=cache, devices=1, name="restart")
     out = wait_all(again)[0]
     assert f"resuming from step {resume} of {total}" in out, out[-3000:]
     assert rows(workdir) == rows(reference)  # exactly one row per step and epoch, same values
     assert results(workdir) == results(reference)
     assert committed_steps(ckpts)[-1] == total
+
+
+def test_unreadable_newest_checkpoint_is_set_aside_and_an_older_one_resumes(
+    tmp_path, cache, device_runs
+):
+    reference = device_runs["one"]
+    workdir = tmp_path / "damaged"
+    shutil.copytree(reference, workdir)
+    for name in ("results.json", "model.msgpack"):  # as if killed right after the last save
+        (workdir / name).unlink()
+    ckpts = workdir / "checkpoints"
+    steps = committed_steps(ckpts)
+    newest, older = steps[-1], steps[-2]
+    # Flip bytes in every data file of the newest checkpoint's state.
+    damaged = [p for p in (ckpts / str(newest) / "state").rglob("*") if p.is_file()]
+    damaged = [p for p in damaged if p.stat().st_size > 64 and "/d/" in str(p)]
+    assert damaged, list((ckpts / str(newest)).rglob("*"))
+    for p in damaged:
+        data = bytearray(p.read_bytes())
+        for i in range(16, len(data), 7):
+            data[i] ^= 0xFF
+        p.write_bytes(bytes(data))
+    out = Train(workdir, LONG, cache=cache, devices=1, name="resume").wait()
+    lines = [x for x in out.splitlines() if f"checkpoint step {newest} in" in x]
+    assert len(lines) == 1 and "unreadable" in lines[0], out[-3000:]
+    assert "Traceback" not in out and "Event loop is closed" not in out, out[-3000:]
+    assert f"resuming from step {older} of" in out
+    aside = list((tmp_path / "damaged" / "checkpoints.unreadable").iterdir())
+    assert [p.name.split("-")[0] for p in aside] == [str(newest)]  # kept, not deleted
+    assert results(workdir) == results(reference)
+    assert rows(workdir) == rows(reference)
+
+
+def test_disk_full_while_saving_stops_in_one_line_and_a_rerun_finishes_identically(
+    tmp_path, cache, device_runs
+):
+    """An injected ENOSPC on every file write under a checkpoint of step >= 9 (the first run
+    stops with one line), then the same command with space again resumes and finishes like an
+    uninterrupted run."""
+    reference = device_runs["one"]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import builtins, errno, os, re\n"
+        "_open = builtins.open\n"
+        "def _full(file, mode='r', *args, **kwargs):\n"
+        "    m = re.search(r'checkpoints/(\\d+)\\.orbax-checkpoint-tmp', str(file))\n"
+        "    if m and int(m.group(1)) >= 9 and any(c in mode for c in 'wax+'):\n"
+        "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))\n"
+        "    return _open(file, mode, *args, **kwargs)\n"
+        "builtins.open = _full\n"
+    )
+    workdir = tmp_path / "full"
+    first = Train(workdir, LONG, cache=cache, devices=1, name="full", pythonpath=hook)
+    out = first.wait(expect_ok=False)
+    assert first.proc.returncode == 2, out[-3000:]
+    errors = [x for x in out.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1, out[-3000:]
+    assert "No space left on device" in errors[0] and "checkpoint of step 9" in errors[0]
+    assert str(workdir / "checkpoints") in errors[0] and "resumes from step 6" in errors[0]
+    assert "Traceback" not in out, out[-3000:]
+    again = Train(workdir, LONG, cache=cache, devices=1, name="space-again").wait()
+    assert "resuming from step 6 of" in again
+    assert results(workdir) == results(reference)
+    assert rows(workdir) == rows(reference)

@@ -72,3 +72,33 @@ def test_tfds_dataset_is_a_corpus_like_any_other(demo_corpus_dir, tmp_path):
         by_id = {u.utt_id: w for u, w in zip(cb.utts, cb.waves, strict=True)}
         for u, w in zip(ca.utts, ca.waves, strict=True):
             np.testing.assert_allclose(by_id[u.utt_id], w, atol=1e-6)
+
+
+def test_demo_corpus_race_leaves_nothing_behind_and_real_errors_surface(tmp_path, monkeypatch):
+    from ser_jax.data import synthetic
+    from ser_jax.data.prepare import demo_corpus_root
+
+    monkeypatch.setenv("SER_JAX_CACHE", str(tmp_path / "cache"))
+    real = synthetic.make_demo_corpus
+    cfg = tiny_config()
+
+    def racing(out, **kw):  # another process completes the same corpus while this one writes
+        root = out.with_name(out.name.rsplit(".tmp", 1)[0])
+        real(root, **kw)
+        (root / ".complete").write_text("ok\n")
+        return real(out, **kw)
+
+    monkeypatch.setattr(synthetic, "make_demo_corpus", racing)
+    root = demo_corpus_root(cfg.data)
+    assert (root / ".complete").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [root.name]  # no temp folder
+
+    # Not a race: the target cannot be created (a file is in the way). Say so, clean up.
+    monkeypatch.setattr(synthetic, "make_demo_corpus", real)
+    monkeypatch.setenv("SER_JAX_CACHE", str(tmp_path / "cache2"))
+    blocked = tmp_path / "cache2" / root.name
+    blocked.parent.mkdir()
+    blocked.write_text("a file where the corpus folder should go")
+    with pytest.raises(ConfigError, match="could not write the demo corpus"):
+        demo_corpus_root(cfg.data)
+    assert [p.name for p in (tmp_path / "cache2").iterdir()] == [root.name]

@@ -93,3 +93,36 @@ def test_missing_extra_is_reported(tmp_path: Path, monkeypatch) -> None:
         tfds_emodb.build_emodb_tfds(tmp_path, tmp_path / "out")
     with pytest.raises(MissingExtraError, match="tfds"):
         tfds_emodb.load_tfds_split("crema_d", "train", tmp_path)
+
+
+@needs_tf
+def test_tfds_corpus_gets_the_file_checks_and_the_configured_rate(tmp_path: Path) -> None:
+    """A TFDS corpus is resampled to data.sample_rate and checked like files: a clip that is
+    long enough at the dataset's 16 kHz but under one analysis window at 8 kHz is skipped with
+    its reason (and stops a strict run)."""
+    import soundfile as sf
+    from conftest import tiny_config
+
+    from ser_jax.data.prepare import load_all
+    from ser_jax.data.tfds_emodb import build_emodb_tfds
+    from ser_jax.errors import AudioContentError
+
+    manual = make_demo_corpus(
+        tmp_path / "manual", speakers=2, utterances_per_class=1, seconds=(0.4, 0.6), seed=3
+    )
+    short = np.sin(np.arange(480) / 5.0).astype(np.float32) * 0.3  # 30 ms at 16 kHz
+    sf.write(manual / "09a01Wa.wav", short, 16000)
+    build_emodb_tfds(manual, tmp_path / "tfds")
+    cfg = tiny_config()
+    cfg.data.corpus, cfg.data.root = "tfds:emodb", str(tmp_path / "tfds")
+    cfg.data.sample_rate = 8000
+    waves, utts, skipped = load_all(cfg.data, progress=False)
+    files = {p.stem: p for p in manual.glob("*.wav")}
+    assert len(utts) == len(files) - 1
+    assert len(skipped) == 1 and skipped[0].path.startswith("tfds:emodb/train/")
+    assert "too short: 240 samples at 8000 Hz" in skipped[0].reason
+    for wave, utt in zip(waves, utts, strict=True):  # at 8 kHz: half the 16 kHz samples
+        assert abs(len(wave) - len(load_audio(files[utt.utt_id], 8000))) <= 1
+    cfg.data.strict = True
+    with pytest.raises(AudioContentError, match="too short"):
+        load_all(cfg.data, progress=False)

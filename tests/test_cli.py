@@ -1,0 +1,95 @@
+"""The command line as a user meets it: help, and the project's errors as one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ser_jax(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    full_env.pop("SER_JAX_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ser_jax", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_help_lists_every_verb_with_one_line():
+    from ser_jax.cli import VERBS
+
+    proc = ser_jax("--help")
+    assert proc.returncode == 0
+    for name, verb in VERBS.items():
+        assert f"  {name}" in proc.stdout and verb.summary in proc.stdout
+
+
+def test_verb_help_shows_its_flags_and_an_example():
+    proc = ser_jax("cv", "--help")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "--seeds" in out and "--workdir" in out and "--config.X.Y=V" in out
+    assert "--wav" not in out  # another verb's flag
+    assert "example:" in out and "ser-jax cv --config" in out
+
+
+def test_config_field_typo_names_the_closest_field():
+    line = one_line_error(ser_jax("train", "--config.train.lerning_rate=0.1"))
+    assert "lerning_rate" in line and "did you mean 'learning_rate'" in line
+
+
+def test_typo_in_a_config_file_is_caught_too(tmp_path):
+    cfg = tmp_path / "typo.py"
+    cfg.write_text(
+        "from ser_jax.config import get_config as base\n"
+        "def get_config():\n"
+        "    c = base()\n"
+        "    c.model.dropuot = 0.3\n"
+        "    return c\n"
+    )
+    line = one_line_error(ser_jax("train", f"--config={cfg}", f"--workdir={tmp_path / 'run'}"))
+    assert "model.dropuot" in line and "did you mean 'dropout'" in line
+
+
+def test_bad_data_root_and_missing_run_are_one_line(tmp_path):
+    line = one_line_error(
+        ser_jax(
+            "train",
+            "--config.data.corpus=emodb",
+            f"--config.data.root={tmp_path / 'nowhere'}",
+            f"--workdir={tmp_path / 'run'}",
+        )
+    )
+    assert "data.root=" in line and "does not exist" in line
+    line = one_line_error(ser_jax("evaluate", f"--run={tmp_path / 'norun'}"))
+    assert "is not a run directory" in line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = ser_jax("evaluate", f"--run={tmp_path / 'norun'}", "--debug")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("predict", "--run=x"), ("tfds-build",)])
+def test_missing_argument_is_a_usage_error(args):
+    line = one_line_error(ser_jax(*args))
+    assert "needs" in line
