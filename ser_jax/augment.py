@@ -407,11 +407,13 @@ def _stripe_mask(starts: jax.Array, widths: jax.Array, size: int) -> jax.Array:
 
 
 def apply_spec_masks(masks: dict[str, jax.Array], feats: jax.Array) -> jax.Array:
-    """Zero the stripes of ``draw_spec_masks`` in ``feats`` ``(batch, frames, mel)``."""
+    """Zero the stripes of ``draw_spec_masks`` in ``feats`` ``(batch, frames, mel[, ...])``;
+    extra trailing axes (delta channels) share the stripes."""
     masked = _stripe_mask(masks["time_start"], masks["time_width"], feats.shape[1])[:, :, None]
     masked = (
         masked | _stripe_mask(masks["freq_start"], masks["freq_width"], feats.shape[2])[:, None, :]
     )
+    masked = masked.reshape(masked.shape + (1,) * (feats.ndim - 3))
     return jnp.where(masked, jnp.zeros((), feats.dtype), feats)
 
 

@@ -55,7 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.frontend.log = "log"
     c.frontend.log_floor = 1e-6
     c.frontend.top_db = 80.0
-    c.frontend.normalize = "utterance"
+    c.frontend.normalize = "utterance"  # utterance | dataset (training-set mean/std) | none
+    c.frontend.deltas = 0  # extra input channels: 1 = + delta, 2 = + delta and delta-delta
+    c.frontend.delta_width = 9
 
     # --- augmentation, training batches only (ser_jax.augment.AugmentConfig) -------------------
     c.augment = ml_collections.ConfigDict()
@@ -90,6 +92,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.lstm_hidden = 32
     c.model.dropout = 0.0
     c.model.bn_momentum = 0.9  # Flax's default 0.99 lags far behind at ~10 steps an epoch
+    c.model.dilations = ()  # per block kernel dilation over (time, mel); () = all 1
+    c.model.residual = ()  # per block: a residual block (two convs + shortcut); () = all plain
+    c.model.projection = 0  # Dense units (with the activation) before the LSTM; 0 = none
+    c.model.bidirectional = False  # a bidirectional LSTM (forward and backward halves)
+    c.model.pooling = "last"  # over LSTM steps: last (valid step) | mean | attention (masked)
+    c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
 
     # --- optimisation (ser_jax.train) ------------------------------------------------------
     c.train = ml_collections.ConfigDict()

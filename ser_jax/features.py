@@ -16,7 +16,7 @@ import numpy as np
 
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
 from ser_jax.data.pipeline import window_batches, windows
-from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel
+from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel, with_deltas
 
 
 def make_features(
@@ -44,15 +44,17 @@ def make_features(
         serves both.
 
     Returns:
-      ``feats`` ``(batch, frames, n_mels)`` and ``frame_lengths`` ``(batch,)`` int32.
+      ``feats`` ``(batch, frames, n_mels)`` (``(batch, frames, n_mels, 1 + deltas)`` with
+      ``frontend.deltas``: SpecAugment masks the same stripes in every channel) and
+      ``frame_lengths`` ``(batch,)`` int32.
     """
     if frontend.normalize == "dataset" and stats is None:
         raise ValueError("frontend.normalize='dataset' needs the training-set stats")
 
     def standardise(feats, flen):
-        if frontend.normalize != "dataset":
-            return feats
-        return apply_dataset_stats(feats, flen, *stats)
+        if frontend.normalize == "dataset":
+            feats = apply_dataset_stats(feats, flen, *stats)
+        return with_deltas(feats, flen, frontend) if frontend.deltas else feats
 
     if augment is None or not augment.enabled or keys is None:
         feats, flen = log_mel(audio, lengths, frontend)

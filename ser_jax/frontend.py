@@ -22,6 +22,7 @@ real frames packed into one complex FFT. The FFT itself is about half of the tim
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -67,12 +68,14 @@ class FrontendConfig:
     log_floor: float = 1e-6
     top_db: float | None = 80.0
     normalize: str = "utterance"
+    deltas: int = 0  # extra channels: 1 = + delta, 2 = + delta and delta-delta
+    delta_width: int = 9  # frames of the Savitzky-Golay window (librosa.feature.delta's width)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"frontend.{name}={getattr(self, name)!r}: {why}")
 
-        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "delta_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise bad(name, "must be a positive integer")
@@ -103,6 +106,10 @@ class FrontendConfig:
             raise bad("top_db", "must be >= 0 or None")
         if self.normalize not in _NORMALIZE:
             raise bad("normalize", f"must be one of {_NORMALIZE}")
+        if self.deltas not in (0, 1, 2):
+            raise bad("deltas", "must be 0, 1 (delta) or 2 (delta and delta-delta)")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise bad("delta_width", "must be an odd integer >= 3")
 
     @classmethod
     def from_config(cls, cfg: Any) -> FrontendConfig:
@@ -115,7 +122,15 @@ class FrontendConfig:
         kwargs: dict[str, Any] = {}
         for key, value in fields.items():
             try:
-                if key in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+                if key in (
+                    "sample_rate",
+                    "n_fft",
+                    "win_length",
+                    "hop_length",
+                    "n_mels",
+                    "deltas",
+                    "delta_width",
+                ):
                     kwargs[key] = as_int(value)
                 elif key in ("power", "fmin", "log_floor"):
                     kwargs[key] = float(value)
@@ -422,3 +437,40 @@ def log_mel(
     if warp is not None:
         args = (*args, jnp.asarray(warp, jnp.float32))
     return _map_examples(one, args, t), flen
+
+
+@functools.cache
+def _savgol(width: int, order: int) -> np.ndarray:
+    """Savitzky-Golay coefficients of the ``order``-th derivative (polynomial order ``order``),
+    as ``librosa.feature.delta`` uses them, ready to dot with ``x[t - w//2 : t + w//2 + 1]``."""
+    from scipy.signal import savgol_coeffs
+
+    return savgol_coeffs(width, polyorder=order, deriv=order, use="dot").astype(np.float32)
+
+
+def delta(feats: jax.Array, frame_lengths: jax.Array, order: int, width: int = 9) -> jax.Array:
+    """Delta (``order=1``) or delta-delta (``order=2``) features over time.
+
+    ``feats`` ``(batch, frames, mel)``. Equal to ``librosa.feature.delta(x, width=width,
+    order=order, mode="nearest")`` on each clip's valid frames (its first and last valid frame
+    repeat past its ends); padded frames come back as 0.
+    """
+    coeffs = _savgol(width, order)
+    half = width // 2
+    frames = feats.shape[1]
+    t = jnp.arange(frames)[None, :]
+    last = jnp.maximum(jnp.asarray(frame_lengths, jnp.int32)[:, None] - 1, 0)
+    out = jnp.zeros_like(feats)
+    for j, c in enumerate(coeffs):
+        idx = jnp.clip(t + (j - half), 0, last)  # (batch, frames)
+        out = out + float(c) * jnp.take_along_axis(feats, idx[..., None], axis=1)
+    return jnp.where(frame_mask(frame_lengths, frames)[..., None], out, 0.0)
+
+
+def with_deltas(feats: jax.Array, frame_lengths: jax.Array, cfg: FrontendConfig) -> jax.Array:
+    """``(batch, frames, mel)`` → ``(batch, frames, mel, 1 + cfg.deltas)``: the features, then
+    their delta and delta-delta (Meng et al. 2019's 3-D log-mel) when ``cfg.deltas`` asks."""
+    channels = [feats]
+    for order in range(1, cfg.deltas + 1):
+        channels.append(delta(feats, frame_lengths, order, cfg.delta_width))
+    return jnp.stack(channels, axis=-1)

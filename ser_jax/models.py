@@ -1,11 +1,15 @@
-"""Models: Flax (linen) modules only, no training logic.
+"""Models: Flax (linen) modules only, no training logic, registered by name (``model.name``).
 
-``CNNLSTM`` reads a batch of log-mel "images" ``(batch, time, mel)`` with their valid frame
-counts ``(batch,)`` and returns class logits ``(batch, classes)``. Padding never reaches the
-output: after every block the padded time steps are zeroed (the value ``SAME`` convolution padding
-gives an unpadded clip), BatchNorm statistics are gathered on valid steps only, max-pooling ignores
-padded steps, the LSTM runs with ``seq_lengths``, and the output is the LSTM state at the last
-*valid* step (MATLAB's ``OutputMode="last"``).
+``CNNLSTM`` reads a batch of log-mel "images" ``(batch, time, mel[, channels])`` with their
+valid frame counts ``(batch,)`` and returns class logits ``(batch, classes)``. Padding never
+reaches the output: after every convolution the padded time steps are zeroed (the value ``SAME``
+convolution padding gives an unpadded clip), BatchNorm statistics are gathered on valid steps
+only, max-pooling ignores padded steps, the LSTM runs with ``seq_lengths``, and the pooling over
+time reads valid steps only (the last *valid* step, MATLAB's ``OutputMode="last"``; their mean;
+or masked attention).
+
+A new model is one module plus a factory registered with ``@register_model("name")`` that
+builds it from the ``model`` config section.
 """
 
 from __future__ import annotations
@@ -49,28 +53,51 @@ def check_min_frames(min_frames: int, pools: Sequence[Sequence[int]], where: str
 
 
 class ConvBlock(nn.Module):
-    """Conv 2-D → BatchNorm (valid steps only) → activation → max-pool over (time, mel)."""
+    """Conv 2-D → BatchNorm (valid steps only) → activation → max-pool over (time, mel).
+
+    ``dilation`` dilates the kernel over time and mel. ``residual`` makes it a residual block:
+    conv-BN-activation, conv-BN, plus the input (a 1x1 conv + BN when the channels change),
+    then the activation; the padded steps are zeroed between the convolutions, so each sees
+    what it would see of the unpadded clip.
+    """
 
     filters: int
     kernel: tuple[int, int] = (3, 3)
     pool: tuple[int, int] = (2, 2)
     activation: str = "relu"
     bn_momentum: float = 0.9
+    dilation: int = 1
+    residual: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
         """x (batch, time, mel, channels), mask (batch, time) bool → pooled x, zero on padding."""
-        x = nn.Conv(self.filters, self.kernel, padding="SAME", use_bias=False, dtype=self.dtype)(x)
-        bn_mask = jnp.broadcast_to(mask[:, :, None, None], x.shape)
-        x = nn.BatchNorm(momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype)(
-            x, use_running_average=not train, mask=bn_mask
-        )
-        x = ACTIVATIONS[self.activation](x)
-        pt, pf = self.pool
+        act = ACTIVATIONS[self.activation]
+        bn_mask = mask[:, :, None, None]
+
+        def conv_bn(y: jax.Array, filters: int, kernel: tuple[int, int], dilation: int):
+            y = nn.Conv(
+                filters,
+                kernel,
+                padding="SAME",
+                kernel_dilation=(dilation, dilation),
+                use_bias=False,
+                dtype=self.dtype,
+            )(y)
+            return nn.BatchNorm(momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype)(
+                y, use_running_average=not train, mask=jnp.broadcast_to(bn_mask, y.shape)
+            )
+
+        y = act(conv_bn(x, self.filters, self.kernel, self.dilation))
+        if self.residual:
+            y = jnp.where(bn_mask, y, 0.0)
+            y = conv_bn(y, self.filters, self.kernel, self.dilation)
+            shortcut = x if x.shape[-1] == self.filters else conv_bn(x, self.filters, (1, 1), 1)
+            y = act(y + shortcut)
         # Padded steps must not win a max: send them to -inf, pool, then zero the new padding.
-        x = jnp.where(mask[:, :, None, None], x, -jnp.inf)
-        return max_pool_valid(x, (pt, pf))
+        y = jnp.where(bn_mask, y, -jnp.inf)
+        return max_pool_valid(y, tuple(self.pool))
 
 
 def max_pool_valid(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
@@ -88,11 +115,20 @@ def max_pool_valid(x: jax.Array, pool: tuple[int, int]) -> jax.Array:
     return x.reshape(b, t // pt, pt, f // pf, pf, c).max(axis=(2, 4))
 
 
+POOLINGS = ("last", "mean", "attention")
+
+
 class CNNLSTM(nn.Module):
     """2-D CNN-LSTM for utterance classification.
 
-    Input ``feats (batch, time, mel)`` and ``frame_lengths (batch,)``; output logits
-    ``(batch, num_classes)``.
+    Input ``feats (batch, time, mel)`` or ``(batch, time, mel, channels)`` (e.g. log-mel with
+    deltas) and ``frame_lengths (batch,)``; output logits ``(batch, num_classes)``.
+
+    Blocks of :class:`ConvBlock` (optionally residual and dilated), the pooled feature map
+    reshaped to a sequence over time, an optional linear ``projection``, an LSTM (or a
+    bidirectional one) over the valid steps, pooled over time (``pooling``: the last valid
+    step, MATLAB's OutputMode "last"; the mean of the valid steps; or attention over them,
+    masked), an optional hidden layer, and a Dense layer.
     """
 
     num_classes: int
@@ -103,19 +139,36 @@ class CNNLSTM(nn.Module):
     lstm_hidden: int = 256
     dropout: float = 0.0
     bn_momentum: float = 0.9
+    dilations: Sequence[int] = ()  # per block; () = 1 everywhere
+    residual: Sequence[bool] = ()  # per block; () = plain blocks
+    bidirectional: bool = False
+    pooling: str = "last"
+    projection: int = 0  # a Dense layer (with the activation) before the LSTM; 0 = none
+    head_hidden: int = 0  # a Dense layer (with the activation) before the output; 0 = none
 
     @nn.compact
     def __call__(
         self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
     ) -> jax.Array:
-        if len(self.filters) != len(self.pools):
+        n = len(self.filters)
+        if len(self.pools) != n:
             raise ConfigError(
-                f"model.filters has {len(self.filters)} blocks but model.pools has "
+                f"model.filters has {n} blocks but model.pools has "
                 f"{len(self.pools)}: give one pool per block"
             )
+        for name in ("dilations", "residual"):
+            if len(getattr(self, name)) not in (0, n):
+                raise ConfigError(
+                    f"model.{name} has {len(getattr(self, name))} entries for {n} blocks: "
+                    "give one per block, or none"
+                )
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"model.pooling={self.pooling!r}; choose one of {POOLINGS}")
+        act = ACTIVATIONS[self.activation]
         lengths = frame_lengths.astype(jnp.int32)
-        valid = jnp.arange(feats.shape[1])[None, :] < lengths[:, None]
-        x = jnp.where(valid[:, :, None, None], feats[..., None], 0.0)
+        x = feats if feats.ndim == 4 else feats[..., None]
+        valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
+        x = jnp.where(valid[:, :, None, None], x, 0.0)
         for i, (filters, pool) in enumerate(zip(self.filters, self.pools, strict=True)):
             mask = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
             x = ConvBlock(
@@ -124,6 +177,8 @@ class CNNLSTM(nn.Module):
                 tuple(pool),
                 self.activation,
                 self.bn_momentum,
+                dilation=int(self.dilations[i]) if self.dilations else 1,
+                residual=bool(self.residual[i]) if self.residual else False,
                 name=f"block{i}",
             )(x, mask, train=train)
             lengths = lengths // int(pool[0])
@@ -131,15 +186,59 @@ class CNNLSTM(nn.Module):
             x = jnp.where(valid[:, :, None, None], x, 0.0)
         batch, steps, mel, channels = x.shape
         seq = x.reshape(batch, steps, mel * channels)
+        if self.projection:
+            seq = act(nn.Dense(self.projection, name="projection")(seq))
         if self.dropout > 0:
             seq = nn.Dropout(self.dropout)(seq, deterministic=not train)
-        outputs = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden), name="lstm")(
-            seq, seq_lengths=jnp.maximum(lengths, 1)
-        )
-        last = last_valid_step(outputs, lengths)
+        seq_lengths = jnp.maximum(lengths, 1)
+        forward = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden), name="lstm")
+        if self.bidirectional:
+            backward = nn.RNN(
+                nn.OptimizedLSTMCell(self.lstm_hidden),
+                reverse=True,
+                keep_order=True,
+                name="lstm_backward",
+            )
+            outputs = nn.Bidirectional(forward, backward)(seq, seq_lengths=seq_lengths)
+        else:
+            outputs = forward(seq, seq_lengths=seq_lengths)
+        valid = jnp.arange(steps)[None, :] < seq_lengths[:, None]
+        if self.pooling == "last":
+            last = last_valid_step(outputs, seq_lengths)
+            if self.bidirectional:  # the backward direction has read the whole clip at step 0
+                h = self.lstm_hidden
+                last = jnp.concatenate([last[:, :h], outputs[:, 0, h:]], axis=-1)
+            pooled = last
+        elif self.pooling == "mean":
+            w = valid[..., None].astype(outputs.dtype)
+            pooled = (outputs * w).sum(1) / w.sum(1)
+        else:
+            pooled = attention_pool(outputs, valid, name="attention")
+        if self.head_hidden:
+            pooled = act(nn.Dense(self.head_hidden, name="head_hidden")(pooled))
         if self.dropout > 0:
-            last = nn.Dropout(self.dropout)(last, deterministic=not train)
-        return nn.Dense(self.num_classes, name="head")(last)
+            pooled = nn.Dropout(self.dropout)(pooled, deterministic=not train)
+        return nn.Dense(self.num_classes, name="head")(pooled)
+
+
+class AttentionPool(nn.Module):
+    """Attention over time: ``softmax_t(v · tanh(W h_t))`` over the valid steps only."""
+
+    @nn.compact
+    def __call__(self, outputs: jax.Array, valid: jax.Array) -> jax.Array:
+        hidden = outputs.shape[-1]
+        score = nn.Dense(1, use_bias=False, name="score")(
+            jnp.tanh(nn.Dense(hidden, name="key")(outputs))
+        )[..., 0]
+        score = jnp.where(valid, score, -jnp.inf)
+        weights = jax.nn.softmax(score, axis=-1)
+        weights = jnp.where(valid, weights, 0.0)
+        return jnp.einsum("bt,btf->bf", weights, outputs)
+
+
+def attention_pool(outputs: jax.Array, valid: jax.Array, *, name: str) -> jax.Array:
+    """``outputs (batch, time, features)`` → ``(batch, features)``, weights zero off ``valid``."""
+    return AttentionPool(name=name)(outputs, valid)
 
 
 def last_valid_step(outputs: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -185,4 +284,10 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         lstm_hidden=int(model_cfg.lstm_hidden),
         dropout=float(model_cfg.dropout),
         bn_momentum=float(model_cfg.bn_momentum),
+        dilations=tuple(int(d) for d in model_cfg.dilations),
+        residual=tuple(bool(r) for r in model_cfg.residual),
+        bidirectional=bool(model_cfg.bidirectional),
+        pooling=str(model_cfg.pooling),
+        projection=int(model_cfg.projection),
+        head_hidden=int(model_cfg.head_hidden),
     )

@@ -190,7 +190,8 @@ def members_train_step(
         state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
         new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
         new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
-        metrics = jax.tree.map(lambda x: jnp.where(active, x, jnp.zeros_like(x)), metrics)
+        metrics = {k: jnp.where(active, v, jnp.zeros_like(v)) for k, v in metrics.items()}
+        metrics["finite"] = metrics["finite"] | ~active  # an idle model has nothing to report
         return new, metrics
 
     return jax.vmap(one)(state, batch, class_weights, seed, lr, active)

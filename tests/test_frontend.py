@@ -363,3 +363,41 @@ def test_cpu_blocked_path_equals_whole_batch(monkeypatch):
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), atol=1e-5)
     assert np.array_equal(np.asarray(n_blocked), np.asarray(n_whole))
     np.testing.assert_allclose(np.asarray(warped_blocked), np.asarray(warped_whole), atol=1e-5)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_deltas_match_librosa_per_clip(order):
+    """delta / delta-delta equal librosa.feature.delta(mode="nearest") on each clip's valid
+    frames, whatever padding follows, and padded frames are 0."""
+    import librosa
+
+    from ser_jax.frontend import delta
+
+    rng = np.random.default_rng(order)
+    x = rng.normal(size=(3, 60, 8)).astype(np.float32)
+    lengths = np.array([60, 31, 9])
+    x[1, 31:] = 1e3  # garbage padding
+    got = np.asarray(delta(jnp.asarray(x), jnp.asarray(lengths), order))
+    for b, n in enumerate(lengths):
+        want = librosa.feature.delta(x[b, :n].T, width=9, order=order, mode="nearest").T
+        np.testing.assert_allclose(got[b, :n], want, atol=1e-5)
+        assert (got[b, n:] == 0).all()
+
+
+def test_features_with_deltas_have_three_channels_and_masks_hit_all():
+    from ser_jax.augment import AugmentConfig
+    from ser_jax.features import make_features
+
+    cfg = FrontendConfig(n_mels=16, deltas=2)
+    audio = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8000)), jnp.float32)
+    lengths = jnp.array([8000, 5000])
+    clean, flen = make_features(audio, lengths, None, frontend=cfg, augment=None)
+    assert clean.shape == (2, 51, 16, 3)
+    aug = AugmentConfig(freq_mask_prob=1.0, freq_masks=1, freq_mask_max_bins=6)
+    keys = jax.random.split(jax.random.key(3), 2)
+    masked, _ = make_features(audio, lengths, keys, frontend=cfg, augment=aug)
+    zeroed = np.asarray((masked == 0) & (clean != 0))
+    # every masked mel band is masked in all three channels
+    np.testing.assert_array_equal(zeroed[..., 0], zeroed[..., 1])
+    np.testing.assert_array_equal(zeroed[..., 0], zeroed[..., 2])
+    assert zeroed.any()

@@ -147,7 +147,8 @@ def test_csv_header_must_name_path_and_label(tmp_path: Path) -> None:
 
 def test_unknown_corpus_and_missing_root(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match="unknown corpus 'ravdess'; available: csv, demo, emodb, folder, tfds:<dataset>"
+        ConfigError,
+        match="unknown corpus 'ravdess'; available: csv, demo, emodb, folder, tfds:<dataset>",
     ):
         load_manifest("ravdess", tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):

@@ -103,3 +103,87 @@ def test_max_pool_valid_equals_flax_max_pool(shape, pool):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     ct = jnp.asarray(np.random.default_rng(4).normal(size=want.shape), jnp.float32)
     np.testing.assert_array_equal(np.asarray(vjp(ct)[0]), np.asarray(ref_vjp(ct)[0]))
+
+
+OPTIONS = {
+    "residual, dilated": dict(residual=(False, True, True), dilations=(1, 2, 1)),
+    "bidirectional, last": dict(bidirectional=True),
+    "attention": dict(pooling="attention", projection=12, head_hidden=5),
+    "bidirectional, mean": dict(bidirectional=True, pooling="mean"),
+}
+
+
+@pytest.fixture(scope="module", params=list(OPTIONS))
+def option_model(request):
+    """The model options, each with non-trivial BatchNorm statistics and 2 input channels."""
+    model = CNNLSTM(
+        num_classes=4,
+        filters=(4, 6, 6),
+        pools=POOLS,
+        lstm_hidden=8,
+        activation="elu",
+        **OPTIONS[request.param],
+    )
+    rng = np.random.default_rng(1)
+    feats = jnp.asarray(rng.normal(size=(3, 40, 16, 2)), jnp.float32)
+    lengths = jnp.array([40, 30, 17])
+    variables = model.init(jax.random.key(0), feats, lengths, train=False)
+    _, upd = model.apply(variables, feats, lengths, train=True, mutable=["batch_stats"])
+    variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
+    apply = jax.jit(lambda v, x, n: model.apply(v, x, n, train=False))
+    return request.param, variables, apply
+
+
+@pytest.mark.parametrize("n", [17, 26])
+def test_model_options_ignore_padding(option_model, n):
+    """Garbage after a clip's length changes nothing, whatever blocks, LSTM and pooling."""
+    name, variables, apply = option_model
+    rng = np.random.default_rng(n)
+    clip = rng.normal(size=(n, 16, 2)).astype(np.float32)
+    alone = apply(variables, jnp.asarray(clip[None]), jnp.array([n]))
+    padded = np.concatenate([clip, 50 * rng.normal(size=(40 - n, 16, 2))], axis=0)
+    other = rng.normal(size=(40, 16, 2))
+    batch = jnp.asarray(np.stack([padded, other]), jnp.float32)
+    together = apply(variables, batch, jnp.array([n, 40]))
+    np.testing.assert_allclose(
+        np.asarray(together[0]), np.asarray(alone[0]), atol=2e-5, err_msg=name
+    )
+
+
+def test_attention_weights_are_masked_and_sum_to_one():
+    from ser_jax.models import AttentionPool
+
+    pool = AttentionPool()
+    rng = np.random.default_rng(0)
+    out = jnp.asarray(rng.normal(size=(2, 6, 3)), jnp.float32)
+    valid = jnp.array([[True] * 6, [True, True, False, False, False, False]])
+    v = pool.init(jax.random.key(0), out, valid)
+    got = pool.apply(v, out, valid)
+    # the second clip: only its 2 valid steps count, as if the rest did not exist
+    alone = pool.apply(v, out[1:, :2], valid[1:, :2])
+    np.testing.assert_allclose(got[1], alone[0], rtol=1e-6)
+    spoiled = out.at[1, 2:].set(1e6)
+    np.testing.assert_allclose(pool.apply(v, spoiled, valid)[1], got[1], rtol=1e-6)
+
+
+def test_residual_block_with_new_channels_has_a_projection_shortcut():
+    from ser_jax.models import ConvBlock
+
+    block = ConvBlock(6, residual=True, pool=(1, 1))
+    x = jnp.ones((1, 8, 4, 3))
+    v = block.init(jax.random.key(0), x, jnp.ones((1, 8), bool), train=False)
+    convs = [k for k in v["params"] if k.startswith("Conv")]
+    assert len(convs) == 3  # two 3x3 convs + the 1x1 shortcut
+    assert v["params"]["Conv_2"]["kernel"].shape == (1, 1, 3, 6)
+    same = ConvBlock(3, residual=True, pool=(1, 1))
+    assert len(same.init(jax.random.key(0), x, jnp.ones((1, 8), bool), train=False)["params"]) == 4
+
+
+def test_bad_option_lengths_are_refused():
+    model = CNNLSTM(num_classes=2, filters=(4, 4), pools=((2, 2), (2, 2)), dilations=(1, 2, 4))
+    with pytest.raises(ConfigError, match="model.dilations has 3 entries for 2 blocks"):
+        model.init(jax.random.key(0), jnp.ones((1, 16, 8)), jnp.array([16]))
+    with pytest.raises(ConfigError, match="model.pooling='max'"):
+        CNNLSTM(num_classes=2, filters=(4,), pools=((2, 2),), pooling="max").init(
+            jax.random.key(0), jnp.ones((1, 16, 8)), jnp.array([16])
+        )

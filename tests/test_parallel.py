@@ -404,3 +404,66 @@ def test_disk_full_while_saving_stops_in_one_line_and_a_rerun_finishes_identical
     assert "resuming from step 6 of" in again
     assert results(workdir) == results(reference)
     assert rows(workdir) == rows(reference)
+
+
+MEMBERS = ("--seeds=2",)
+
+
+def test_members_across_two_processes_match_one_process(tmp_path, cache):
+    """Two seeds as members (train.members=2) on 2 processes x 2 devices: the members axis
+    puts one model on each process; the same job on 1 process x 4 devices agrees."""
+    overrides = {**SHORT, "train.members": "2"}
+    port = free_port()
+    shared = tmp_path / "two"
+    procs = [
+        Train(
+            shared,
+            overrides,
+            cache=cache,
+            devices=2,
+            name=f"p{i}",
+            flags=(
+                *MEMBERS,
+                f"--coordinator=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ),
+        )
+        for i in range(2)
+    ]
+    single = Train(tmp_path / "one", overrides, cache=cache, devices=4, flags=MEMBERS)
+    wait_all(*procs, single)
+    for seed in ("seed0", "seed1"):
+        info = devices_of(shared / seed)
+        assert (info["process_count"], info["device_count"]) == (2, 4)
+        assert_close_rows(epoch_rows(shared / seed), epoch_rows(tmp_path / "one" / seed))
+        assert_close_results(results(shared / seed), results(tmp_path / "one" / seed))
+        assert results(shared / seed)["members"] == 2
+    summary = json.loads((shared / "summary.json").read_text())
+    assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
+
+
+def test_members_job_killed_and_resumed_matches_uninterrupted(tmp_path, cache):
+    overrides = {**LONG, "train.members": "2"}
+    reference = tmp_path / "reference"
+    ref = Train(reference, overrides, cache=cache, devices=1, flags=MEMBERS, name="ref")
+    workdir = tmp_path / "killed"
+    ckpts = workdir / "members0" / "checkpoints"
+    run = Train(workdir, overrides, cache=cache, devices=1, flags=MEMBERS, name="first")
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while len([s for s in committed_steps(ckpts) if s > 5]) < 2:
+            assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
+            assert time.monotonic() < deadline, "no two checkpoints past epoch 1 in time"
+            time.sleep(0.02)
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait(timeout=30)
+    finally:
+        run.kill()
+    wait_all(ref)
+    resume = committed_steps(ckpts)[-1]
+    out = wait_all(Train(workdir, overrides, cache=cache, devices=1, flags=MEMBERS, name="again"))
+    assert f"resuming from step {resume} of" in out[0], out[0][-3000:]
+    for seed in ("seed0", "seed1"):
+        assert rows(workdir / seed) == rows(reference / seed)
+        assert results(workdir / seed) == results(reference / seed)
