@@ -11,10 +11,11 @@ step: waveform → log-mel → network → Adam. Rows:
 
 - ``JAX, one model``: ``ser_jax.steps.train_step``, jit, one model (what ``ser-jax train`` runs
   one seed at a time); N models one after another take N of these steps;
-- ``JAX, N members, 1 device``: ``ser_jax.steps.members_train_step`` (``jax.vmap`` over the
-  stacked state, batch ``(N, batch, samples)``, a learning rate and seed per model);
+- ``JAX, N members, 1 device``: ``ser_jax.steps.members_train_step`` (the stacked state, batch
+  ``(N, batch, samples)``, a learning rate and seed per model; on the CPU the models' ops are
+  unrolled one after another in the step, ``--loop vmap`` batches them into grouped ops);
 - ``JAX, N members, N devices``: the same with the members axis split over N virtual CPU devices
-  (``--xla_force_host_platform_device_count``), as ``ser_jax.parallel`` lays it out;
+  (``--xla_force_host_platform_device_count``, ``jax.shard_map``), as ``ser_jax.train`` runs it;
 - ``PyTorch eager, one model``: the same network and front-end in PyTorch
   (``torch.set_num_threads`` = usable CPUs); N models one after another.
 
@@ -91,8 +92,10 @@ def jax_members_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[s
         state_sh = parallel.state_sharding(mesh, state, stacked=True)
         msh = parallel.member_sharding(mesh)
         stacked = {k: np.stack([v] * n) for k, v in batch.items()}
+        loop = args.loop if args.loop != "auto" else "unroll"  # the CPU choice of ser_jax
+        fn = functools.partial(members_train_step, loop=loop, **statics)
         step = jax.jit(
-            functools.partial(members_train_step, **statics),
+            parallel.per_member(fn, mesh, n_args=6, n_out=2),
             in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
             out_shardings=(state_sh, msh),
             donate_argnums=0,
@@ -157,7 +160,7 @@ class Worker(base.Worker):
         env["JAX_PLATFORMS"] = env.get("JAX_PLATFORMS", "cpu") if kind == "jax" else "cpu"
         argv = [sys.executable, __file__, "--worker", kind, "--n", str(n)]
         argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
-        argv += ["--torch-threads", str(args.torch_threads)]
+        argv += ["--torch-threads", str(args.torch_threads), "--loop", args.loop]
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--loop", default="auto", choices=("auto", "vmap", "unroll"), help="members loop"
+    )
     args = p.parse_args(argv)
     if args.worker:
         serve(args)

@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.test_speakers = ()  # speakers: held out for test
     c.data.val_speakers = ()  # speakers: held out for validation ("" -> one chosen by seed)
     c.data.fold = 0  # loso / speaker_kfold: which fold this run trains (loso: sorted speakers)
+    c.data.val_count = 1  # loso: validation speakers per fold (the next ones in sorted order)
     c.data.folds = 4  # speaker_kfold: number of speaker groups
     c.data.split_seed = -1  # -1: use c.seed; the split's own seed
     c.data.labels = ()  # class order (label id = index); () = from the corpus (EMOTIONS order)
@@ -99,6 +100,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.pooling = "last"  # over LSTM steps: last (valid step) | mean | attention (masked)
     c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
 
+    # --- evaluation --------------------------------------------------------------------------
+    c.eval = ml_collections.ConfigDict()
+    # Test-time augmentation: also score the test split with every clip shifted by each of
+    # these seconds (zero-filled, as training's time shift) and probabilities averaged;
+    # reported beside the plain test numbers (results.json "tta"). () = off.
+    c.eval.tta_shifts = ()
+
     # --- optimisation (ser_jax.train) ------------------------------------------------------
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 16
@@ -112,6 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 0.0  # adamw: decoupled decay; adam/sgd: L2 added to the gradient
     c.train.grad_clip = 0.0  # global-norm clipping; 0 = off
     c.train.label_smoothing = 0.0
+    c.train.mixup_alpha = 0.0  # mixup of features and targets, lam ~ Beta(a, a); 0 = off
+    c.train.ema_decay = 0.0  # EMA of the weights (evaluated, selected and saved); 0 = off
     c.train.class_weighting = False  # weight the loss by inverse training class frequency
     c.train.eval_every_epochs = 1
     c.train.select = "val_uar"  # best checkpoint by this validation metric; "last" = last epoch
@@ -123,4 +133,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Seeds (--seeds N) and cross-validation folds trained together as members of one compiled
     # step, up to this many at once; 0 = one model at a time (ser_jax.train.train_members).
     c.train.members = 0
+    # How one device runs its share of those models: vmap (batched into each op: accelerators),
+    # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
+    c.train.members_loop = "auto"
     return c

@@ -149,21 +149,15 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
             keys.append((fold, speaker, seed))
     results = train_all(configs, dirs, datas, workdir)
     label_names = datas[0].label_names
-    per_fold: list[dict[str, Any]] = []
-    pooled_by_seed: dict[int, tuple[list[int], list[int]]] = {}
-    for (fold, speaker, seed), run_dir, result in zip(keys, dirs, results, strict=True):
-        per_fold.append(
-            {"fold": fold, "speaker": speaker, "seed": seed, **{m: result[m] for m in HEADLINE}}
-        )
-        truth, pred = pooled_by_seed.setdefault(seed, ([], []))
-        with open(run_dir / "test_predictions.jsonl") as f:
-            for line in f:
-                row = json.loads(line)
-                truth.append(label_names.index(row["label"]))
-                pred.append(label_names.index(row["predicted"]))
-    pooled = {
-        seed: classification_metrics(t, p, label_names) for seed, (t, p) in pooled_by_seed.items()
-    }
+    per_fold = [
+        {"fold": fold, "speaker": speaker, "seed": seed, **{m: r[m] for m in HEADLINE}}
+        for (fold, speaker, seed), r in zip(keys, results, strict=True)
+    ]
+    seed_list = sorted({seed for _, _, seed in keys})
+    pooled = pool_by_seed(keys, dirs, label_names, "test")
+    tta = None
+    if all((d / "test_tta_predictions.jsonl").exists() for d in dirs):
+        tta = pool_by_seed(keys, dirs, label_names, "test_tta")
     summary = {
         "name": str(config.name),
         "protocol": (
@@ -182,6 +176,13 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
             str(s): {k: pooled[s][k] for k in ("accuracy", "uar", "macro_f1")} for s in pooled
         },
     }
+    if tta is not None:  # test-time augmentation: beside the plain numbers, not instead
+        summary["pooled_tta"] = {
+            m: mean_std([tta[s][m.removeprefix("test_")] for s in tta]) for m in HEADLINE
+        }
+    if len(seed_list) > 1:  # the seeds' probabilities averaged per file: beside, not instead
+        ens = ensemble_over_seeds(keys, dirs, label_names)
+        summary["ensemble"] = {k: ens[k] for k in ("accuracy", "uar", "macro_f1", "count")}
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
         cm = np.sum([np.asarray(pooled[s]["confusion"]) for s in pooled], axis=0)
@@ -215,10 +216,70 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
                 ],
             ),
         ]
+        extra = []
+        if "pooled_tta" in summary:
+            tta_row = [
+                "pooled, test-time augmentation",
+                *(fmt(summary["pooled_tta"][m]) for m in HEADLINE),
+            ]
+            extra.append(tta_row)
+        if "ensemble" in summary:
+            e = summary["ensemble"]
+            extra.append(
+                [
+                    f"pooled, ensemble of {len(seed_list)} seeds",
+                    e["accuracy"],
+                    e["uar"],
+                    e["macro_f1"],
+                ]
+            )
+        if extra:
+            lines += [
+                "",
+                markdown(["beside the single models", "accuracy", "UAR", "macro-F1"], extra),
+            ]
         (workdir / "cv_summary.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         print(format_table(pooled[min(pooled)]))
     return summary
+
+
+def read_predictions(run_dir: Path, name: str = "test") -> dict[str, dict[str, Any]]:
+    """``<name>_predictions.jsonl`` of a run: utt_id → row (label, predicted, probs)."""
+    with open(Path(run_dir) / f"{name}_predictions.jsonl") as f:
+        return {r["utt_id"]: r for r in map(json.loads, f)}
+
+
+def pool_by_seed(
+    keys: Sequence[tuple[int, str, int]],
+    dirs: Sequence[Path],
+    label_names: Sequence[str],
+    name: str,
+) -> dict[int, dict[str, Any]]:
+    """Per seed, the metrics of every fold's test predictions at once (each file once)."""
+    by_seed: dict[int, tuple[list[int], list[int]]] = {}
+    for (_, _, seed), run_dir in zip(keys, dirs, strict=True):
+        truth, pred = by_seed.setdefault(seed, ([], []))
+        for row in read_predictions(run_dir, name).values():
+            truth.append(label_names.index(row["label"]))
+            pred.append(label_names.index(row["predicted"]))
+    return {s: classification_metrics(t, p, label_names) for s, (t, p) in by_seed.items()}
+
+
+def ensemble_over_seeds(
+    keys: Sequence[tuple[int, str, int]], dirs: Sequence[Path], label_names: Sequence[str]
+) -> dict[str, Any]:
+    """Pooled metrics of the seeds' class probabilities averaged per test file (each fold's
+    seeds share its split)."""
+    probs: dict[str, list[np.ndarray]] = {}
+    truth: dict[str, int] = {}
+    for _, run_dir in zip(keys, dirs, strict=True):
+        for utt, row in read_predictions(run_dir).items():
+            probs.setdefault(utt, []).append(np.array([row["probs"][n] for n in label_names]))
+            truth[utt] = label_names.index(row["label"])
+    ids = sorted(probs)
+    mean = np.array([np.mean(probs[u], axis=0) for u in ids])
+    return classification_metrics([truth[u] for u in ids], mean.argmax(-1), label_names)
 
 
 def collect_runs(root: str | Path) -> list[dict[str, Any]]:

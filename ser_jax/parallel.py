@@ -98,6 +98,26 @@ def state_sharding(mesh: Mesh, state: Any, stacked: bool = False) -> Any:
     return jax.tree.map(lambda _: sharding, state)
 
 
+def per_member(fn: Any, mesh: Mesh, *, n_args: int, n_out: int) -> Any:
+    """``fn`` over stacked models, run by each device on its own models only.
+
+    With the members axis over several devices, ``jax.shard_map`` gives each device its block
+    of models (the data axis stays automatic inside): the partitioner never sees the models'
+    stacked convolutions, and each device's program is that of its own models alone.
+    """
+    if mesh.shape[MEMBERS_AXIS] == 1:
+        return fn
+    spec = PartitionSpec(MEMBERS_AXIS)
+    return jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(spec,) * n_args,
+        out_specs=(spec,) * n_out,
+        axis_names={MEMBERS_AXIS},
+        check_vma=False,
+    )
+
+
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
     data = mesh.shape[DATA_AXIS]
     if batch_size % data:

@@ -110,7 +110,7 @@ def load_model(path: str | Path) -> LoadedModel:
         step = ckpt.latest_step()
         if step is None:
             raise ConfigError(f"{run.path} has no checkpoint yet: training has not saved one")
-        fields = ckpt.restore_variables(step, VARIABLE_FIELDS)
+        fields = ckpt.restore_variables(step, (*VARIABLE_FIELDS, "ema_params"))
     finally:
         ckpt.close()
     print(
@@ -118,5 +118,7 @@ def load_model(path: str | Path) -> LoadedModel:
         "(not the model validation would select)",
         file=sys.stderr,
     )
+    if fields.get("ema_params"):  # the averaged weights are the model when they are kept
+        fields["params"] = fields["ema_params"]
     variables = ModelVariables(**{k: fields.get(k, {}) for k in VARIABLE_FIELDS})
     return LoadedModel(run.path, config, labels, variables, step, False)

@@ -4,7 +4,9 @@
 A clip no longer than ``max_samples`` (``data.max_seconds``) is scored whole. A longer clip is
 cut into windows of ``max_samples`` with a hop of half a window (the last window ends at the
 clip's end), each window is scored, and the clip's class probabilities are the mean over its
-windows. Windows are batched in order of length (less padding, fewer compiled shapes), padded to
+windows. Test-time augmentation (``eval.tta_shifts``) adds each window shifted in time by each
+given amount to the average; it is reported beside the plain score, never instead of it.
+Windows are batched in order of length (less padding, fewer compiled shapes), padded to
 a bucket length, and the last batch is filled with empty rows of weight 0.
 """
 
@@ -27,9 +29,12 @@ def score_clips(
     batch_size: int,
     max_samples: int,
     bucket_samples: int,
+    shifts: Sequence[int] = (),
 ) -> np.ndarray:
-    """Class probabilities ``(len(waves), num_classes)``, windows averaged per clip."""
-    pieces, owner = windows(waves, max_samples)
+    """Class probabilities ``(len(waves), num_classes)``, windows averaged per clip; with
+    ``shifts`` (samples), every window is also scored shifted by each and all are averaged
+    (test-time augmentation)."""
+    pieces, owner = windows(waves, max_samples, shifts)
     probs = np.zeros((len(pieces), num_classes), np.float64)
     for rows, batch in window_batches(
         pieces, batch_size, max_samples=max_samples, bucket_samples=bucket_samples

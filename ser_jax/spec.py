@@ -39,6 +39,8 @@ class RunSpec:
     batch_size: int
     epochs: int
     label_smoothing: float
+    mixup_alpha: float
+    ema_decay: float
     class_weighting: bool
     select: str  # "last" or a key of SELECT_METRICS
     eval_every: int
@@ -47,6 +49,8 @@ class RunSpec:
     keep_checkpoints: int
     log_every_steps: int
     progress: bool
+    members_loop: str  # auto | vmap | unroll: how a device runs its share of stacked models
+    tta_shifts: tuple[int, ...]  # test-time augmentation: shifts in samples; () = off
 
     @property
     def select_metric(self) -> str:
@@ -90,6 +94,13 @@ def resolve(config: Any) -> RunSpec:
     if mode == "offline" and copies < 1:
         raise ConfigError("augment.mode='offline' needs augment.copies >= 1")
     t = config.train
+    if not 0.0 <= float(t.ema_decay) < 1.0:
+        raise ConfigError(f"train.ema_decay={t.ema_decay}: must be in [0, 1) (0 = off)")
+    if float(t.mixup_alpha) < 0:
+        raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
+    members_loop = str(t.members_loop)
+    if members_loop not in ("auto", "vmap", "unroll"):
+        raise ConfigError(f"train.members_loop={members_loop!r}; choose auto, vmap or unroll")
     select = str(t.select)
     if select != "last" and select not in SELECT_METRICS:
         raise ConfigError(
@@ -107,6 +118,8 @@ def resolve(config: Any) -> RunSpec:
         batch_size=int(t.batch_size),
         epochs=int(t.epochs),
         label_smoothing=float(t.label_smoothing),
+        mixup_alpha=float(t.mixup_alpha),
+        ema_decay=float(t.ema_decay),
         class_weighting=bool(t.class_weighting),
         select=select,
         eval_every=max(1, int(t.eval_every_epochs)),
@@ -115,4 +128,6 @@ def resolve(config: Any) -> RunSpec:
         keep_checkpoints=int(t.keep_checkpoints),
         log_every_steps=max(1, int(t.log_every_steps)),
         progress=bool(t.progress),
+        members_loop=members_loop,
+        tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
     )

@@ -41,14 +41,19 @@ class TrainState(train_state.TrainState):
     batch_stats: Any
     # Saved with the checkpoint so a restored model normalises exactly as in training.
     feature_stats: Any = None
+    # Exponential moving average of the params (train.ema_decay > 0), else None. When it is
+    # kept, it is the model that is evaluated, selected and saved.
+    ema_params: Any = None
 
     def model_variables(self) -> ModelVariables:
-        return ModelVariables(self.params, self.batch_stats, self.feature_stats)
+        params = self.ema_params if self.ema_params is not None else self.params
+        return ModelVariables(params, self.batch_stats, self.feature_stats)
 
 
-def init_variables(model: nn.Module, seed: int, n_mels: int) -> ModelVariables:
+def init_variables(model: nn.Module, seed: int, n_mels: int, channels: int = 1) -> ModelVariables:
     """Freshly initialised variables (feature statistics 0 / 1)."""
-    feats = jnp.zeros((2, 32, n_mels), jnp.float32)
+    shape = (2, 32, n_mels) if channels == 1 else (2, 32, n_mels, channels)
+    feats = jnp.zeros(shape, jnp.float32)
     lengths = jnp.array([32, 20], jnp.int32)
     # One compiled init instead of ~100 eagerly compiled ops (~4 s of start-up); same values.
     init = jax.jit(lambda key: model.init(key, feats, lengths, train=False))
@@ -64,32 +69,23 @@ def init_variables(model: nn.Module, seed: int, n_mels: int) -> ModelVariables:
 
 
 def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, seed: int, n_mels: int
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    seed: int,
+    n_mels: int,
+    *,
+    channels: int = 1,
+    ema: bool = False,
 ) -> TrainState:
-    v = init_variables(model, seed, n_mels)
+    v = init_variables(model, seed, n_mels, channels)
     return TrainState.create(
         apply_fn=model.apply,
         params=v.params,
         tx=tx,
         batch_stats=v.batch_stats,
         feature_stats=v.feature_stats,
+        ema_params=jax.tree.map(jnp.copy, v.params) if ema else None,
     )
-
-
-def cross_entropy(
-    logits: jax.Array,
-    labels: jax.Array,
-    weights: jax.Array,
-    class_weights: jax.Array,
-    label_smoothing: float,
-) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean cross-entropy and the per-example loss (zero where weight is 0)."""
-    num_classes = logits.shape[-1]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-    per_example = optax.softmax_cross_entropy(logits, targets)
-    w = weights * class_weights[labels]
-    per_example = jnp.where(weights > 0, per_example, 0.0)
-    return (per_example * w).sum() / jnp.maximum(w.sum(), 1e-9), per_example
 
 
 def training_features(
@@ -120,6 +116,21 @@ def training_features(
     )
 
 
+def mix(
+    key: jax.Array, feats: jax.Array, frames: jax.Array, alpha: float
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Mixup within a batch: example ``i`` becomes ``lam_i x_i + (1 - lam_i) x_perm(i)``,
+    ``lam ~ Beta(alpha, alpha)``; returns ``(feats, frames, perm, lam)``. The mixture is as
+    long as the longer of the two (the shorter one is zero past its end, as padding is)."""
+    k_perm, k_lam = jax.random.split(key)
+    batch = feats.shape[0]
+    perm = jax.random.permutation(k_perm, batch)
+    lam = jax.random.beta(k_lam, alpha, alpha, (batch,)).astype(feats.dtype)
+    lam_x = lam.reshape((batch,) + (1,) * (feats.ndim - 1))
+    mixed = lam_x * feats + (1.0 - lam_x) * feats[perm]
+    return mixed, jnp.maximum(frames, frames[perm]), perm, lam
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -130,10 +141,17 @@ def train_step(
     offline: bool,
     seed: Any,
     label_smoothing: float,
+    mixup_alpha: float = 0.0,
+    ema_decay: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser step on ``batch`` (see the module docstring); returns the new state and
     ``{"loss", "correct", "count"}`` of the batch and ``finite``: whether every updated
-    parameter is finite."""
+    parameter is finite.
+
+    ``mixup_alpha > 0`` mixes the batch's features and targets (``mix``); ``correct`` then
+    counts the dominant label. ``ema_decay > 0`` updates ``state.ema_params`` with a decay
+    that warms up as ``min(decay, (1 + step) / (10 + step))``.
+    """
     step_key = jax.random.fold_in(jax.random.key(seed), state.step)
     feats, frames = training_features(
         batch,
@@ -143,6 +161,16 @@ def train_step(
         augment=augment,
         offline=offline,
     )
+    labels, weights = batch["label"], batch["weight"]
+    num_classes = class_weights.shape[-1]
+    targets = jax.nn.one_hot(labels, num_classes)
+    example_weights = weights * class_weights[labels]
+    if mixup_alpha > 0:
+        feats, frames, perm, lam = mix(jax.random.fold_in(step_key, 2), feats, frames, mixup_alpha)
+        targets = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[perm]
+        example_weights = lam * example_weights + (1.0 - lam) * example_weights[perm]
+        labels = jnp.where(lam >= 0.5, labels, labels[perm])
+    targets = optax.smooth_labels(targets, label_smoothing)
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -153,23 +181,23 @@ def train_step(
             rngs={"dropout": jax.random.fold_in(step_key, 1)},
             mutable=["batch_stats"],
         )
-        loss, _ = cross_entropy(
-            logits, batch["label"], batch["weight"], class_weights, label_smoothing
-        )
+        per_example = jnp.where(weights > 0, optax.softmax_cross_entropy(logits, targets), 0.0)
+        loss = (per_example * example_weights).sum() / jnp.maximum(example_weights.sum(), 1e-9)
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]) * batch["weight"]
+    new = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    if ema_decay > 0:
+        t = state.step.astype(jnp.float32)
+        decay = jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+        new = new.replace(
+            ema_params=optax.incremental_update(new.params, state.ema_params, 1.0 - decay)
+        )
+    correct = (jnp.argmax(logits, -1) == labels) * weights
     # A finite loss can still come with an update that overflows the parameters.
-    finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(state.params)]))
-    metrics = {
-        "loss": loss,
-        "correct": correct.sum(),
-        "count": batch["weight"].sum(),
-        "finite": finite,
-    }
-    return state, metrics
+    finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(new.params)]))
+    metrics = {"loss": loss, "correct": correct.sum(), "count": weights.sum(), "finite": finite}
+    return new, metrics
 
 
 def members_train_step(
@@ -179,14 +207,24 @@ def members_train_step(
     seed: jax.Array,
     lr: jax.Array,
     active: jax.Array,
+    *,
+    loop: str = "vmap",
     **statics: Any,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """``train_step`` for N models at once: every argument has a leading members axis
-    ``(members, ...)`` (the batch is ``(members, batch, ...)``), ``jax.vmap`` runs them in one
-    compiled step. Each model has its own seed and learning rate (the optimiser is built with
-    ``injected_lr``); a model whose ``active`` is False keeps its state and reports zeros."""
+    ``(members, ...)`` (the batch is ``(members, batch, ...)``). Each model has its own seed
+    and learning rate (the optimiser is built with ``injected_lr``); a model whose ``active``
+    is False keeps its state and reports zeros.
 
-    def one(state, batch, class_weights, seed, lr, active):
+    ``loop="vmap"`` batches the models into each op (``jax.vmap``; convolutions become grouped
+    convolutions: good on a GPU); ``loop="unroll"`` writes each model's ops out one after
+    another in the one compiled step, each as compiled for one model (on a CPU, where XLA's
+    grouped convolutions are several times slower; ``lax.map`` was slower still: XLA's CPU
+    while-loop body lost the fast convolutions).
+    """
+
+    def one(args):
+        state, batch, class_weights, seed, lr, active = args
         state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
         new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
         new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
@@ -194,7 +232,14 @@ def members_train_step(
         metrics["finite"] = metrics["finite"] | ~active  # an idle model has nothing to report
         return new, metrics
 
-    return jax.vmap(one)(state, batch, class_weights, seed, lr, active)
+    args = (state, batch, class_weights, seed, lr, active)
+    if loop == "vmap":
+        return jax.vmap(one)(args)
+    if loop == "unroll":
+        n = jax.tree.leaves(args)[0].shape[0]
+        outs = [one(jax.tree.map(lambda x, k=k: x[k], args)) for k in range(n)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    raise ValueError(f"loop={loop!r}: vmap or unroll")
 
 
 def predict_step(

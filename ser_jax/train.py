@@ -178,8 +178,14 @@ class Trainer:
         return _set_member(best, v, k)
 
     # --- evaluation ----------------------------------------------------------------------------
-    def predict(self, clips: ClipSet, variables: ModelVariables | None = None) -> np.ndarray:
-        """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``)."""
+    def predict(
+        self,
+        clips: ClipSet,
+        variables: ModelVariables | None = None,
+        shifts: Sequence[int] = (),
+    ) -> np.ndarray:
+        """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``;
+        ``shifts``: test-time augmentation)."""
         variables = variables if variables is not None else self.variables(self.state)
         sharding = parallel.batch_sharding(self.mesh)
 
@@ -194,11 +200,17 @@ class Trainer:
             batch_size=spec.batch_size,
             max_samples=spec.max_samples,
             bucket_samples=spec.bucket_samples,
+            shifts=shifts,
         )
 
-    def evaluate(self, clips: ClipSet, variables: ModelVariables | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        clips: ClipSet,
+        variables: ModelVariables | None = None,
+        shifts: Sequence[int] = (),
+    ) -> dict[str, Any]:
         """Metrics of ``clips`` (accuracy, UAR, macro-F1, per class), their loss and probs."""
-        probs = self.predict(clips, variables)
+        probs = self.predict(clips, variables, shifts)
         metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
         nll = -np.log(probs[np.arange(len(clips)), clips.labels] + 1e-12)
         metrics["loss"] = float(nll.mean())
@@ -209,6 +221,15 @@ class Trainer:
 @functools.partial(jax.jit, donate_argnums=0)
 def _set_member(best: Any, current: Any, k: jax.Array) -> Any:
     return jax.tree.map(lambda b, c: b.at[k].set(c[k]), best, current)
+
+
+def members_loop(spec: RunSpec) -> str:
+    """How one device runs its share of the models (``train.members_loop``; ``auto``: batched
+    into each op with ``vmap`` on an accelerator, one after another on a CPU, where XLA's
+    grouped convolutions, vmap's batched form of a convolution, are several times slower)."""
+    if spec.members_loop != "auto":
+        return spec.members_loop
+    return "unroll" if jax.default_backend() == "cpu" else "vmap"
 
 
 def check_members(configs: Sequence[Any]) -> None:
@@ -308,7 +329,14 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
     states = []
     for m in members:
         tx = shared_tx if stacked else make_optimizer(m.config.train, m.steps_per_epoch)
-        state = create_train_state(model, tx, m.spec.seed, spec.frontend.n_mels)
+        state = create_train_state(
+            model,
+            tx,
+            m.spec.seed,
+            spec.frontend.n_mels,
+            channels=1 + spec.frontend.deltas,
+            ema=spec.ema_decay > 0,
+        )
         if spec.frontend.normalize == "dataset":
             stats = dataset_feature_stats(
                 m.data.train.waves,
@@ -329,6 +357,8 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         augment=spec.augment,
         offline=spec.copies > 0,
         label_smoothing=spec.label_smoothing,
+        mixup_alpha=spec.mixup_alpha,
+        ema_decay=spec.ema_decay,
     )
     if stacked:
         msh = parallel.member_sharding(mesh)
@@ -336,7 +366,12 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
 
         compiled = jax.jit(
-            functools.partial(members_train_step, **statics),
+            parallel.per_member(
+                functools.partial(members_train_step, loop=members_loop(spec), **statics),
+                mesh,
+                n_args=6,
+                n_out=2,
+            ),
             in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
             out_shardings=(state_sh, msh),
             donate_argnums=0,
@@ -625,6 +660,8 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         variables = trainer.variables(fitted.state, k)
         selected_step = final_step
     test = trainer.evaluate(data.test, variables)
+    # Test-time augmentation, chosen by config before any test result: reported beside.
+    tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
     history = lp.history
     results = {
         "name": spec.name,
@@ -649,6 +686,14 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         ),
         "epoch_seconds_median": _timing_median(history, "epoch_seconds"),
         "samples_per_second_median": _timing_median(history, "samples_per_second"),
+        "tta": (
+            {
+                "shifts_seconds": [k / spec.sample_rate for k in spec.tta_shifts],
+                **{f"test_{m}": tta[m] for m in ("accuracy", "uar", "macro_f1", "loss")},
+            }
+            if tta
+            else None
+        ),
         "members": len(trainer.members) if trainer.stacked else 1,
         "devices": parallel.device_summary(),
     }
@@ -657,6 +702,9 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
 
         probs = test.pop("probs")
         write_report(run.path, "test", test, prediction_rows(data.test, probs, data.label_names))
+        if tta:
+            rows = prediction_rows(data.test, tta.pop("probs"), data.label_names)
+            write_report(run.path, "test_tta", tta, rows)
         if history:
             plot_curves(history, run / "curves.png", title=f"{spec.name} seed {spec.seed}")
         write_model_file(run / MODEL_FILE, variables, step=selected_step)

@@ -93,3 +93,47 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_missing_argument_is_a_usage_error(args):
     line = one_line_error(ser_jax(*args))
     assert "needs" in line
+
+
+def test_cpu_layout_one_device_per_core_dividing_the_batch():
+    from ser_jax.cli import cpu_devices
+
+    assert cpu_devices(2, 32, 0) == 2
+    assert cpu_devices(2, 15, 0) == 1  # an odd batch cannot be split in two
+    assert cpu_devices(6, 32, 0) == 4
+    assert cpu_devices(64, 32, 0) == 8
+    assert cpu_devices(2, 15, 8) == 2  # models, not rows, are split over the devices
+    assert cpu_devices(1, 32, 8) == 1
+
+
+def test_train_reports_the_layout_it_chose(tmp_path):
+    """The CLI on a CPU-only machine splits it into one device per core (the run's
+    run_info.json says how many devices trained it)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
+    env.update(JAX_PLATFORMS="cpu", SER_JAX_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ser_jax",
+            "train",
+            "--config.train.epochs=1",
+            "--config.train.progress=False",
+            "--config.data.demo.speakers=2",
+            "--config.data.demo.utterances_per_class=2",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    devices = json.loads((tmp_path / "run" / "run_info.json").read_text())["devices"]
+    cores = len(os.sched_getaffinity(0))
+    from ser_jax.cli import cpu_devices
+
+    assert devices["device_count"] == cpu_devices(cores, 16, 0)

@@ -19,7 +19,21 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
     cfg = tiny_config(epochs=2)
     cfg.data.demo.speakers = 3
     cfg.data.demo.utterances_per_class = 3
+    cfg.train.members = 3  # the three folds in one compiled step
+    cfg.eval.tta_shifts = (-0.05, 0.05)
     summary = cross_validate(cfg, tmp_path, seeds=1)
+    # test-time augmentation is reported beside the plain numbers, from its own predictions
+    assert set(summary["pooled_tta"]) == {"test_accuracy", "test_uar", "test_macro_f1"}
+    tta = [
+        json.loads(x)
+        for x in next(tmp_path.glob("fold0-*/seed0")).joinpath("test_tta_predictions.jsonl").open()
+    ]
+    plain = [
+        json.loads(x)
+        for x in next(tmp_path.glob("fold0-*/seed0")).joinpath("test_predictions.jsonl").open()
+    ]
+    assert [r["utt_id"] for r in tta] == [r["utt_id"] for r in plain]
+    assert any(r["probs"] != p["probs"] for r, p in zip(tta, plain, strict=True))
     assert summary["speakers"] == ["01", "02", "03"]
     assert [r["speaker"] for r in summary["per_fold"]] == ["01", "02", "03"]
     cm = np.asarray(summary["pooled_confusion"])
@@ -184,3 +198,30 @@ def test_results_table_collects_every_run(tmp_path):
     write_tables(rows, tmp_path / "r.csv", tmp_path / "r.md")
     assert "0.7500" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.csv").read_text().count("\n") == 3
+
+
+def test_cv_ensemble_averages_each_files_probabilities_over_seeds(tmp_path):
+    from ser_jax.experiment import ensemble_over_seeds
+
+    def write(d, rows):
+        d.mkdir(parents=True)
+        with open(d / "test_predictions.jsonl", "w") as f:
+            for utt, label, p in rows:
+                f.write(
+                    json.dumps(
+                        {"utt_id": utt, "label": label, "probs": {"anger": p, "boredom": 1 - p}}
+                    )
+                    + "\n"
+                )
+
+    # fold 0 (a, b) and fold 1 (c), two seeds each; the means decide: a 0.55 -> anger,
+    # b 0.45 -> boredom, c 0.6 -> anger
+    write(tmp_path / "f0s0", [("a", "anger", 0.9), ("b", "boredom", 0.8)])
+    write(tmp_path / "f0s1", [("a", "anger", 0.2), ("b", "boredom", 0.1)])
+    write(tmp_path / "f1s0", [("c", "boredom", 0.3)])
+    write(tmp_path / "f1s1", [("c", "boredom", 0.9)])
+    keys = [(0, "x", 0), (0, "x", 1), (1, "y", 0), (1, "y", 1)]
+    dirs = [tmp_path / n for n in ("f0s0", "f0s1", "f1s0", "f1s1")]
+    m = ensemble_over_seeds(keys, dirs, ("anger", "boredom"))
+    assert m["count"] == 3
+    assert m["confusion"] == [[1, 0], [1, 1]]

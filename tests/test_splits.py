@@ -224,3 +224,20 @@ def test_speaker_kfold_tests_every_speaker_once_without_overlap(n_speakers, k, s
     for f in folds:
         check_disjoint(f, speakers)
         assert len(f.val) > 0 and len(f.train) + len(f.val) + len(f.test) == len(speakers)
+
+
+def test_loso_with_two_validation_speakers():
+    from ser_jax.data.splits import loso_folds
+
+    speakers = np.repeat(["a", "b", "c", "d"], 3)
+    folds = loso_folds(speakers, val_count=2)
+    assert [sorted(set(speakers[f.val])) for f in folds] == [
+        ["b", "c"],
+        ["c", "d"],
+        ["a", "d"],
+        ["a", "b"],
+    ]
+    for f in folds:
+        assert len(f.train) == 3 and len(f.test) == 3
+    with pytest.raises(ConfigError, match="needs at least 4 speakers"):
+        loso_folds(speakers[:9], val_count=2)

@@ -175,14 +175,33 @@ def window_starts(length: int, window: int) -> list[int]:
     return starts
 
 
-def windows(waves: Sequence[np.ndarray], max_samples: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every clip's windows (views, no copies) and the clip each window belongs to."""
+def windows(
+    waves: Sequence[np.ndarray], max_samples: int, shifts: Sequence[int] = ()
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every clip's windows and the clip each window belongs to; with ``shifts`` (samples),
+    each window also comes shifted by each amount inside its own length, zero-filled (the
+    time shift of training augmentation), for test-time augmentation."""
     out, owner = [], []
     for i, w in enumerate(waves):
         for s in window_starts(len(w), max_samples):
-            out.append(w[s : s + max_samples])
+            piece = w[s : s + max_samples]
+            out.append(piece)
             owner.append(i)
+            for k in shifts:
+                out.append(shift(piece, int(k)))
+                owner.append(i)
     return out, np.asarray(owner, np.int64)
+
+
+def shift(wave: np.ndarray, k: int) -> np.ndarray:
+    """``wave`` moved by ``k`` samples (later if positive) inside its length, zero-filled."""
+    out = np.zeros_like(wave)
+    n = len(wave)
+    if k >= 0:
+        out[k:] = wave[: max(n - k, 0)]
+    else:
+        out[: max(n + k, 0)] = wave[-k:]
+    return out
 
 
 def window_batches(

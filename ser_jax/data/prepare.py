@@ -161,7 +161,7 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
         )
     elif kind in ("loso", "speaker_kfold"):
         folds = (
-            loso_folds(speakers, seed=split_seed)
+            loso_folds(speakers, seed=split_seed, val_count=int(data_cfg.val_count))
             if kind == "loso"
             else speaker_kfold(speakers, int(data_cfg.folds), seed=split_seed)
         )

@@ -153,30 +153,35 @@ def speaker_independent_split(
     return split
 
 
-def loso_folds(speakers: Sequence, *, val: str = "next", seed: int = 0) -> list[Split]:
+def loso_folds(
+    speakers: Sequence, *, val: str = "next", seed: int = 0, val_count: int = 1
+) -> list[Split]:
     """Leave-one-speaker-out: one fold per speaker (sorted), named ``loso-<speaker>``.
 
-    ``val``: ``"next"`` takes the next speaker in sorted order (wrapping) as validation,
-    ``"random"`` a seeded random other speaker, ``"none"`` leaves validation empty.
+    ``val``: ``"next"`` takes the next ``val_count`` speakers in sorted order (wrapping) as
+    validation, ``"random"`` ``val_count`` seeded random other speakers, ``"none"`` leaves
+    validation empty.
     """
     speakers = np.asarray([str(s) for s in speakers])
     names = sorted(set(speakers.tolist()))
     if val not in ("next", "random", "none"):
         raise ConfigError(f"loso_folds val={val!r}: expected 'next', 'random' or 'none'")
-    need = 2 if val == "none" else 3
-    if len(names) < need:
+    need = 2 if val == "none" else 2 + val_count
+    if val_count < 1 or len(names) < need:
         raise ConfigError(
-            f"leave-one-speaker-out with val={val!r} needs at least {need} speakers, "
-            f"got {len(names)}: {names}"
+            f"leave-one-speaker-out with val={val!r} and {val_count} validation speaker(s) "
+            f"needs at least {need} speakers, got {len(names)}: {names}"
         )
     rng = np.random.default_rng(seed)
     folds = []
     for i, test_speaker in enumerate(names):
         if val == "next":
-            val_names: tuple[str, ...] = (names[(i + 1) % len(names)],)
+            val_names: tuple[str, ...] = tuple(
+                names[(i + j) % len(names)] for j in range(1, val_count + 1)
+            )
         elif val == "random":
             others = [s for s in names if s != test_speaker]
-            val_names = (str(rng.choice(others)),)
+            val_names = tuple(str(v) for v in rng.choice(others, val_count, replace=False))
         else:
             val_names = ()
         folds.append(_speaker_fold(speakers, (test_speaker,), val_names, f"loso-{test_speaker}"))
