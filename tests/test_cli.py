@@ -122,7 +122,7 @@ def test_train_reports_the_layout_it_chose(tmp_path):
             "--config.train.epochs=1",
             "--config.train.progress=False",
             "--config.data.demo.speakers=2",
-            "--config.data.demo.utterances_per_class=2",
+            "--config.data.demo.utterances_per_class=4",
             f"--workdir={tmp_path / 'run'}",
         ],
         cwd=REPO,
