@@ -8,8 +8,10 @@ A sweep file is Python with ``get_sweep()`` returning a dict::
             "config": "experiments/configs/best.py",
             "grid": {"train.learning_rate": [1e-3, 3e-3], "model.dropout": [0.0, 0.3]},
             # or "random": {"train.learning_rate": ("loguniform", 1e-4, 1e-2)}, "trials": 8,
+            # or "points": [{}, {"model.pooling": "attention"}, {"train.mixup_alpha": 0.2}],
             "seeds": 3,
             "fixed": {"train.epochs": 30},
+            # "verb": "cv",  # each point a speaker cross-validation (cv_summary.json pooled)
         }
 
 ``python -m ser_jax.sweep FILE`` runs every point one after another (each ``ser-jax train`` in
@@ -56,8 +58,8 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     for key in ("name", "config"):
         if key not in sweep:
             raise ConfigError(f"{path}: get_sweep() must return a '{key}'")
-    if ("grid" in sweep) == ("random" in sweep):
-        raise ConfigError(f"{path}: give exactly one of 'grid' or 'random'")
+    if sum(k in sweep for k in ("grid", "random", "points")) != 1:
+        raise ConfigError(f"{path}: give exactly one of 'grid', 'random' or 'points'")
     return sweep
 
 
@@ -73,7 +75,10 @@ def _draw(spec: tuple, rng: np.random.Generator) -> Any:
 
 
 def points(sweep: dict[str, Any]) -> list[dict[str, Any]]:
-    """The list of override dicts, in a fixed order (grid: product order; random: seeded)."""
+    """The list of override dicts, in a fixed order (grid: product order; random: seeded;
+    points: as listed, e.g. one lever at a time against a base)."""
+    if "points" in sweep:
+        return [dict(p) for p in sweep["points"]]
     if "grid" in sweep:
         keys = list(sweep["grid"])
         return [
@@ -100,7 +105,8 @@ def point_name(overrides: dict[str, Any]) -> str:
 
 
 def command(sweep: dict[str, Any], overrides: dict[str, Any], workdir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "ser_jax", "train", f"--config={sweep['config']}"]
+    verb = str(sweep.get("verb", "train"))
+    cmd = [sys.executable, "-m", "ser_jax", verb, f"--config={sweep['config']}"]
     for k, v in {**sweep.get("fixed", {}), **overrides}.items():
         cmd.append(f"--config.{k}={_value(v)}")
     cmd += [f"--seeds={int(sweep.get('seeds', 1))}", f"--workdir={workdir}"]
@@ -111,14 +117,25 @@ def collect(sweep: dict[str, Any], root: Path) -> list[dict[str, Any]]:
     rows = []
     for overrides in points(sweep):
         workdir = root / point_name(overrides)
-        results = sorted(workdir.rglob("results.json"))
-        if not results:
-            continue
-        runs = [json.loads(p.read_text()) for p in results]
         row: dict[str, Any] = {
             "point": point_name(overrides),
             **{k: _value(v) for k, v in overrides.items()},
         }
+        cv = workdir / "cv_summary.json"
+        if sweep.get("verb") == "cv":
+            if not cv.exists():
+                continue
+            summary = json.loads(cv.read_text())
+            row["seeds"] = len(summary["seeds"])
+            row["folds"] = len(summary["per_fold"]) // max(len(summary["seeds"]), 1)
+            for m in HEADLINE:  # pooled over the folds, mean ± std over seeds
+                row[m] = fmt(summary["pooled"][m])
+            rows.append(row)
+            continue
+        results = sorted(workdir.rglob("results.json"))
+        if not results:
+            continue
+        runs = [json.loads(p.read_text()) for p in results]
         row["seeds"] = len(runs)
         for m in HEADLINE:
             row[m] = fmt(mean_std([r[m] for r in runs]))

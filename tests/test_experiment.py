@@ -146,7 +146,7 @@ def test_sweep_random_search_is_seeded_and_validated(tmp_path):
     assert a == b and len(a) == 4
     assert all(1e-4 <= p["train.learning_rate"] <= 1e-2 for p in a)
     bad = _sweep_file(tmp_path, "def get_sweep():\n    return {'name': 'x', 'config': 'c.py'}\n")
-    with pytest.raises(Exception, match="exactly one of 'grid' or 'random'"):
+    with pytest.raises(Exception, match="exactly one of 'grid', 'random' or 'points'"):
         sweep_mod.load_sweep(bad)
 
 
