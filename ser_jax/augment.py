@@ -49,7 +49,7 @@ import jax.scipy.special
 import numpy as np
 
 from ser_jax.errors import ConfigError
-from ser_jax.settings import as_bool, as_dict, as_int, unknown_setting
+from ser_jax.settings import as_bool, as_int, from_section
 
 _NOISE_COLORS = ("white", "pink", "mixed")
 PROBABILITY_FIELDS = (
@@ -63,6 +63,12 @@ PROBABILITY_FIELDS = (
 )
 _RANGES = ("snr_db", "gain_db", "semitones", "speed")
 _COUNTS = ("time_masks", "time_mask_max_frames", "freq_masks", "freq_mask_max_bins")
+_CONVERTERS = {
+    **dict.fromkeys(_RANGES, lambda v: tuple(float(x) for x in v)),
+    **dict.fromkeys(_COUNTS, as_int),
+    "time_shift_wrap": as_bool,
+    "noise_color": str,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,27 +119,7 @@ class AugmentConfig:
     @classmethod
     def from_config(cls, cfg: Any) -> AugmentConfig:
         """From an ``ml_collections.ConfigDict`` or a mapping; unknown keys raise ConfigError."""
-        fields = as_dict(cfg, "augment")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key not in known:
-                raise unknown_setting("augment", key, known)
-            try:
-                if key in _RANGES:
-                    pair = tuple(float(v) for v in value)
-                    kwargs[key] = pair
-                elif key in _COUNTS:
-                    kwargs[key] = as_int(value)
-                elif key == "time_shift_wrap":
-                    kwargs[key] = as_bool(value)
-                elif key == "noise_color":
-                    kwargs[key] = str(value)
-                else:
-                    kwargs[key] = float(value)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"augment.{key}={value!r}: {e}") from e
-        return cls(**kwargs)
+        return from_section(cls, cfg, "augment", _CONVERTERS, float)
 
     @property
     def waveform_enabled(self) -> bool:

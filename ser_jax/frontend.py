@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ser_jax.errors import ConfigError
-from ser_jax.settings import as_bool, as_dict, as_int, unknown_setting
+from ser_jax.settings import as_bool, as_int, from_section, optional_float
 
 _WINDOWS = ("hann", "hamming")
 _PAD_MODES = ("constant", "reflect")
@@ -114,41 +114,23 @@ class FrontendConfig:
     @classmethod
     def from_config(cls, cfg: Any) -> FrontendConfig:
         """From an ``ml_collections.ConfigDict`` or a mapping; unknown keys raise ConfigError."""
-        fields = as_dict(cfg, "frontend")
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in fields:
-            if key not in known:
-                raise unknown_setting("frontend", key, known)
-        kwargs: dict[str, Any] = {}
-        for key, value in fields.items():
-            try:
-                if key in (
-                    "sample_rate",
-                    "n_fft",
-                    "win_length",
-                    "hop_length",
-                    "n_mels",
-                    "deltas",
-                    "delta_width",
-                ):
-                    kwargs[key] = as_int(value)
-                elif key in ("power", "fmin", "log_floor"):
-                    kwargs[key] = float(value)
-                elif key in ("fmax", "top_db"):
-                    kwargs[key] = None if value is None else float(value)
-                elif key == "center":
-                    kwargs[key] = as_bool(value)
-                elif key == "mel_norm":
-                    kwargs[key] = None if value in (None, "none", "None", "") else str(value)
-                else:
-                    kwargs[key] = str(value)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"frontend.{key}={value!r}: {e}") from e
-        return cls(**kwargs)
+        return from_section(cls, cfg, "frontend", _CONVERTERS, str)
 
     @property
     def n_freq(self) -> int:
         return self.n_fft // 2 + 1
+
+
+_CONVERTERS = {
+    **dict.fromkeys(
+        ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "deltas", "delta_width"),
+        as_int,
+    ),
+    **dict.fromkeys(("power", "fmin", "log_floor"), float),
+    **dict.fromkeys(("fmax", "top_db"), optional_float),
+    "center": as_bool,
+    "mel_norm": lambda v: None if v in (None, "none", "None", "") else str(v),
+}
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ and name the setting when one cannot be used.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,29 @@ def closest(name: str, known: Iterable[str]) -> str:
 def unknown_setting(section: str, key: str, known: Iterable[str]) -> ConfigError:
     known = sorted(known)
     return ConfigError(f"{section}.{key}: unknown setting{closest(key, known)}; known: {known}")
+
+
+def optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def from_section(
+    cls: type,
+    cfg: Any,
+    section: str,
+    converters: Mapping[str, Callable[[Any], Any]],
+    default: Callable[[Any], Any],
+) -> Any:
+    """``cls(**fields)`` from a config section: each value converted by ``converters[key]``
+    (else ``default``); an unknown key or a value that does not convert names the setting."""
+    fields = as_dict(cfg, section)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in known:
+            raise unknown_setting(section, key, known)
+        try:
+            kwargs[key] = converters.get(key, default)(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{section}.{key}={value!r}: {e}") from e
+    return cls(**kwargs)

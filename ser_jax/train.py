@@ -605,7 +605,7 @@ def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
                 if spec.patience and lp.stale_evals >= spec.patience:
                     lp.stopped_early = True
                 sums = _reset_member(sums, k, n, trainer.stacked)
-                say((f"[{runs[k].path.name}] " if n > 1 else "") + _epoch_line(row))
+                say((f"[{names[k]}] " if n > 1 else "") + _epoch_line(row))
                 if lp.stopped_early:
                     say(f"early stop: no validation gain for {spec.patience} evaluations")
             # One model: every epoch end. Several: every shortest epoch, and when all are done.
