@@ -45,6 +45,13 @@ def _define_flags() -> None:
     flags.DEFINE_string("out", None, "Output path.")
     flags.DEFINE_string("wav", None, "The audio file to show.")
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+    flags.DEFINE_string("model", None, "A shipped model's name (ser-jax models lists them).")
+    flags.DEFINE_string("timeline", None, "A PNG of each file's class probabilities over time.")
+    flags.DEFINE_string("csv", None, "A CSV of each file's window probabilities, a row a window.")
+    flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
+    flags.DEFINE_multi_string(
+        "reference", [], "Audio files whose probabilities the package records."
+    )
     flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
     flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
     flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
@@ -100,10 +107,46 @@ def _evaluate(rest: list[str]) -> None:
 def _predict(rest: list[str]) -> int:
     from ser_jax.inference import predict_command
 
-    run = _need("run", "predict", "a run directory")
     if not rest:
         raise UsageError("predict needs one or more audio files after the flags")
-    return predict_command(run, rest, as_json=FLAGS.json)
+    return predict_command(
+        FLAGS.run,
+        rest,
+        as_json=FLAGS.json,
+        model_name=FLAGS.model,
+        timeline=FLAGS.timeline,
+        csv_path=FLAGS.csv,
+    )
+
+
+def _models(rest: list[str]) -> None:
+    from ser_jax.package import models_command
+
+    models_command()
+
+
+def _package(rest: list[str]) -> None:
+    from ser_jax.package import PRETRAINED, package_run
+
+    run = _need("run", "package", "the finished run to package")
+    name = _need("name", "package", "the shipped model's name")
+    out = Path(FLAGS.out) if FLAGS.out else PRETRAINED / name
+    print(f"packaged {run} into {package_run(run, out, reference_files=FLAGS.reference)}")
+
+
+def _export(rest: list[str]) -> None:
+    from ser_jax.export import export_model
+
+    if FLAGS.run:
+        from ser_jax.restore import load_model
+
+        model = load_model(FLAGS.run)
+    else:
+        from ser_jax.package import load_shipped
+
+        model = load_shipped(FLAGS.model)
+    out = _need("out", "export", "the file to write")
+    print(f"wrote {export_model(model, out)} and {out}.json")
 
 
 def _explore(rest: list[str]) -> None:
@@ -176,9 +219,30 @@ VERBS: dict[str, Verb] = {
         Verb(
             "predict",
             "label and class probabilities for audio files (any length, any sample rate)",
-            ("run", "json"),
-            "ser-jax predict --run runs/demo clip1.wav clip2.flac --json",
+            ("run", "model", "json", "timeline", "csv"),
+            "ser-jax predict clip1.wav long.flac --timeline timeline.png   (the shipped model)",
             _predict,
+        ),
+        Verb(
+            "models",
+            "list the models shipped in the package, with their model card's summary",
+            (),
+            "ser-jax models",
+            _models,
+        ),
+        Verb(
+            "package",
+            "copy a finished run's selected model into the package (ser_jax/pretrained/NAME)",
+            ("run", "name", "out", "reference"),
+            "ser-jax package --run runs/release --name emodb-cnn-lstm --reference 03a01Wa.wav",
+            _package,
+        ),
+        Verb(
+            "export",
+            "write a model as serialised StableHLO (jax.export): waveform → probabilities",
+            ("run", "model", "out"),
+            "ser-jax export --out ser.jaxexport   (the shipped model; --run DIR for another)",
+            _export,
         ),
         Verb(
             "explore",

@@ -300,7 +300,8 @@ def _map_examples(fn: Any, args: tuple[jax.Array, ...], frames_per_example: int)
     """``vmap`` over the batch; on CPU in cache-sized blocks (see module docstring)."""
     batch = args[0].shape[0]
     target = max(1, _CPU_BLOCK_FRAMES // max(1, frames_per_example))
-    if jax.default_backend() != "cpu" or target >= batch:
+    # A symbolic batch (jax.export) has no size to block by: plain vmap.
+    if jax.default_backend() != "cpu" or not isinstance(batch, int) or target >= batch:
         return jax.vmap(fn)(*args)
     block, padded = _block_plan(batch, target)
     if padded != batch:  # dummy examples of length 0, dropped below

@@ -10,6 +10,7 @@ output; the other files are still scored.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -45,14 +46,29 @@ def predict_files(model: LoadedModel, paths: Sequence[str]) -> list[dict[str, An
     return out
 
 
-def predict_command(run_dir: str, paths: Sequence[str], *, as_json: bool) -> int:
-    """Print labels and probabilities (a table, or JSON); exit code 1 if any file failed."""
-    model = load_model(run_dir)
+def predict_command(
+    run_dir: str | None,
+    paths: Sequence[str],
+    *,
+    as_json: bool,
+    model_name: str | None = None,
+    timeline: str | None = None,
+    csv_path: str | None = None,
+) -> int:
+    """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
+    shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
+    of each file's window probabilities. Exit code 1 if any file failed."""
+    if run_dir:
+        model = load_model(run_dir)
+    else:
+        from ser_jax.package import load_shipped
+
+        model = load_shipped(model_name)
     rows = predict_files(model, paths)
+    names = model.label_names
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        names = model.label_names
         print(f"{'file':<40} {'label':<10} " + " ".join(f"{n[:7]:>7}" for n in names))
         for r in rows:
             if "error" in r:
@@ -62,7 +78,33 @@ def predict_command(run_dir: str, paths: Sequence[str], *, as_json: bool) -> int
                     f"{Path(r['path']).name:<40} {r['label']:<10} "
                     + " ".join(f"{r['probs'][n]:7.3f}" for n in names)
                 )
+    if timeline or csv_path:
+        write_timelines(model, [r["path"] for r in rows if "error" not in r], timeline, csv_path)
     return 1 if any("error" in r for r in rows) else 0
+
+
+def write_timelines(
+    model: LoadedModel, paths: Sequence[str], png: str | None, csv_path: str | None
+) -> None:
+    """Each file's half-overlapping windows scored alone: a PNG of the class probabilities
+    over time (one panel a file) and/or a CSV with one row a window."""
+    tracks, lines = [], []
+    for p in paths:
+        start, end, probs = model.window_probabilities(load_audio(p, model.sample_rate))
+        tracks.append((Path(p).name, (start + end) / 2, probs))
+        for s, e, row in zip(start, end, probs, strict=True):
+            lines.append([p, f"{s:.3f}", f"{e:.3f}", *(f"{v:.5f}" for v in row)])
+    if png:
+        from ser_jax.reports.figures import plot_timeline
+
+        plot_timeline(tracks, model.label_names, Path(png))
+        print(f"wrote {png}")
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "start_s", "end_s", *model.label_names])
+            w.writerows(lines)
+        print(f"wrote {csv_path}")
 
 
 def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None) -> dict[str, Any]:

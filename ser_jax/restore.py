@@ -20,10 +20,11 @@ import jax
 import numpy as np
 from flax import serialization
 
+from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
-from ser_jax.scoring import score_clips
+from ser_jax.scoring import score_clips, score_windows
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import ModelVariables, predict_step
 
@@ -78,6 +79,24 @@ class LoadedModel:
         model = create_model(self.config.model, len(self.label_names))
         fn = jax.jit(functools.partial(predict_step, model.apply, frontend=self.spec.frontend))
         return lambda batch: fn(self.variables, batch)
+
+    def window_probabilities(
+        self, wave: np.ndarray, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(start_s, end_s, probs (windows, classes))``: each half-overlapping window of
+        ``wave`` scored alone (a timeline of a long recording; their mean is the clip's)."""
+        starts = np.asarray(window_starts(len(wave), self.max_samples))
+        pieces = [wave[s : s + self.max_samples] for s in starts]
+        probs = score_windows(
+            self._predict,
+            pieces,
+            len(self.label_names),
+            batch_size=batch_size,
+            max_samples=self.spec.max_samples,
+            bucket_samples=self.spec.bucket_samples,
+        )
+        ends = starts + np.array([len(p) for p in pieces])
+        return starts / self.sample_rate, ends / self.sample_rate, probs.astype(np.float32)
 
     def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training

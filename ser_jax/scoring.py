@@ -21,6 +21,24 @@ from ser_jax.data.pipeline import window_batches, windows
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # batch -> (batch, classes) probs
 
 
+def score_windows(
+    predict: PredictFn,
+    pieces: Sequence[np.ndarray],
+    num_classes: int,
+    *,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+) -> np.ndarray:
+    """Class probabilities ``(len(pieces), num_classes)`` of each window (or clip) itself."""
+    probs = np.zeros((len(pieces), num_classes), np.float64)
+    for rows, batch in window_batches(
+        pieces, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
+    ):
+        probs[rows] = np.asarray(predict(batch))[: len(rows)]
+    return probs
+
+
 def score_clips(
     predict: PredictFn,
     waves: Sequence[np.ndarray],
@@ -35,11 +53,14 @@ def score_clips(
     ``shifts`` (samples), every window is also scored shifted by each and all are averaged
     (test-time augmentation)."""
     pieces, owner = windows(waves, max_samples, shifts)
-    probs = np.zeros((len(pieces), num_classes), np.float64)
-    for rows, batch in window_batches(
-        pieces, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
-    ):
-        probs[rows] = np.asarray(predict(batch))[: len(rows)]
+    probs = score_windows(
+        predict,
+        pieces,
+        num_classes,
+        batch_size=batch_size,
+        max_samples=max_samples,
+        bucket_samples=bucket_samples,
+    )
     out = np.zeros((len(waves), num_classes), np.float64)
     np.add.at(out, owner, probs)
     counts = np.bincount(owner, minlength=len(waves))[:, None]

@@ -26,7 +26,6 @@ import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 
-import grain
 import numpy as np
 
 from ser_jax.errors import ConfigError
@@ -128,6 +127,8 @@ class TrainBatches:
             )
         self.steps_per_epoch = self.items // batch_size
         self._lengths = np.minimum(clips.lengths, max_samples)
+        import grain  # here, not at the top: scoring a model needs no grain (nor its orbax)
+
         self._order = (
             grain.MapDataset.range(self.items)
             .shuffle(seed=seed)
@@ -158,6 +159,8 @@ class TrainBatches:
 def prefetch(make_batch, start: int, stop: int):
     """``make_batch(step)`` for steps ``start..stop-1``, assembled ahead on a background thread
     (grain prefetch) while the device runs the previous step."""
+    import grain
+
     ds = grain.MapDataset.range(start, stop).map(make_batch)
     yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
 

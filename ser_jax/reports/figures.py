@@ -72,6 +72,28 @@ def plot_curves(history: list[dict[str, Any]], path: Path, *, title: str = "") -
     return _save(fig, path, title)
 
 
+def plot_timeline(
+    tracks: Sequence[tuple[str, np.ndarray, np.ndarray]], labels: Sequence[str], path: Path
+) -> Path:
+    """Class probabilities over time, one panel per recording: ``tracks`` of
+    ``(name, window centres in s, probs (windows, classes))``."""
+    fig, axes = plt.subplots(
+        len(tracks), 1, figsize=(9, 2.6 * len(tracks)), squeeze=False, sharey=True
+    )
+    for ax, (name, centres, probs) in zip(axes[:, 0], tracks, strict=True):
+        for k, label in enumerate(labels):
+            ax.plot(centres, probs[:, k], marker="o", ms=3, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time (s, window centre)")
+    axes[0, 0].legend(
+        ncol=min(len(labels), 7), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.35)
+    )
+    return _save(fig, path, "")
+
+
 def _save(fig: Any, path: Path, title: str) -> Path:
     if title:
         fig.suptitle(title)

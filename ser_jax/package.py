@@ -1,0 +1,105 @@
+"""Models shipped inside the package (``ser_jax/pretrained/<name>/``), and packaging a run.
+
+A shipped model is a small run directory: ``model.msgpack`` (params, BatchNorm and feature
+statistics), ``config.json`` (the resolved config), ``run_info.json`` (labels, data, commit),
+``results.json``, ``reference_predictions.json`` (the model's probabilities for a few named
+Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``. ``ser_jax.restore.load_model``
+reads it like any run directory: no orbax, no trainer. ``package_run`` copies those files out
+of a finished run (bytes as they are, so packaging the same run twice gives the same files).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ser_jax.errors import ConfigError
+from ser_jax.restore import MODEL_FILE, LoadedModel, load_model
+from ser_jax.rundir import RunDir
+
+PRETRAINED = Path(__file__).with_name("pretrained")
+DEFAULT_MODEL = "emodb-cnn-lstm"
+CARD = "MODEL_CARD.md"
+REFERENCE = "reference_predictions.json"
+RUN_FILES = ("config.json", "run_info.json", "results.json", MODEL_FILE)
+
+
+def shipped_models(root: Path = PRETRAINED) -> list[str]:
+    """Names of the models shipped in the package, sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
+
+
+def model_dir(name: str | None = None, root: Path = PRETRAINED) -> Path:
+    """The folder of a shipped model (the default one when ``name`` is None)."""
+    names = shipped_models(root)
+    name = name or DEFAULT_MODEL
+    if name not in names:
+        raise ConfigError(
+            f"no shipped model {name!r} (shipped: {', '.join(names) or 'none'}); "
+            "train one and package it, or pass --run DIR"
+        )
+    return root / name
+
+
+def card_summary(path: Path) -> str:
+    """The summary line of a model card: its first non-empty line after the title."""
+    card = path / CARD
+    if not card.exists():
+        return "(no model card)"
+    lines = [x.strip() for x in card.read_text().splitlines()]
+    return next((x for x in lines if x and not x.startswith("#")), "(empty model card)")
+
+
+def models_command() -> None:
+    """``ser-jax models``: the shipped models, each with its card's summary line."""
+    names = shipped_models()
+    if not names:
+        print("no models are shipped in this installation")
+        return
+    for name in names:
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {card_summary(PRETRAINED / name)}")
+
+
+def load_shipped(name: str | None = None) -> LoadedModel:
+    return load_model(model_dir(name))
+
+
+def package_run(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    reference_files: Sequence[str | Path] = (),
+    card: str = "",
+) -> Path:
+    """Copy a finished run's model into ``out`` (a shipped-model folder) with the
+    probabilities it gives ``reference_files`` and the model card text ``card``."""
+    run = RunDir(run_dir)
+    run.check()
+    if not run.finished or not (run / MODEL_FILE).exists():
+        raise ConfigError(f"{run.path} has not finished (no results.json / {MODEL_FILE})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copyfile(run / name, out / name)
+    if reference_files:
+        from ser_jax.inference import predict_files
+
+        rows = predict_files(load_model(out), [str(f) for f in reference_files])
+        bad = [r for r in rows if "error" in r]
+        if bad:
+            raise ConfigError(f"reference file {bad[0]['path']}: {bad[0]['error']}")
+        reference = [{"file": Path(r["path"]).name, "probs": r["probs"]} for r in rows]
+        (out / REFERENCE).write_text(json.dumps(reference, indent=2) + "\n")
+    if card:
+        (out / CARD).write_text(card)
+    return out
+
+
+def reference_predictions(path: Path) -> list[dict[str, Any]]:
+    return json.loads((path / REFERENCE).read_text())
