@@ -106,6 +106,11 @@ def resolve(config: Any) -> RunSpec:
         raise ConfigError(
             f"train.select={select!r}; choose last or one of {sorted(SELECT_METRICS)}"
         )
+    if str(config.data.split) == "all" and select != "last":
+        raise ConfigError(
+            "data.split='all' trains on every file and leaves nothing to validate on: set "
+            "train.select='last' (a fixed number of epochs)"
+        )
     return RunSpec(
         name=str(config.get("name", "")),
         seed=int(config.seed),

@@ -275,7 +275,9 @@ def _member(config: Any, data: PreparedData | None) -> Member:
     spec = resolve(config)
     data = data if data is not None else prepare(config, progress=spec.progress)
     shortest = min(
-        int(min(c.lengths.min(), spec.max_samples)) for c in (data.train, data.val, data.test)
+        int(min(c.lengths.min(), spec.max_samples))
+        for c in (data.train, data.val, data.test)
+        if len(c)
     )
     pools = tuple(tuple(p) for p in config.model.pools)
     check_min_frames(
@@ -582,7 +584,7 @@ def fit(trainer: Trainer, runs: Sequence[RunDir], ckpt: Checkpointer) -> Fitted:
                     "samples_per_second": samples[k] / max(elapsed, 1e-9),
                     "lr": _lr(member, s),
                 }
-                if epoch % spec.eval_every == 0 or epoch == spec.epochs:
+                if len(member.data.val) and (epoch % spec.eval_every == 0 or epoch == spec.epochs):
                     val = trainer.evaluate(member.data.val, trainer.variables(state, k))
                     row.update(
                         val_loss=val["loss"],
@@ -659,6 +661,8 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     else:
         variables = trainer.variables(fitted.state, k)
         selected_step = final_step
+    if not len(data.test):  # a release model (data.split="all"): nothing held out to test
+        return _write_untested(trainer, fitted, k, run, variables, selected_step)
     test = trainer.evaluate(data.test, variables)
     # Test-time augmentation, chosen by config before any test result: reported beside.
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
@@ -710,6 +714,35 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         write_model_file(run / MODEL_FILE, variables, step=selected_step)
         run.write_results(results)
         print(format_table(test))
+    return results
+
+
+def _write_untested(
+    trainer: Trainer, fitted: Fitted, k: int, run: RunDir, variables: Any, step: int
+) -> dict[str, Any]:
+    member, history = trainer.members[k], fitted.loops[k].history
+    results = {
+        "name": member.spec.name,
+        "seed": member.spec.seed,
+        "split": member.data.split.name,
+        "selected_step": step,
+        "selected_epoch": step // member.steps_per_epoch,
+        "select": member.spec.select,
+        "epochs_run": len(history),
+        "trained_on": len(member.data.train),
+        **{m: None for m in ("test_accuracy", "test_uar", "test_macro_f1", "test_loss")},
+        "epoch_seconds_median": _timing_median(history, "epoch_seconds"),
+        "samples_per_second_median": _timing_median(history, "samples_per_second"),
+        "devices": parallel.device_summary(),
+    }
+    if jax.process_index() == 0:
+        from ser_jax.reports.figures import plot_curves
+
+        if history:
+            plot_curves(history, run / "curves.png", title=f"{member.spec.name} (all files)")
+        write_model_file(run / MODEL_FILE, variables, step=step)
+        run.write_results(results)
+        print(f"trained on all {len(member.data.train)} files; no test split (data.split=all)")
     return results
 
 

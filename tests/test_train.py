@@ -145,3 +145,19 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
     train_and_evaluate(cfg, tmp_path / "run")
     restored = load_model(tmp_path / "run").variables.feature_stats
     np.testing.assert_allclose(restored["mean"], stats["mean"], rtol=1e-6)
+
+
+def test_release_split_trains_on_every_file_and_tests_nothing(tmp_path):
+    from ser_jax.restore import load_model
+
+    cfg = tiny_config(epochs=2, select="last")
+    cfg.data.split = "all"
+    results = train_and_evaluate(cfg, tmp_path / "rel")
+    assert results["test_accuracy"] is None and results["epochs_run"] == 2
+    info = json.loads((tmp_path / "rel" / "run_info.json").read_text())["data"]
+    assert info["train"]["files"] == 4 * 4 * 7 and info["val"]["files"] == 0
+    model = load_model(tmp_path / "rel")
+    assert model.finished and model.step == results["selected_step"]
+    cfg.train.select = "val_uar"
+    with pytest.raises(ConfigError, match="data.split='all'.*train.select='last'"):
+        build_trainer(cfg)

@@ -149,6 +149,9 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
         split = stratified_split(labels, tuple(data_cfg.fractions), seed=split_seed)
         check_disjoint(split)
         return split
+    if kind == "all":  # a release model: every file trains, nothing is validated or tested
+        none = np.zeros(0, np.int64)
+        return Split(np.arange(len(utts), dtype=np.int64), none, none, name="all")
     if kind == "speakers":
         if not data_cfg.test_speakers:
             raise ConfigError("data.split='speakers' needs data.test_speakers (e.g. ('03','08'))")
@@ -173,7 +176,7 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
         split = folds[fold]
     else:
         raise ConfigError(
-            f"data.split={kind!r}; choose stratified, speakers, loso or speaker_kfold"
+            f"data.split={kind!r}; choose stratified, speakers, loso, speaker_kfold or all"
         )
     check_disjoint(split, speakers)
     return split
@@ -197,7 +200,7 @@ def prepare(
     split = make_split(data_cfg, utts, labels, int(config.seed))
     every = ClipSet(waves, labels, utts)
     _, root = resolve_corpus(data_cfg)
-    for part in ("train", "val", "test"):
+    for part in ("train",) if split.name == "all" else ("train", "val", "test"):
         if len(getattr(split, part)) == 0:
             raise ConfigError(f"the {split.name or data_cfg.split} split leaves {part} empty")
     return PreparedData(
