@@ -126,12 +126,14 @@ def _models(rest: list[str]) -> None:
 
 
 def _package(rest: list[str]) -> None:
-    from ser_jax.package import PRETRAINED, package_run
+    from ser_jax.package import PRETRAINED, model_card, package_run
 
     run = _need("run", "package", "the finished run to package")
     name = _need("name", "package", "the shipped model's name")
     out = Path(FLAGS.out) if FLAGS.out else PRETRAINED / name
-    print(f"packaged {run} into {package_run(run, out, reference_files=FLAGS.reference)}")
+    card = model_card(run, name=name, loso=FLAGS.loso, seeds=FLAGS.seed_runs)
+    done = package_run(run, out, reference_files=FLAGS.reference, card=card)
+    print(f"packaged {run} into {done}")
 
 
 def _export(rest: list[str]) -> None:
@@ -233,7 +235,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "package",
             "copy a finished run's selected model into the package (ser_jax/pretrained/NAME)",
-            ("run", "name", "out", "reference"),
+            ("run", "name", "out", "reference", "loso", "seed_runs"),
             "ser-jax package --run runs/release --name emodb-cnn-lstm --reference 03a01Wa.wav",
             _package,
         ),

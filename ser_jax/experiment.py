@@ -26,6 +26,7 @@ import numpy as np
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.evaluate import classification_metrics, format_table
 from ser_jax.reports.figures import plot_confusion
+from ser_jax.rundir import command_line
 from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
 from ser_jax.train import train_members
 
@@ -79,6 +80,7 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
     results = train_all(configs, dirs, [None] * seeds, workdir)
     summary = {
         "name": str(config.name),
+        "command": command_line(),
         "seeds": seed_list,
         "per_seed": [{k: r[k] for k in ("seed", *HEADLINE)} for r in results],
         **summarize(results),
@@ -160,6 +162,7 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
         tta = pool_by_seed(keys, dirs, label_names, "test_tta")
     summary = {
         "name": str(config.name),
+        "command": command_line(),
         "protocol": (
             f"{n_folds}-fold over speaker groups ({len(speakers)} speakers)"
             if kfold

@@ -103,3 +103,88 @@ def package_run(
 
 def reference_predictions(path: Path) -> list[dict[str, Any]]:
     return json.loads((path / REFERENCE).read_text())
+
+
+def model_card(
+    run_dir: str | Path,
+    *,
+    name: str,
+    loso: str | Path | None = None,
+    seeds: str | Path | None = None,
+) -> str:
+    """The model card of a release run, its figures read from run directories: the run's own
+    data and config, and the same config's leave-one-speaker-out (``loso``: a ``cv`` workdir)
+    and seed-protocol (``seeds``: a ``train --seeds`` workdir) results."""
+    run = RunDir(run_dir)
+    info, results, config = run.info(), run.results(), run.config()
+    data = info["data"]
+    labels = ", ".join(data["labels"])
+    lines = [
+        f"# {name}",
+        "",
+        f"A {config.model.name} speech emotion classifier (7 acted emotions: {labels}) trained "
+        f"from scratch on {data['train']['files']} Emo-DB files; research use on acted German "
+        "speech only.",
+        "",
+        "## Data",
+        f"- Corpus: the shared working copy of Emo-DB (Burkhardt et al., Interspeech 2005): "
+        f"{data['train']['files']} files of speakers {', '.join(data['train']['speakers'])}; "
+        "speakers 11 and 16 are kept aside for an independent check and are not in it.",
+        "- Each file is cut or zero-padded to 2.0 s (the copy's own format, 22,050 Hz); the model "
+        f"reads {config.data.sample_rate} Hz audio (any file is resampled) and scores recordings "
+        f"longer than {config.data.max_seconds} s as half-overlapping windows, averaged.",
+        f"- Labels: {labels} (label id = position in this list).",
+        "",
+        "## Training",
+        f"- Config: `{config.name}` (resolved in `config.json`); split `{results['split']}`: "
+        f"every file trains, trained {results['epochs_run']} epochs, the last epoch kept "
+        f"(`train.select=last`).",
+        f"- Made by commit {(info.get('git_commit') or '?')[:10]} on {info.get('processor', '?')}.",
+    ]
+    if info.get("command"):
+        lines.append(f"- Command: `{info['command']}`")
+    lines += ["", "## How well it does (the same config, evaluated on held-out speakers)"]
+    if loso:
+        cv = json.loads((Path(loso) / "cv_summary.json").read_text())
+        p = cv["pooled"]
+        lines.append(
+            f"- Leave-one-speaker-out over the 8 speakers, {len(cv['seeds'])} seeds, pooled: "
+            f"UAR {_ms(p['test_uar'])}, accuracy {_ms(p['test_accuracy'])}, macro-F1 "
+            f"{_ms(p['test_macro_f1'])}" + (f" (`{cv['command']}`)" if cv.get("command") else "")
+        )
+    if seeds:
+        sm = json.loads((Path(seeds) / "summary.json").read_text())
+        lines.append(
+            f"- Stratified 70/15/15 split (speakers shared between parts), {len(sm['seeds'])} "
+            f"seeds: accuracy {_ms(sm['test_accuracy'])}, UAR {_ms(sm['test_uar'])}"
+            + (f" (`{sm['command']}`)" if sm.get("command") else "")
+        )
+    lines += [
+        "- The shipped model itself has no test split: it trained on every shared file. The "
+        "figures above are what the same recipe scores on speakers it did not train on.",
+        "",
+        "## Intended use and limitations",
+        "- Research on speech emotion recognition with acted German speech; a baseline to "
+        "compare against, and a demonstration of the pipeline.",
+        "- Acted emotions by 10 professional speakers (8 here), one language, studio "
+        "recordings, 2 s crops: expect much lower accuracy on spontaneous speech, other "
+        "languages, noisy or far-field audio, children, or pathological voices.",
+        "- Not for decisions about people (hiring, health, policing, surveillance, credit, "
+        "education): emotion recognition from voice is unreliable across people and cultures.",
+        "",
+        "## Licence",
+        "- Emo-DB is freely available for research from its authors (Technische Universität "
+        "Berlin); cite Burkhardt et al. 2005. These weights are derived from it and are shared "
+        "for research under the same terms; the code is Apache-2.0.",
+        "",
+        "## Reference predictions",
+        f"`{REFERENCE}` holds this model's probabilities for a few shared Emo-DB files; the test "
+        "suite loads the shipped weights and reproduces them.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(ms: dict[str, float]) -> str:
+    from ser_jax.tables import fmt
+
+    return fmt(ms, 3)

@@ -159,6 +159,7 @@ def run_info(config: Any, data: Any) -> dict[str, Any]:
 
     commit, dirty = git_state()
     return {
+        "command": command_line(),
         "git_commit": commit,
         "git_dirty": dirty,
         "python": sys.version.split()[0],
@@ -169,6 +170,16 @@ def run_info(config: Any, data: Any) -> dict[str, Any]:
         "label_map": {name: i for i, name in enumerate(data.label_names)},
         "data": data.summary(),
     }
+
+
+def command_line() -> str:
+    """The command that runs this process, as a user would type it (``ser-jax VERB ...``)."""
+    import shlex
+
+    argv = list(sys.argv)
+    if argv and (argv[0].endswith("ser-jax") or argv[0].endswith("__main__.py")):
+        argv[0] = "ser-jax"
+    return shlex.join(argv)
 
 
 def git_state() -> tuple[str | None, bool]:
