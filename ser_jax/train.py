@@ -160,8 +160,14 @@ class Trainer:
         batch = parallel.to_global(batch, sharding)
         if not self.stacked:
             return self._train_step(state, batch)
-        lr = np.array([float(m.schedule(step)) for m in self.members], np.float32)
-        return self._train_step(state, batch, lr, np.asarray(active, bool))
+        per_member = parallel.to_global(
+            {
+                "lr": np.array([float(m.schedule(step)) for m in self.members], np.float32),
+                "active": np.asarray(active, bool),
+            },
+            parallel.member_sharding(self.mesh),
+        )
+        return self._train_step(state, batch, per_member["lr"], per_member["active"])
 
     # --- model variables ---------------------------------------------------------------------
     def variables(self, state: TrainState, k: int = 0) -> ModelVariables:
@@ -375,7 +381,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
                 n_out=2,
             ),
             in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
-            out_shardings=(state_sh, msh),
+            out_shardings=(state_sh, repl),  # metrics readable on every process
             donate_argnums=0,
         )
 
@@ -699,7 +705,8 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     ``model.msgpack`` and ``results.json``."""
     member, lp = trainer.members[k], fitted.loops[k]
     spec, data = member.spec, member.data
-    final_step = int(np.ravel(jax.device_get(fitted.state.step))[k])
+    step = trainer._take(fitted.state.step, k) if trainer.stacked else fitted.state.step
+    final_step = int(jax.device_get(step))
     if spec.select != "last" and lp.best_step is not None and fitted.best is not None:
         variables = trainer._take(fitted.best, k) if trainer.stacked else fitted.best
         selected_step = int(lp.best_step)
