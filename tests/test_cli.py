@@ -51,6 +51,18 @@ def test_verb_help_shows_its_flags_and_an_example():
     assert "example:" in out and "ser-jax cv --config" in out
 
 
+def test_every_verb_help_names_only_defined_flags():
+    """Each verb's help is built from its flag list: a flag the verb names but nobody defined
+    (the ``package`` verb's --loso once) would crash ``ser-jax VERB --help`` and the verb."""
+    from ser_jax.cli import VERBS, verb_help
+
+    for name, verb in VERBS.items():
+        text = verb_help(verb)
+        assert text.startswith(f"ser-jax {name}: ")
+        for flag in verb.flags:
+            assert f"--{flag}" in text, (name, flag)
+
+
 def test_config_field_typo_names_the_closest_field():
     line = one_line_error(ser_jax("train", "--config.train.lerning_rate=0.1"))
     assert "lerning_rate" in line and "did you mean 'learning_rate'" in line
