@@ -139,7 +139,9 @@ def model_card(
         f"- Config: `{config.name}` (resolved in `config.json`); split `{results['split']}`: "
         f"every file trains, trained {results['epochs_run']} epochs, the last epoch kept "
         f"(`train.select=last`).",
-        f"- Made by commit {(info.get('git_commit') or '?')[:10]} on {info.get('processor', '?')}.",
+        f"- Made by commit {(info.get('git_commit') or '?')[:10]}"
+        f"{' (with uncommitted changes)' if info.get('git_dirty') else ''}"
+        f" on {info.get('processor', '?')}.",
     ]
     if info.get("command"):
         lines.append(f"- Command: `{info['command']}`")
