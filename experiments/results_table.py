@@ -87,6 +87,15 @@ def provenance(run_root: Path) -> str:
     return f"{commit}{' (dirty tree)' if dirty else ''} on {', '.join(sorted(cpus))}"
 
 
+def recorded_command(run_root: Path, template: str) -> str:
+    """The command that wrote the run's summary (recorded in it), else the documented one."""
+    for name in ("summary.json", "cv_summary.json"):
+        path = run_root / name
+        if path.exists():
+            return json.loads(path.read_text()).get("command") or template
+    return template
+
+
 def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     """``(runs, [accuracy, UAR, macro-F1])`` of a run directory, or None if not run."""
     summary, cv = run_root / "summary.json", run_root / "cv_summary.json"
@@ -97,11 +106,65 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     if cv.exists():
         s = json.loads(cv.read_text())
         folds = len(s["per_fold"]) // max(len(s["seeds"]), 1)
-        runs = f"LOSO {folds} folds x {len(s['seeds'])} seeds, pooled"
+        kind = "LOSO" if "leave-one" in s.get("protocol", "leave-one") else "speaker k-fold"
+        runs = f"{kind} {folds} folds x {len(s['seeds'])} seeds, pooled"
         return runs, [
             fmt(s["pooled"][m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")
         ]
     return None
+
+
+def cv_extras(run_root: Path) -> list[list[str]]:
+    """The beside-rows of a cv run: mean ± std over folds, test-time augmentation, the seeds'
+    ensemble (each reported next to the single model, never instead of it)."""
+    path = run_root / "cv_summary.json"
+    if not path.exists():
+        return []
+    s = json.loads(path.read_text())
+    keys = ("accuracy", "uar", "macro_f1")
+    rows = [
+        [
+            "↳ mean ± std over folds (and seeds)",
+            f"{len(s['per_fold'])} fold runs",
+            *(fmt(s["fold_mean"][f"test_{k}"], 3) for k in keys),
+        ]
+    ]
+    if "pooled_tta" in s:
+        tta = s["pooled_tta"]
+        rows.append(
+            ["↳ with test-time augmentation", "pooled", *(fmt(tta[f"test_{k}"], 3) for k in keys)]
+        )
+    if "ensemble" in s:
+        e = s["ensemble"]
+        rows.append(
+            [f"↳ ensemble of the {len(s['seeds'])} seeds (averaged probabilities)", "pooled"]
+            + [f"{e[k]:.3f}" for k in keys]
+        )
+    return rows
+
+
+def screening_rows(sweep_root: Path) -> str:
+    """One row per point of a screening sweep (``cv`` points), pooled over its folds."""
+    rows = []
+    for point in (
+        sorted(p for p in sweep_root.iterdir() if p.is_dir()) if sweep_root.is_dir() else []
+    ):
+        got = metrics(point)
+        if got is None:
+            rows.append([point.name, "not finished", "", "", "", ""])
+            continue
+        rows.append([point.name, got[0], *got[1], provenance(point)])
+    return markdown(
+        [
+            "point (overrides of the base)",
+            "runs",
+            "test accuracy",
+            "test UAR",
+            "test macro-F1",
+            "made by",
+        ],
+        rows,
+    )
 
 
 def reproduction_rows(root: Path) -> str:
@@ -109,6 +172,7 @@ def reproduction_rows(root: Path) -> str:
     for d, what, paper, protocol, differs, cmd in REPRODUCTIONS:
         got = metrics(root / d)
         ours = "not run" if got is None else f"{got[1][0]} acc, {got[1][1]} UAR ({got[0]})"
+        cmd = recorded_command(root / d, cmd)
         rows.append([what, paper, protocol, ours, differs, f"`{cmd}`", provenance(root / d)])
     return markdown(
         ["reproduction", "paper", "paper's protocol", "ours", "what differs", "command", "made by"],
@@ -123,7 +187,9 @@ def main_rows(root: Path) -> str:
         if got is None:
             rows.append([what, "not run", "", "", "", f"`{cmd}`", ""])
             continue
+        cmd = recorded_command(root / d, cmd)
         rows.append([what, got[0], *got[1], f"`{cmd}`", provenance(root / d)])
+        rows += [[*extra, "", ""] for extra in cv_extras(root / d)]
     return markdown(
         ["experiment", "runs", "test accuracy", "test UAR", "test macro-F1", "command", "made by"],
         rows,
@@ -135,3 +201,5 @@ if __name__ == "__main__":
     print(reproduction_rows(root))
     print()
     print(main_rows(root))
+    print()
+    print(screening_rows(root / "sweeps" / "screen_levers"))
