@@ -52,7 +52,9 @@ def _define_flags() -> None:
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
     )
-    flags.DEFINE_string("loso", None, "The config's LOSO run directory (its figures go on the card).")
+    flags.DEFINE_string(
+        "loso", None, "The config's LOSO run directory (its figures go on the card)."
+    )
     flags.DEFINE_string(
         "seed_runs", None, "The config's seed-protocol run directory (its figures go on the card)."
     )
