@@ -9,7 +9,8 @@ epochs there vary from fold to fold, so a fixed "LOSO-chosen" epoch would be a g
 
     ser-jax train --config experiments/configs/release.py --workdir runs/release
     ser-jax package --run runs/release --name emodb-cnn-lstm --loso runs/best_loso \\
-        --seed_runs runs/best --reference $SER_EMODB_DIR/wav/03a01Fa.wav ...
+        --seed_runs runs/best --reference $SER_EMODB_DIR/wav/03a01Fa.wav \\
+        --reference $SER_EMODB_DIR/wav/08a01Wa.wav --reference $SER_EMODB_DIR/wav/13a05Tc.wav
 """
 
 import importlib.util
