@@ -96,3 +96,25 @@ def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     results = train_and_evaluate(tiny_config(), workdir)
     return workdir, results
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """SER_JAX_CACHE for the subprocesses, with the demo corpus already generated in it."""
+    path = tmp_path_factory.mktemp("ser_cache")
+    old = os.environ.get("SER_JAX_CACHE")
+    os.environ["SER_JAX_CACHE"] = str(path)
+    try:
+        from ser_jax.config import get_config
+        from ser_jax.data.prepare import demo_corpus_root
+
+        c = get_config()
+        c.data.demo.speakers, c.data.demo.utterances_per_class = 3, 3
+        c.data.demo.seconds = (1.0, 1.4)
+        demo_corpus_root(c.data)
+    finally:
+        if old is None:
+            os.environ.pop("SER_JAX_CACHE", None)
+        else:
+            os.environ["SER_JAX_CACHE"] = old
+    return path
