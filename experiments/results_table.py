@@ -69,8 +69,24 @@ MAIN = (
     ),
 )
 
-# The ablation: each lever against one baseline, LOSO over 2 seeds. (dir, lever, overrides)
-ABLATION: tuple[tuple[str, str, str], ...] = ()
+# Variants of the best config measured with the same commands (dir, what, command). The
+# narrow + EMA runs were made when best.py held those values (commit 219f456); the command
+# below gives the same resolved config at any later commit.
+NARROW = "'--config.model.filters=(32,32,64,128)' --config.train.ema_decay=0.995 "
+ABLATION = (
+    (
+        "narrow_ema",
+        "best config with 32-32-64-128 filters + weight average (EMA 0.995), seed protocol",
+        SEED_CMD.format(cfg="best", n=3, dir="narrow_ema").replace(
+            "--seeds 3 ", "--seeds 3 " + NARROW
+        ),
+    ),
+    (
+        "narrow_ema_loso",
+        "best config with 32-32-64-128 filters + weight average (EMA 0.995), LOSO",
+        f"ser-jax cv --config experiments/configs/best.py --seeds 1 --config.train.members=8 {NARROW}--workdir runs/narrow_ema_loso",
+    ),
+)
 
 
 def provenance(run_root: Path) -> str:
@@ -180,14 +196,16 @@ def reproduction_rows(root: Path) -> str:
     )
 
 
-def main_rows(root: Path) -> str:
+def main_rows(
+    root: Path, table: tuple[tuple[str, str, str], ...] = MAIN, recorded: bool = True
+) -> str:
     rows = []
-    for d, what, cmd in MAIN:
+    for d, what, cmd in table:
         got = metrics(root / d)
         if got is None:
-            rows.append([what, "not run", "", "", "", f"`{cmd}`", ""])
+            rows.append([what, "not run at this commit", "", "", "", f"`{cmd}`", ""])
             continue
-        cmd = recorded_command(root / d, cmd)
+        cmd = recorded_command(root / d, cmd) if recorded else cmd
         rows.append([what, got[0], *got[1], f"`{cmd}`", provenance(root / d)])
         rows += [[*extra, "", ""] for extra in cv_extras(root / d)]
     return markdown(
@@ -201,5 +219,7 @@ if __name__ == "__main__":
     print(reproduction_rows(root))
     print()
     print(main_rows(root))
+    print()
+    print(main_rows(root, ABLATION, recorded=False))
     print()
     print(screening_rows(root / "sweeps" / "screen_levers"))

@@ -161,9 +161,14 @@ def model_card(
             f"seeds: accuracy {_ms(sm['test_accuracy'])}, UAR {_ms(sm['test_uar'])}"
             + (f" (`{sm['command']}`)" if sm.get("command") else "")
         )
+    if not (loso or seeds):
+        lines.append(
+            "- No held-out run of this config was given to the packager (`--loso`, "
+            "`--seed_runs`): see the README's Results for the config's figures and their status."
+        )
     lines += [
         "- The shipped model itself has no test split: it trained on every shared file. The "
-        "figures above are what the same recipe scores on speakers it did not train on.",
+        "held-out figures are what the same recipe scores on speakers it did not train on.",
         "",
         "## Intended use and limitations",
         "- Research on speech emotion recognition with acted German speech; a baseline to "
