@@ -225,3 +225,26 @@ def test_cv_ensemble_averages_each_files_probabilities_over_seeds(tmp_path):
     m = ensemble_over_seeds(keys, dirs, ("anger", "boredom"))
     assert m["count"] == 3
     assert m["confusion"] == [[1, 0], [1, 1]]
+
+
+def test_readme_results_table_reads_runs_and_says_what_is_missing(tmp_path):
+    """experiments/results_table.py: a row from a run's summary.json (its recorded command and
+    the commit/processor of its run_info.json), and "not run" for a missing directory."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    run = tmp_path / "best"
+    (run / "seed10").mkdir(parents=True)
+    ms = {"mean": 0.7, "std": 0.05, "n": 3}
+    summary = {"seeds": [10, 11, 12], "command": "ser-jax train --seeds 3 --workdir runs/best"}
+    summary |= {m: ms for m in ("test_accuracy", "test_uar", "test_macro_f1")}
+    (run / "summary.json").write_text(json.dumps(summary))
+    info = {"git_commit": "abcdef1234567", "git_dirty": False, "processor": "Test CPU"}
+    (run / "seed10" / "run_info.json").write_text(json.dumps(info))
+    text = rt.main_rows(tmp_path)
+    best_row = next(x for x in text.splitlines() if "seed protocol" in x)
+    assert "3 seeds (10, 11, 12)" in best_row and "0.700 ± 0.050" in best_row
+    assert "`ser-jax train --seeds 3 --workdir runs/best`" in best_row
+    assert "abcdef1234 on Test CPU" in best_row
+    loso_row = next(x for x in text.splitlines() if "leave-one-speaker-out" in x)
+    assert "not run at this commit" in loso_row
