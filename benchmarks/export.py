@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,16 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def clips(args: argparse.Namespace, sample_rate: int) -> tuple[list[np.ndarray], str]:
@@ -70,6 +59,7 @@ def main() -> None:
     from ser_jax.export import export_model, exported_probabilities, load_exported
     from ser_jax.package import load_shipped
     from ser_jax.restore import load_model
+    from ser_jax.rundir import processor_name
 
     model = load_model(args.run) if args.run else load_shipped(args.model)
     waves, what = clips(args, model.sample_rate)
@@ -104,7 +94,7 @@ def main() -> None:
     report = {
         "clips": what,
         "audio_seconds": float(sum(len(w) for w in waves) / model.sample_rate),
-        "device": f"{jax.devices()[0].platform}: {processor()}",
+        "device": f"{jax.devices()[0].platform}: {processor_name()}",
         "cpus": os.cpu_count(),
         "export_seconds": export_s,
         "deserialise_seconds": load_s,
