@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,14 @@ def committed_steps(checkpoints: Path) -> list[int]:
     if not checkpoints.is_dir():
         return []
     return sorted(int(p.name) for p in checkpoints.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def kill_after_checkpoints(run: Train, checkpoints: Path, past: int, deadline: float) -> None:
+    """SIGKILL ``run`` once two checkpoints past step ``past`` are committed (so one can be
+    turned back into a partial one); fails if the run ends first or ``deadline`` passes."""
+    while len([s for s in committed_steps(checkpoints) if s > past]) < 2:
+        assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
+        assert time.monotonic() < deadline, f"no two checkpoints past step {past} in time"
+        time.sleep(0.02)
+    run.proc.send_signal(signal.SIGKILL)
+    run.proc.wait(timeout=30)

@@ -30,6 +30,7 @@ from procs import (
     committed_steps,
     devices_of,
     epoch_rows,
+    kill_after_checkpoints,
     results,
     rows,
     wait_all,
@@ -98,13 +99,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, cache, device_runs)
         out = second.wait(expect_ok=False)
         assert second.proc.returncode == 2, out[-3000:]
         assert f"pid {run.proc.pid}" in out and "being trained by another process" in out, out
-        # Two committed checkpoints past epoch 1, so one can be turned back into a partial one.
-        while len([s for s in committed_steps(ckpts) if s > spe]) < 2:
-            assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
-            assert time.monotonic() < deadline, "no two checkpoints past epoch 1 in time"
-            time.sleep(0.02)
-        run.proc.send_signal(signal.SIGKILL)
-        run.proc.wait(timeout=30)
+        kill_after_checkpoints(run, ckpts, spe, deadline)
     finally:
         run.kill()
     assert run.proc.returncode == -signal.SIGKILL

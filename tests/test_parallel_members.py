@@ -4,7 +4,6 @@ localhost vs 1 process x 4 devices), and a members job killed with SIGKILL and r
 from __future__ import annotations
 
 import json
-import signal
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from procs import (
     devices_of,
     epoch_rows,
     free_port,
+    kill_after_checkpoints,
     results,
     rows,
     wait_all,
@@ -105,12 +105,7 @@ def test_members_job_killed_and_resumed_matches_uninterrupted(tmp_path, cache):
     run = Train(workdir, overrides, cache=cache, devices=1, flags=MEMBERS, name="first")
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        while len([s for s in committed_steps(ckpts) if s > 5]) < 2:
-            assert run.proc.poll() is None, f"run ended before the kill\n{run.output()[-3000:]}"
-            assert time.monotonic() < deadline, "no two checkpoints past epoch 1 in time"
-            time.sleep(0.02)
-        run.proc.send_signal(signal.SIGKILL)
-        run.proc.wait(timeout=30)
+        kill_after_checkpoints(run, ckpts, 5, deadline)
     finally:
         run.kill()
     wait_all(ref)
