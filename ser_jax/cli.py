@@ -366,12 +366,34 @@ def cpu_layout(config: Any) -> int | None:
     return count
 
 
+def compilation_cache() -> str | None:
+    """Keep XLA's compiled programs on disk, so a rerun, a resumed job or the next point of a
+    sweep skips compiling what an earlier process already compiled (the same program gives the
+    same executable: results do not change). ``JAX_COMPILATION_CACHE_DIR`` chooses the folder
+    (jax reads it itself); otherwise ``<SER_JAX_CACHE>/xla``. ``SER_JAX_XLA_CACHE=0`` turns it
+    off. Returns the folder in use, or None when off."""
+    import jax
+
+    if os.environ.get("SER_JAX_XLA_CACHE", "1").strip().lower() in ("0", "false", "off", "no"):
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if chosen:
+        return chosen
+    from ser_jax.data.prepare import cache_dir
+
+    folder = cache_dir() / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return str(folder)
+
+
 def main(argv: list[str]) -> int:
     verb, rest = argv[1], argv[2:]
     from absl import logging
 
     # absl turns library INFO logs on (orbax is chatty); keep the console for our output.
     logging.set_verbosity(logging.WARNING)
+    compilation_cache()
     from ser_jax import parallel
 
     parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)

@@ -7,6 +7,32 @@ from pathlib import Path
 
 import pytest
 
+_XLA_CACHE: list[str] = []
+
+
+def pytest_configure(config):
+    """One XLA compilation cache for the whole session, in-process and for every subprocess
+    the tests start: the many small runs here compile the same programs again and again (a
+    reference run and its killed and resumed twin, the members and their sequential twins).
+    A fresh folder each session: nothing carries over from an earlier run or code version."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ser_jax_xla_")
+    _XLA_CACHE.append(folder)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    for folder in _XLA_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
 def emodb_dir() -> Path:

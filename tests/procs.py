@@ -72,6 +72,8 @@ class Train:
             JAX_PLATFORMS="cpu",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
             SER_JAX_CACHE=str(cache),
+            JAX_COMPILATION_CACHE_DIR=os.environ["JAX_COMPILATION_CACHE_DIR"],
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
             PYTHONPATH=os.pathsep.join(
                 [*([str(pythonpath)] if pythonpath else []), str(REPO), env.get("PYTHONPATH", "")]
             ),

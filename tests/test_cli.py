@@ -123,7 +123,9 @@ def test_train_reports_the_layout_it_chose(tmp_path):
     run_info.json says how many devices trained it)."""
     import json
 
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")
+    }
     env.update(JAX_PLATFORMS="cpu", SER_JAX_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run(
         [
@@ -149,3 +151,26 @@ def test_train_reports_the_layout_it_chose(tmp_path):
     from ser_jax.cli import cpu_devices
 
     assert devices["device_count"] == cpu_devices(cores, 16, 0)
+    # compiled programs were kept in the default cache folder, for the next run
+    assert any((tmp_path / "cache" / "xla").iterdir())
+
+
+def test_compilation_cache_folder_and_opt_out(tmp_path, monkeypatch):
+    import jax
+
+    from ser_jax.cli import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache
+    try:
+        monkeypatch.setenv("SER_JAX_CACHE", str(tmp_path / "c"))
+        monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+        assert compilation_cache() == str(tmp_path / "c" / "xla")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c" / "xla")
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+        assert compilation_cache() == str(tmp_path / "mine")  # the user's choice is kept
+        monkeypatch.setenv("SER_JAX_XLA_CACHE", "0")
+        assert compilation_cache() is None
+        assert jax.config.jax_enable_compilation_cache is False
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_enable_compilation_cache", before[1])
