@@ -366,12 +366,15 @@ def cpu_layout(config: Any) -> int | None:
     return count
 
 
-def compilation_cache() -> str | None:
+def compilation_cache(multi_process: bool = False) -> str | None:
     """Keep XLA's compiled programs on disk, so a rerun, a resumed job or the next point of a
     sweep skips compiling what an earlier process already compiled (the same program gives the
     same executable: results do not change). ``JAX_COMPILATION_CACHE_DIR`` chooses the folder
-    (jax reads it itself); otherwise ``<SER_JAX_CACHE>/xla``. ``SER_JAX_XLA_CACHE=0`` turns it
-    off. Returns the folder in use, or None when off."""
+    (jax reads it itself); otherwise ``<SER_JAX_CACHE>/xla``, for single-process jobs only: in a
+    multi-process job one process finding a program in the cache while another compiles it
+    puts them out of step, and CPU (gloo) collectives give up after 30 s of waiting (measured
+    on 2 processes on a loaded 2-core machine). ``SER_JAX_XLA_CACHE=0`` turns it off. Returns
+    the folder in use, or None when off."""
     import jax
 
     if os.environ.get("SER_JAX_XLA_CACHE", "1").strip().lower() in ("0", "false", "off", "no"):
@@ -380,6 +383,8 @@ def compilation_cache() -> str | None:
     chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if chosen:
         return chosen
+    if multi_process:
+        return None
     from ser_jax.data.prepare import cache_dir
 
     folder = cache_dir() / "xla"
@@ -393,10 +398,12 @@ def main(argv: list[str]) -> int:
 
     # absl turns library INFO logs on (orbax is chatty); keep the console for our output.
     logging.set_verbosity(logging.WARNING)
-    compilation_cache()
     from ser_jax import parallel
 
-    parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    multi = parallel.initialize_distributed(
+        FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id
+    )
+    compilation_cache(multi_process=multi)
     return VERBS[verb].run(rest) or 0
 
 

@@ -72,12 +72,15 @@ class Train:
             JAX_PLATFORMS="cpu",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
             SER_JAX_CACHE=str(cache),
-            JAX_COMPILATION_CACHE_DIR=os.environ["JAX_COMPILATION_CACHE_DIR"],
-            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
             PYTHONPATH=os.pathsep.join(
                 [*([str(pythonpath)] if pythonpath else []), str(REPO), env.get("PYTHONPATH", "")]
             ),
         )
+        if not any(f.startswith("--coordinator") for f in flags):
+            # single-process runs share the session's compilation cache (see
+            # ser_jax.cli.compilation_cache for why multi-process runs do not)
+            env["JAX_COMPILATION_CACHE_DIR"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+            env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         argv = [sys.executable, "-m", "ser_jax", "train", f"--config={CONFIG}"]
         argv += [f"--config.{k}={v}" for k, v in overrides.items()]
         argv += [f"--workdir={workdir}", *flags]

@@ -164,6 +164,7 @@ def test_compilation_cache_folder_and_opt_out(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("SER_JAX_CACHE", str(tmp_path / "c"))
         monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+        assert compilation_cache(multi_process=True) is None  # not by default on a cluster
         assert compilation_cache() == str(tmp_path / "c" / "xla")
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c" / "xla")
         monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
