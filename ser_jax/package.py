@@ -147,25 +147,35 @@ def model_card(
         lines.append(f"- Command: `{info['command']}`")
     lines += ["", "## How well it does (the same config, evaluated on held-out speakers)"]
     if loso:
+        made = _held_out_recipe(run_dir, loso, "fold*/seed*", "--loso")
         cv = json.loads((Path(loso) / "cv_summary.json").read_text())
-        p = cv["pooled"]
+        p, f = cv["pooled"], cv["fold_mean"]
+        n = len(cv["seeds"])
         lines.append(
-            f"- Leave-one-speaker-out over the 8 speakers, {len(cv['seeds'])} seeds, pooled: "
-            f"UAR {_ms(p['test_uar'])}, accuracy {_ms(p['test_accuracy'])}, macro-F1 "
-            f"{_ms(p['test_macro_f1'])}" + (f" (`{cv['command']}`)" if cv.get("command") else "")
+            f"- Leave-one-speaker-out over the {len(cv['speakers'])} speakers (each fold selects "
+            f"its epoch on the next speaker), {n} seed{'s' * (n != 1)}, pooled over all test "
+            f"predictions: UAR {_ms(p['test_uar'])}, accuracy {_ms(p['test_accuracy'])}, "
+            f"macro-F1 {_ms(p['test_macro_f1'])}; mean ± std over the {f['test_uar']['n']} "
+            f"fold runs: UAR {_ms(f['test_uar'])}, accuracy {_ms(f['test_accuracy'])}. {made}"
+            + (f" Command: `{cv['command']}`" if cv.get("command") else "")
         )
     if seeds:
+        made = _held_out_recipe(run_dir, seeds, "seed*", "--seed_runs")
         sm = json.loads((Path(seeds) / "summary.json").read_text())
+        n = len(sm["seeds"])
         lines.append(
-            f"- Stratified 70/15/15 split (speakers shared between parts), {len(sm['seeds'])} "
-            f"seeds: accuracy {_ms(sm['test_accuracy'])}, UAR {_ms(sm['test_uar'])}"
-            + (f" (`{sm['command']}`)" if sm.get("command") else "")
+            f"- Stratified 70/15/15 split (speakers shared between parts), {n} "
+            f"seed{'s' * (n != 1)}, each its own split: accuracy {_ms(sm['test_accuracy'])}, "
+            f"UAR {_ms(sm['test_uar'])}, macro-F1 {_ms(sm['test_macro_f1'])}. {made}"
+            + (f" Command: `{sm['command']}`" if sm.get("command") else "")
         )
-    if not (loso or seeds):
-        lines.append(
-            "- No held-out run of this config was given to the packager (`--loso`, "
-            "`--seed_runs`): see the README's Results for the config's figures and their status."
-        )
+    for given, flag in ((loso, "--loso"), (seeds, "--seed_runs")):
+        if not given:
+            lines.append(
+                f"- No {'leave-one-speaker-out' if flag == '--loso' else 'seed-protocol'} run "
+                f"of this config was given to the packager (`{flag}`): see the README's "
+                "Results for the config's figures and their status."
+            )
     lines += [
         "- The shipped model itself has no test split: it trained on every shared file. The "
         "held-out figures are what the same recipe scores on speakers it did not train on.",
@@ -189,6 +199,78 @@ def model_card(
         "suite loads the shipped weights and reproduces them.",
     ]
     return "\n".join(lines) + "\n"
+
+
+# Settings a held-out run may differ in from the release run and still be the same recipe:
+# how the files are split and the epoch chosen, and bookkeeping; not what is trained or how.
+SPLIT_AND_BOOKKEEPING = (
+    "name",
+    "seed",
+    "eval.",
+    "data.root",
+    "data.strict",
+    "data.split",
+    "data.fractions",
+    "data.test_speakers",
+    "data.val_speakers",
+    "data.fold",
+    "data.val_count",
+    "data.folds",
+    "data.split_seed",
+    "train.select",
+    "train.early_stopping_patience",
+    "train.eval_every_epochs",
+    "train.members",
+    "train.progress",
+    "train.log_every_steps",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+)
+
+
+def recipe_differences(release: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Config fields (dotted) in which ``other`` trains differently from ``release``: any
+    field but the split, the epoch selection and bookkeeping (``SPLIT_AND_BOOKKEEPING``)."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(release), flat(other)
+
+    def free(k: str) -> bool:
+        return any(k == f or (f.endswith(".") and k.startswith(f)) for f in SPLIT_AND_BOOKKEEPING)
+
+    return sorted(k for k in set(a) | set(b) if not free(k) and a.get(k) != b.get(k))
+
+
+def _held_out_recipe(run_dir: str | Path, workdir: str | Path, pattern: str, flag: str) -> str:
+    """Checks that every run under ``workdir`` trained the release run's recipe; returns where
+    they were made ("Made by commit ... on ...")."""
+    release = json.loads((Path(run_dir) / "config.json").read_text())
+    runs = sorted(p.parent for p in Path(workdir).glob(f"{pattern}/config.json"))
+    if not runs:
+        raise ConfigError(f"{flag} {workdir}: no run directories ({pattern}/config.json) in it")
+    for r in runs:
+        diff = recipe_differences(release, json.loads((r / "config.json").read_text()))
+        if diff:
+            raise ConfigError(
+                f"{flag} {r}: trained another recipe than {run_dir} (differs in {diff}); a model "
+                "card shows the figures of the shipped recipe only"
+            )
+    made = set()
+    for r in runs:
+        info = json.loads((r / "run_info.json").read_text())
+        dirty = " (with uncommitted changes)" if info.get("git_dirty") else ""
+        made.add(
+            f"commit {(info.get('git_commit') or '?')[:10]}{dirty} on {info.get('processor', '?')}"
+        )
+    return f"Made by {', '.join(sorted(made))}."
 
 
 def _ms(ms: dict[str, float]) -> str:

@@ -153,3 +153,75 @@ def test_predict_with_no_run_uses_the_shipped_model(emodb_dir):
         timeout=120,
     )
     assert "(default)" in listed.stdout
+
+
+def test_release_config_is_the_best_config_trained_on_every_file():
+    """The shipped recipe differs from experiments/configs/best.py only in its split and its
+    epoch choice, so the best config's LOSO and seed-protocol figures describe it."""
+    import importlib.util
+
+    from ser_jax.package import recipe_differences
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, REPO / "experiments/configs" / name)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return json.loads(mod.get_config().to_json())
+
+    best, release = load("best.py"), load("release.py")
+    assert release["data"]["split"] == "all" and release["train"]["select"] == "last"
+    assert recipe_differences(release, best) == []
+    best["model"]["filters"] = [32, 32, 64, 128]
+    best["train"]["ema_decay"] = 0.995
+    assert recipe_differences(release, best) == ["model.filters", "train.ema_decay"]
+
+
+def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_path):
+    """The card reads a cv workdir's cv_summary.json and checks that its runs trained the
+    shipped run's recipe; a workdir of another recipe is refused, naming the field."""
+    from ser_jax.errors import ConfigError
+    from ser_jax.package import model_card
+
+    workdir, _ = trained
+    loso = tmp_path / "loso"
+    for fold, speaker in enumerate(("01", "02")):
+        run = loso / f"fold{fold}-{speaker}" / "seed0"
+        run.mkdir(parents=True)
+        config = json.loads((workdir / "config.json").read_text())
+        config["data"].update(split="loso", fold=fold)  # a split: the same recipe
+        config["train"]["select"] = "val_uar"
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "run_info.json").write_text((workdir / "run_info.json").read_text())
+    ms = lambda m, s, n: {"mean": m, "std": s, "n": n}  # noqa: E731
+    (loso / "cv_summary.json").write_text(
+        json.dumps(
+            {
+                "command": "ser-jax cv --config C --workdir loso",
+                "speakers": ["01", "02"],
+                "seeds": [0],
+                "pooled": {
+                    "test_uar": ms(0.6831, 0.0, 1),
+                    "test_accuracy": ms(0.7072, 0.0, 1),
+                    "test_macro_f1": ms(0.6702, 0.0, 1),
+                },
+                "fold_mean": {
+                    "test_uar": ms(0.667, 0.078, 2),
+                    "test_accuracy": ms(0.69, 0.05, 2),
+                },
+            }
+        )
+    )
+    card = model_card(workdir, name="tiny", loso=loso)
+    commit = (json.loads((workdir / "run_info.json").read_text()).get("git_commit") or "?")[:10]
+    line = next(x for x in card.splitlines() if x.startswith("- Leave-one-speaker-out"))
+    assert "over the 2 speakers" in line and "1 seed," in line
+    assert "UAR 0.683, accuracy 0.707" in line and "fold runs: UAR 0.667 ± 0.078" in line
+    assert f"Made by commit {commit}" in line and "`ser-jax cv --config C --workdir loso`" in line
+    assert "No seed-protocol run of this config was given" in card
+    assert "No leave-one-speaker-out run" not in card
+
+    config = json.loads((loso / "fold1-02" / "seed0" / "config.json").read_text())
+    config["model"]["lstm_hidden"] += 8
+    (loso / "fold1-02" / "seed0" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"fold1-02/seed0: trained another recipe .*lstm_hidden"):
+        model_card(workdir, name="tiny", loso=loso)
