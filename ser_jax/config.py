@@ -56,7 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.frontend.log = "log"
     c.frontend.log_floor = 1e-6
     c.frontend.top_db = 80.0
-    c.frontend.normalize = "utterance"  # utterance | dataset (training-set mean/std) | none
+    # utterance | dataset (training-set mean/std) | speaker (each speaker's own mean/std, from
+    # all of that speaker's recordings the job reads, unlabelled: its own protocol) | none
+    c.frontend.normalize = "utterance"
     c.frontend.deltas = 0  # extra input channels: 1 = + delta, 2 = + delta and delta-delta
     c.frontend.delta_width = 9
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
 from ser_jax.restore import LoadedModel
 from ser_jax.steps import predict_step
@@ -31,6 +32,12 @@ from ser_jax.steps import predict_step
 
 def export_model(model: LoadedModel, out: str | Path) -> Path:
     """Write the model's waveform → probabilities function to ``out`` (and ``out.json``)."""
+    if model.per_speaker:
+        raise ConfigError(
+            f"{model.source}: frontend.normalize='speaker' normalises by each speaker's own "
+            "statistics, which the exported waveform-to-probabilities function has no input "
+            "for; export a model trained with normalize='utterance', 'dataset' or 'none'"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = create_model(model.config.model, len(model.label_names))

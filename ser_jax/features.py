@@ -2,7 +2,8 @@
 
 One pure, jit-able function, :func:`make_features`, with the front-end and augmentation
 settings static. It hands on ``(feats (batch, frames, mel), frame_lengths (batch,))``.
-:func:`dataset_feature_stats` computes the training-set statistics of ``normalize="dataset"``.
+:func:`dataset_feature_stats` computes the training-set statistics of ``normalize="dataset"``,
+:func:`speaker_feature_stats` each speaker's of ``normalize="speaker"``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def make_features(
       keys: ``(batch,)`` typed PRNG keys, one per example, or None (clean features).
       frontend: static front-end settings.
       augment: static augmentation settings, or None.
-      stats: ``(mean, std)`` ``(n_mels,)`` training-set statistics, applied (before
-        SpecAugment, so masks sit at the mean) when ``frontend.normalize == "dataset"``.
+      stats: ``(mean, std)``, ``(n_mels,)`` training-set statistics (``frontend.normalize ==
+        "dataset"``) or ``(batch, n_mels)`` per-example ones (``"speaker"``), applied before
+        SpecAugment, so masks sit at the mean.
       apply: optional ``(batch,)`` bool: augment only these examples, the others come out
         clean (offline augmentation keeps each file's original copy clean). One front-end pass
         serves both.
@@ -48,11 +50,11 @@ def make_features(
       ``frontend.deltas``: SpecAugment masks the same stripes in every channel) and
       ``frame_lengths`` ``(batch,)`` int32.
     """
-    if frontend.normalize == "dataset" and stats is None:
-        raise ValueError("frontend.normalize='dataset' needs the training-set stats")
+    if frontend.normalize in ("dataset", "speaker") and stats is None:
+        raise ValueError(f"frontend.normalize={frontend.normalize!r} needs its statistics")
 
     def standardise(feats, flen):
-        if frontend.normalize == "dataset":
+        if frontend.normalize in ("dataset", "speaker"):
             feats = apply_dataset_stats(feats, flen, *stats)
         return with_deltas(feats, flen, frontend) if frontend.deltas else feats
 
@@ -73,6 +75,9 @@ def make_features(
     return spec_augment(spec_keys, standardise(feats, flen), flen, augment, apply), flen
 
 
+_log_mel = jax.jit(log_mel, static_argnums=2)  # one compiled front-end per settings and shape
+
+
 def dataset_feature_stats(
     waves: Sequence[np.ndarray],
     frontend: FrontendConfig,
@@ -84,7 +89,6 @@ def dataset_feature_stats(
     """Mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over every valid frame of
     ``waves`` (windowed as in evaluation, see ``ser_jax.scoring``)."""
     raw = dataclasses.replace(frontend, normalize="none")
-    fn = jax.jit(lambda a, n: log_mel(a, n, raw))
     total = np.zeros(frontend.n_mels)
     total_sq = np.zeros(frontend.n_mels)
     count = 0
@@ -92,7 +96,7 @@ def dataset_feature_stats(
     for _, batch in window_batches(
         pieces, batch_size, max_samples=max_samples, bucket_samples=bucket_samples
     ):
-        feats, flen = fn(jnp.asarray(batch["audio"]), jnp.asarray(batch["length"]))
+        feats, flen = _log_mel(jnp.asarray(batch["audio"]), jnp.asarray(batch["length"]), raw)
         feats, flen = np.asarray(feats, np.float64), np.asarray(flen)
         valid = (np.arange(feats.shape[1])[None, :] < flen[:, None]) & (
             batch["weight"][:, None] > 0
@@ -103,3 +107,32 @@ def dataset_feature_stats(
     mean = total / max(count, 1)
     std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0) + 1e-5)
     return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+
+
+def speaker_feature_stats(
+    waves: Sequence[np.ndarray],
+    speakers: Sequence[str],
+    frontend: FrontendConfig,
+    *,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per speaker, the mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over
+    every valid frame of that speaker's ``waves`` (``normalize="speaker"``): the statistics
+    need the speaker's audio only, never a label."""
+    if len(speakers) != len(waves):
+        raise ValueError(f"{len(waves)} waveforms but {len(speakers)} speakers")
+    groups: dict[str, list[np.ndarray]] = {}
+    for wave, speaker in zip(waves, speakers, strict=True):
+        groups.setdefault(str(speaker), []).append(wave)
+    return {
+        speaker: dataset_feature_stats(
+            group,
+            frontend,
+            batch_size=batch_size,
+            max_samples=max_samples,
+            bucket_samples=bucket_samples,
+        )
+        for speaker, group in sorted(groups.items())
+    }

@@ -38,7 +38,7 @@ _PAD_MODES = ("constant", "reflect")
 _MEL_SCALES = ("slaney", "htk")
 _MEL_NORMS = ("slaney", None)
 _LOGS = ("log", "db", "none")
-_NORMALIZE = ("utterance", "dataset", "none")
+_NORMALIZE = ("utterance", "dataset", "speaker", "none")
 _NORM_EPS = 1e-5  # variance floor of the utterance normalisation (constant bands → 0)
 _CPU_BLOCK_FRAMES = 2048  # frames per lax.map block on CPU (cache-sized intermediates)
 
@@ -358,7 +358,7 @@ def _normalize_one(feats: jax.Array, valid: jax.Array, mode: str) -> jax.Array:
         mean = jnp.sum(feats * w, axis=0) / count
         var = jnp.sum(jnp.square((feats - mean) * w), axis=0) / count
         feats = (feats - mean) * jax.lax.rsqrt(var + _NORM_EPS)
-    elif mode not in ("none", "dataset"):  # "dataset": the caller applies the stats
+    elif mode not in ("none", "dataset", "speaker"):  # the caller applies those stats
         raise ConfigError(f"frontend.normalize={mode!r}: must be one of {_NORMALIZE}")
     return jnp.where(valid[:, None], feats, 0.0)
 
@@ -366,12 +366,17 @@ def _normalize_one(feats: jax.Array, valid: jax.Array, mode: str) -> jax.Array:
 def apply_dataset_stats(
     feats: jax.Array, frame_lengths: jax.Array, mean: jax.Array, std: jax.Array
 ) -> jax.Array:
-    """``(feats - mean) / std`` per mel band with training-set statistics ``(n_mels,)``.
+    """``(feats - mean) / std`` per mel band with statistics ``(n_mels,)`` shared by the batch
+    (``"dataset"``: the training set's) or ``(batch, n_mels)``, one row per example
+    (``"speaker"``: each example's speaker's).
 
     The ``"dataset"`` normalisation (MATLAB's standardisation by the training set's mean and
     standard deviation): unlike ``"utterance"`` it keeps each clip's level and spectral tilt,
-    which carry emotion (anger is loud, sadness is soft). Padded frames stay 0.
+    which carry emotion (anger is loud, sadness is soft). ``"speaker"`` keeps them relative to
+    the speaker's own. Padded frames stay 0.
     """
+    if mean.ndim == 2:
+        mean, std = mean[:, None, :], std[:, None, :]
     mask = frame_mask(frame_lengths, feats.shape[1])
     return jnp.where(mask[..., None], (feats - mean) / std, 0.0)
 

@@ -37,6 +37,12 @@ def predict_files(model: LoadedModel, paths: Sequence[str]) -> list[dict[str, An
         except SerJaxError as err:
             out.append({"path": str(p), "error": str(err)})
     if waves:
+        if model.per_speaker:
+            print(
+                f"{model.source}: this model normalises by the speaker's own statistics; the "
+                f"{len(waves)} file(s) given are taken as one speaker's recordings",
+                file=sys.stderr,
+            )
         probs = model.probabilities(waves)
         names = model.label_names
         for row, wave, p in zip(good, waves, probs, strict=True):
@@ -126,10 +132,19 @@ def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None
         split = f"eval-{Path(data).name}"
         for s in skipped:
             print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        stats = None  # per-speaker models: each speaker's statistics from all their files
     else:
-        clips = prepare(model.config, progress=False).test
+        prepared = prepare(model.config, progress=False)
+        clips = prepared.test
         split = "test"
-    probs = model.probabilities(clips.waves)
+        stats = None
+        if model.per_speaker:  # as in training: from the speaker's files in every split
+            parts = [c for c in (prepared.train, prepared.val, prepared.test) if len(c)]
+            stats = model.speaker_stats(
+                [w for c in parts for w in c.waves], [u.speaker for c in parts for u in c.utts]
+            )
+    speakers = [u.speaker for u in clips.utts] if model.per_speaker else None
+    probs = model.probabilities(clips.waves, speakers=speakers, stats=stats)
     metrics = classification_metrics(clips.labels, probs.argmax(-1), names)
     metrics["model_step"] = model.step
     metrics["run_finished"] = model.finished

@@ -75,10 +75,35 @@ class LoadedModel:
         return self.spec.max_samples
 
     @functools.cached_property
-    def _predict(self):
+    def _predict_with(self):
         model = create_model(self.config.model, len(self.label_names))
-        fn = jax.jit(functools.partial(predict_step, model.apply, frontend=self.spec.frontend))
-        return lambda batch: fn(self.variables, batch)
+        return jax.jit(functools.partial(predict_step, model.apply, frontend=self.spec.frontend))
+
+    @property
+    def _predict(self):
+        return lambda batch: self._predict_with(self.variables, batch)
+
+    @property
+    def per_speaker(self) -> bool:
+        """The model normalises each speaker's log-mel by that speaker's own statistics
+        (``frontend.normalize="speaker"``): it scores a group of one speaker's recordings."""
+        return self.spec.frontend.normalize == "speaker"
+
+    def speaker_stats(
+        self, waves: Sequence[np.ndarray], speakers: Sequence[str] | None = None
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Each speaker's log-mel statistics from their ``waves`` (``speakers`` None: all of
+        them one speaker's)."""
+        from ser_jax.features import speaker_feature_stats
+
+        return speaker_feature_stats(
+            waves,
+            list(speakers) if speakers is not None else ["-"] * len(waves),
+            self.spec.frontend,
+            batch_size=32,
+            max_samples=self.spec.max_samples,
+            bucket_samples=self.spec.bucket_samples,
+        )
 
     def window_probabilities(
         self, wave: np.ndarray, batch_size: int = 32
@@ -87,8 +112,12 @@ class LoadedModel:
         ``wave`` scored alone (a timeline of a long recording; their mean is the clip's)."""
         starts = np.asarray(window_starts(len(wave), self.max_samples))
         pieces = [wave[s : s + self.max_samples] for s in starts]
+        predict = self._predict
+        if self.per_speaker:  # the recording is one speaker's
+            v = self.variables.replace(feature_stats=self.speaker_stats([wave])["-"])
+            predict = lambda batch: self._predict_with(v, batch)  # noqa: E731
         probs = score_windows(
-            self._predict,
+            predict,
             pieces,
             len(self.label_names),
             batch_size=batch_size,
@@ -98,17 +127,43 @@ class LoadedModel:
         ends = starts + np.array([len(p) for p in pieces])
         return starts / self.sample_rate, ends / self.sample_rate, probs.astype(np.float32)
 
-    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    def probabilities(
+        self,
+        waves: Sequence[np.ndarray],
+        batch_size: int = 32,
+        *,
+        speakers: Sequence[str] | None = None,
+        stats: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training
-        (``ser_jax.scoring``: long clips as half-overlapping windows, averaged)."""
-        return score_clips(
-            self._predict,
-            waves,
-            len(self.label_names),
-            batch_size=batch_size,
-            max_samples=self.spec.max_samples,
-            bucket_samples=self.spec.bucket_samples,
-        )
+        (``ser_jax.scoring``: long clips as half-overlapping windows, averaged).
+
+        A ``per_speaker`` model scores each speaker's clips with that speaker's statistics:
+        ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
+        by ``speakers`` (None: all ``waves`` are one speaker's)."""
+
+        def score(predict, group):
+            return score_clips(
+                predict,
+                group,
+                len(self.label_names),
+                batch_size=batch_size,
+                max_samples=self.spec.max_samples,
+                bucket_samples=self.spec.bucket_samples,
+            )
+
+        if not self.per_speaker:
+            return score(self._predict, waves)
+        names = np.array(list(speakers) if speakers is not None else ["-"] * len(waves))
+        stats = stats if stats is not None else self.speaker_stats(waves, names)
+        probs = np.zeros((len(waves), len(self.label_names)), np.float32)
+        for speaker in sorted(set(names)):
+            rows = np.flatnonzero(names == speaker)
+            v = self.variables.replace(feature_stats=stats[speaker])
+            probs[rows] = score(
+                lambda batch, v=v: self._predict_with(v, batch), [waves[i] for i in rows]
+            )
+        return probs
 
 
 def load_model(path: str | Path) -> LoadedModel:

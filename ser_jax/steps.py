@@ -99,8 +99,12 @@ def training_features(
 ) -> tuple[jax.Array, jax.Array]:
     """``(feats (batch, frames, mel), frame_lengths)`` of a training batch, augmented when
     ``augment`` is on; in offline mode each file's original copy (``batch["augment"]`` False)
-    stays clean."""
-    stats = (feature_stats["mean"], feature_stats["std"])
+    stays clean. ``frontend.normalize == "speaker"``: each example's speaker's statistics come
+    with the batch (``norm_mean``, ``norm_std`` ``(batch, n_mels)``)."""
+    if frontend.normalize == "speaker":
+        stats = (batch["norm_mean"], batch["norm_std"])
+    else:
+        stats = (feature_stats["mean"], feature_stats["std"])
     keys = None
     if augment.enabled:
         aug_key = jax.random.fold_in(jax.random.key(seed), AUG_STREAM)

@@ -43,7 +43,7 @@ from ser_jax.evaluate import (
     prediction_rows,
     write_report,
 )
-from ser_jax.features import dataset_feature_stats
+from ser_jax.features import dataset_feature_stats, speaker_feature_stats
 from ser_jax.frontend import num_frames
 from ser_jax.models import check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
@@ -83,6 +83,8 @@ class Member:
     batches: TrainBatches
     class_weights: np.ndarray
     schedule: optax.Schedule  # learning rate by step, for the log and the injected rate
+    # frontend.normalize="speaker": each speaker's log-mel mean/std (``speaker_stats``)
+    speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -105,6 +107,9 @@ class Trainer:
     _train_step: Any
     _predict: Any
     _take: Any  # (stacked tree, k) -> member k's slice, replicated
+    # frontend.normalize="speaker": every speaker's statistics (the same in every member: a
+    # speaker's come from all of that speaker's recordings, whichever split they are in)
+    speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     # --- one-model views (tests, benchmarks) -------------------------------------------------
     @property
@@ -194,20 +199,31 @@ class Trainer:
         ``shifts``: test-time augmentation)."""
         variables = variables if variables is not None else self.variables(self.state)
         sharding = parallel.batch_sharding(self.mesh)
-
-        def run(batch):
-            return self._predict(variables, parallel.to_global(batch, sharding))
-
         spec = self.spec
-        return score_clips(
-            run,
-            clips.waves,
-            len(self.data.label_names),
-            batch_size=spec.batch_size,
-            max_samples=spec.max_samples,
-            bucket_samples=spec.bucket_samples,
-            shifts=shifts,
-        )
+
+        def score(v: ModelVariables, waves: Sequence[np.ndarray]) -> np.ndarray:
+            return score_clips(
+                lambda batch: self._predict(v, parallel.to_global(batch, sharding)),
+                waves,
+                len(self.data.label_names),
+                batch_size=spec.batch_size,
+                max_samples=spec.max_samples,
+                bucket_samples=spec.bucket_samples,
+                shifts=shifts,
+            )
+
+        if spec.frontend.normalize != "speaker":
+            return score(variables, clips.waves)
+        # Each speaker's clips with that speaker's statistics in place of the model's.
+        probs = np.zeros((len(clips), len(self.data.label_names)), np.float32)
+        speakers = np.array(clip_speakers(clips))
+        for speaker in sorted(set(speakers)):
+            rows = np.flatnonzero(speakers == speaker)
+            stats = parallel.to_global(self.speaker_stats[speaker], parallel.replicated(self.mesh))
+            probs[rows] = score(
+                variables.replace(feature_stats=stats), [clips.waves[i] for i in rows]
+            )
+        return probs
 
     def evaluate(
         self,
@@ -277,9 +293,40 @@ def _class_weights(spec: RunSpec, data: PreparedData) -> np.ndarray:
     )
 
 
+def clip_speakers(clips: ClipSet) -> list[str]:
+    """The speaker of each clip (``frontend.normalize="speaker"`` needs them)."""
+    if len(clips.utts) != len(clips):
+        raise ConfigError(
+            "frontend.normalize='speaker' needs each clip's speaker, and these clips have none"
+        )
+    return [str(u.speaker) for u in clips.utts]
+
+
+def _speaker_stats(spec: RunSpec, data: PreparedData) -> dict[str, dict[str, np.ndarray]]:
+    """Every speaker's log-mel statistics, from all of the speaker's clips in train, val and
+    test (audio only, no labels: the test speaker's own recordings normalise it)."""
+    parts = [c for c in (data.train, data.val, data.test) if len(c)]
+    return speaker_feature_stats(
+        [w for c in parts for w in c.waves],
+        [s for c in parts for s in clip_speakers(c)],
+        spec.frontend,
+        batch_size=spec.batch_size,
+        max_samples=spec.max_samples,
+        bucket_samples=spec.bucket_samples,
+    )
+
+
 def _member(config: Any, data: PreparedData | None) -> Member:
     spec = resolve(config)
     data = data if data is not None else prepare(config, progress=spec.progress)
+    speaker_stats, extra = {}, None
+    if spec.frontend.normalize == "speaker":
+        speaker_stats = _speaker_stats(spec, data)
+        train_speakers = clip_speakers(data.train)
+        extra = {
+            f"norm_{k}": np.stack([speaker_stats[s][k] for s in train_speakers])
+            for k in ("mean", "std")
+        }
     shortest = min(
         int(min(c.lengths.min(), spec.max_samples))
         for c in (data.train, data.val, data.test)
@@ -296,6 +343,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         max_samples=spec.max_samples,
         bucket_samples=spec.bucket_samples,
         copies=spec.copies,
+        extra=extra,
     )
     return Member(
         config=config,
@@ -304,6 +352,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         batches=batches,
         class_weights=_class_weights(spec, data),
         schedule=make_schedule(config.train, batches.steps_per_epoch),
+        speaker_stats=speaker_stats,
     )
 
 
@@ -416,6 +465,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         _train_step=step_fn,
         _predict=lambda v, b: predict(v, {"audio": b["audio"], "length": b["length"]}),
         _take=take,
+        speaker_stats={k: v for m in reversed(members) for k, v in m.speaker_stats.items()},
     )
 
 

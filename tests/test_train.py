@@ -161,3 +161,97 @@ def test_release_split_trains_on_every_file_and_tests_nothing(tmp_path):
     cfg.train.select = "val_uar"
     with pytest.raises(ConfigError, match="data.split='all'.*train.select='last'"):
         build_trainer(cfg)
+
+
+def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
+    """normalize="speaker": training rows carry their speaker's log-mel mean/std (computed
+    from all of that speaker's clips, unlabelled), evaluation scores each speaker's clips with
+    that speaker's statistics, and the restored model reproduces the run's test numbers."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from ser_jax.export import export_model
+    from ser_jax.frontend import log_mel
+    from ser_jax.inference import evaluate_run, predict_files
+    from ser_jax.restore import load_model
+    from ser_jax.train import clip_speakers
+
+    cfg = tiny_config(epochs=2)
+    cfg.frontend.normalize = "speaker"
+    cfg.data.split = "speakers"
+    cfg.data.test_speakers, cfg.data.val_speakers = ("01",), ("02",)
+    trainer = build_trainer(cfg)
+    data = trainer.data
+    raw = dataclasses.replace(trainer.frontend, normalize="none")
+
+    def raw_feats(waves):
+        audio = np.zeros((len(waves), max(map(len, waves))), np.float32)
+        for i, w in enumerate(waves):
+            audio[i, : len(w)] = w
+        f, n = log_mel(jnp.asarray(audio), jnp.asarray([len(w) for w in waves]), raw)
+        return np.asarray(f, np.float64), np.asarray(n)
+
+    # every speaker's stats: mean/std over the valid frames of all its clips, in any split
+    speakers = sorted(trainer.speaker_stats)
+    assert speakers == ["01", "02", "03", "04"]
+    for s in ("01", "03"):  # a test speaker and a training speaker
+        waves = [
+            w
+            for c in (data.train, data.val, data.test)
+            for w, u in zip(c.waves, c.utts, strict=True)
+            if u.speaker == s
+        ]
+        f, n = raw_feats(waves)
+        frames = np.concatenate([x[:k] for x, k in zip(f, n, strict=True)])
+        got = trainer.speaker_stats[s]
+        np.testing.assert_allclose(got["mean"], frames.mean(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got["std"], frames.std(0), rtol=1e-3, atol=1e-4)
+
+    # a training batch carries each row's speaker's stats, and its features use them
+    batch = trainer.batches[0]
+    train_speakers = clip_speakers(data.train)
+    for r, i in enumerate(batch["index"]):
+        want = trainer.speaker_stats[train_speakers[i]]
+        np.testing.assert_array_equal(batch["norm_mean"][r], want["mean"])
+        np.testing.assert_array_equal(batch["norm_std"][r], want["std"])
+    from ser_jax.augment import AugmentConfig
+    from ser_jax.steps import training_features
+
+    feats, flen = training_features(  # the train step's features, augmentation off
+        {k: jnp.asarray(v) for k, v in batch.items()},
+        trainer.state.feature_stats,  # the model's (0 / 1): must not be used here
+        0,
+        frontend=trainer.frontend,
+        augment=AugmentConfig(),
+        offline=False,
+    )
+    f, n = raw_feats([w[:k] for w, k in zip(batch["audio"], batch["length"], strict=True)])
+    for r in range(len(f)):
+        want = (f[r, : n[r]] - batch["norm_mean"][r]) / batch["norm_std"][r]
+        np.testing.assert_allclose(np.asarray(feats)[r, : n[r]], want, atol=2e-4)
+        assert not np.asarray(feats)[r, n[r] :].any()
+
+    # evaluation: a speaker's statistics move that speaker's scores only
+    mixed = data.train.subset(range(0, len(data.train), 5))  # clips of 2 speakers
+    assert set(clip_speakers(mixed)) == {"03", "04"}
+    before = trainer.predict(mixed)
+    trainer.speaker_stats["03"] = {
+        k: v + (1.0 if k == "mean" else 0.0) for k, v in trainer.speaker_stats["03"].items()
+    }
+    after = trainer.predict(mixed)
+    is03 = np.array(clip_speakers(mixed)) == "03"
+    np.testing.assert_array_equal(after[~is03], before[~is03])
+    assert np.abs(after[is03] - before[is03]).max() > 1e-4
+
+    results = train_and_evaluate(cfg, tmp_path / "run")
+    metrics = evaluate_run(str(tmp_path / "run"), data=None, corpus="", out=str(tmp_path / "ev"))
+    assert metrics["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
+    assert metrics["uar"] == pytest.approx(results["test_uar"], abs=1e-9)
+    model = load_model(tmp_path / "run")
+    assert model.per_speaker
+    rows = predict_files(model, [u.path for u in data.test.utts[:3]])
+    assert all("probs" in r for r in rows)
+    assert "taken as one speaker's recordings" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="normalize='speaker'.*no input"):
+        export_model(model, tmp_path / "m.jaxexport")

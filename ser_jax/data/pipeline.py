@@ -13,7 +13,9 @@ A batch is a dict of numpy arrays:
 - ``weight``  (batch,) float32, 1 (every training row is a clip);
 - ``index``   (batch,) int32 position of the clip in its split;
 - ``aug_id``  (batch,) int32 identity of the augmentation draw (see ``TrainBatches``);
-- ``augment`` (batch,) bool, False for the original copy in offline augmentation.
+- ``augment`` (batch,) bool, False for the original copy in offline augmentation;
+- any per-clip arrays given as ``extra`` (rows of the clips in the batch), e.g. each clip's
+  speaker statistics for ``frontend.normalize="speaker"``.
 
 All clips of a batch are padded to the same bucket length: the longest clip of the batch
 rounded up to a multiple of ``bucket_samples`` (and at most ``max_samples``), so shapes repeat
@@ -110,6 +112,7 @@ class TrainBatches:
         max_samples: int,
         bucket_samples: int,
         copies: int = 0,
+        extra: dict[str, np.ndarray] | None = None,
     ):
         if batch_size <= 0:
             raise ConfigError(f"train.batch_size={batch_size} must be positive")
@@ -119,6 +122,10 @@ class TrainBatches:
         self.max_samples = max_samples
         self.bucket_samples = bucket_samples
         self.copies = copies
+        self.extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
+        for k, v in self.extra.items():
+            if len(v) != len(clips):
+                raise ValueError(f"extra[{k!r}] has {len(v)} rows for {len(clips)} clips")
         self.items = len(clips) * (copies + 1)
         if self.items < batch_size:
             raise ConfigError(
@@ -153,7 +160,10 @@ class TrainBatches:
             else:
                 aug_id, augment = int(epoch * self.items + item), True
             rows.append((wave, int(self.clips.labels[f]), int(f), aug_id, augment))
-        return _pack(rows, length)
+        batch = _pack(rows, length)
+        for k, v in self.extra.items():
+            batch[k] = v[files]
+        return batch
 
 
 def prefetch(make_batch, start: int, stop: int):
