@@ -30,7 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.test_speakers = ()  # speakers: held out for test
     c.data.val_speakers = ()  # speakers: held out for validation ("" -> one chosen by seed)
     c.data.fold = 0  # loso / speaker_kfold: which fold this run trains (loso: sorted speakers)
-    c.data.val_count = 1  # loso: validation speakers per fold (the next ones in sorted order)
+    # loso / speaker_kfold: validation speakers per fold (loso: the next ones in sorted order;
+    # speaker_kfold: the first speaker of each of the next groups)
+    c.data.val_count = 1
     c.data.folds = 4  # speaker_kfold: number of speaker groups
     c.data.split_seed = -1  # -1: use c.seed; the split's own seed
     c.data.labels = ()  # class order (label id = index); () = from the corpus (EMOTIONS order)

@@ -137,6 +137,11 @@ def test_train_reports_the_layout_it_chose(tmp_path):
             "--config.train.progress=False",
             "--config.data.demo.speakers=2",
             "--config.data.demo.utterances_per_class=4",
+            # a tiny network: the layout is the point here, not the default model's compile
+            "--config.frontend.n_mels=32",
+            "--config.model.filters=(4,4,8)",
+            "--config.model.pools=((2,2),(2,2),(2,2))",
+            "--config.model.lstm_hidden=16",
             f"--workdir={tmp_path / 'run'}",
         ],
         cwd=REPO,

@@ -217,6 +217,10 @@ def test_speaker_kfold_tests_every_speaker_once_without_overlap(n_speakers, k, s
 
     k = min(k, n_speakers)
     speakers = np.repeat([f"s{i}" for i in range(n_speakers)], 3)
+    if n_speakers - -(-n_speakers // k) - 1 < 1:  # the largest test group + 1 validation
+        with pytest.raises(ConfigError, match="leaves 0 to train on"):
+            speaker_kfold(speakers, k, seed=seed)
+        return
     folds = speaker_kfold(speakers, k, seed=seed)
     assert len(folds) == k
     tested = np.concatenate([f.test for f in folds])
@@ -241,3 +245,18 @@ def test_loso_with_two_validation_speakers():
         assert len(f.train) == 3 and len(f.test) == 3
     with pytest.raises(ConfigError, match="needs at least 4 speakers"):
         loso_folds(speakers[:9], val_count=2)
+
+
+def test_speaker_kfold_with_two_validation_speakers():
+    from ser_jax.data.splits import speaker_kfold
+
+    speakers = np.repeat([f"s{i}" for i in range(8)], 3)
+    one, two = speaker_kfold(speakers, 4, seed=1), speaker_kfold(speakers, 4, seed=1, val_count=2)
+    for f1, f2 in zip(one, two, strict=True):
+        check_disjoint(f2, speakers)
+        np.testing.assert_array_equal(f1.test, f2.test)  # the same test groups
+        v1, v2 = set(speakers[f1.val]), set(speakers[f2.val])
+        assert len(v1) == 1 and len(v2) == 2 and v1 < v2  # one more validation speaker
+        assert len(set(speakers[f2.train])) == 4
+    with pytest.raises(ConfigError, match="data.val_count=4 .* k=4"):
+        speaker_kfold(speakers, 4, val_count=4)

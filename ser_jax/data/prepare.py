@@ -166,7 +166,9 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
         folds = (
             loso_folds(speakers, seed=split_seed, val_count=int(data_cfg.val_count))
             if kind == "loso"
-            else speaker_kfold(speakers, int(data_cfg.folds), seed=split_seed)
+            else speaker_kfold(
+                speakers, int(data_cfg.folds), seed=split_seed, val_count=int(data_cfg.val_count)
+            )
         )
         fold = int(data_cfg.fold)
         if not 0 <= fold < len(folds):

@@ -201,11 +201,12 @@ def _speaker_fold(
     )
 
 
-def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0) -> list[Split]:
+def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0, val_count: int = 1) -> list[Split]:
     """k-fold cross-validation over speakers: the sorted speakers, shuffled by ``seed``, are
     dealt into ``k`` groups; fold ``g`` tests group ``g`` and validates on the first speaker of
-    group ``g + 1`` (wrapping); everyone else trains. ``k`` = number of speakers is LOSO with a
-    shuffled speaker order. Named ``kfold<k>-<g>``.
+    each of the ``val_count`` groups after it (``g + 1``, ``g + 2``, ..., wrapping); everyone
+    else trains. ``k`` = number of speakers is LOSO with a shuffled speaker order. Named
+    ``kfold<k>-<g>``.
     """
     speakers = np.asarray([str(s) for s in speakers])
     names = sorted(set(speakers.tolist()))
@@ -213,10 +214,18 @@ def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0) -> list[Split]:
         raise ConfigError(f"speaker k-fold: k={k} needs 2 <= k <= {len(names)} speakers")
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     groups = [order[g::k] for g in range(k)]
+    left = len(names) - max(len(x) for x in groups) - val_count
+    if not 1 <= val_count < k or left < 1:
+        raise ConfigError(
+            f"speaker k-fold: data.val_count={val_count} validation speakers with k={k} folds "
+            f"of {len(names)} speakers leaves {left} to train on (needs 1 <= val_count < k and "
+            "at least one training speaker)"
+        )
     folds = []
     for g, test_names in enumerate(groups):
         name = f"kfold{k}-{g}-test-{'+'.join(sorted(test_names))}"
-        folds.append(_speaker_fold(speakers, test_names, [groups[(g + 1) % k][0]], name))
+        val_names = [groups[(g + j) % k][0] for j in range(1, val_count + 1)]
+        folds.append(_speaker_fold(speakers, test_names, val_names, name))
     return folds
 
 
