@@ -95,8 +95,11 @@ def write_timelines(
     """Each file's half-overlapping windows scored alone: a PNG of the class probabilities
     over time (one panel a file) and/or a CSV with one row a window."""
     tracks, lines = [], []
-    for p in paths:
-        start, end, probs = model.window_probabilities(load_audio(p, model.sample_rate))
+    waves = [load_audio(p, model.sample_rate) for p in paths]
+    # per-speaker models: the files of one call are one speaker's, as in predict_files
+    stats = model.speaker_stats(waves)["-"] if model.per_speaker else None
+    for p, wave in zip(paths, waves, strict=True):
+        start, end, probs = model.window_probabilities(wave, stats=stats)
         tracks.append((Path(p).name, (start + end) / 2, probs))
         for s, e, row in zip(start, end, probs, strict=True):
             lines.append([p, f"{s:.3f}", f"{e:.3f}", *(f"{v:.5f}" for v in row)])

@@ -106,15 +106,22 @@ class LoadedModel:
         )
 
     def window_probabilities(
-        self, wave: np.ndarray, batch_size: int = 32
+        self,
+        wave: np.ndarray,
+        batch_size: int = 32,
+        *,
+        stats: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(start_s, end_s, probs (windows, classes))``: each half-overlapping window of
-        ``wave`` scored alone (a timeline of a long recording; their mean is the clip's)."""
+        ``wave`` scored alone (a timeline of a long recording; their mean is the clip's). A
+        ``per_speaker`` model uses the speaker's ``stats`` (``{"mean", "std"}``; None: the
+        recording's own)."""
         starts = np.asarray(window_starts(len(wave), self.max_samples))
         pieces = [wave[s : s + self.max_samples] for s in starts]
         predict = self._predict
         if self.per_speaker:  # the recording is one speaker's
-            v = self.variables.replace(feature_stats=self.speaker_stats([wave])["-"])
+            stats = stats if stats is not None else self.speaker_stats([wave])["-"]
+            v = self.variables.replace(feature_stats=stats)
             predict = lambda batch: self._predict_with(v, batch)  # noqa: E731
         probs = score_windows(
             predict,

@@ -253,5 +253,11 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     rows = predict_files(model, [u.path for u in data.test.utts[:3]])
     assert all("probs" in r for r in rows)
     assert "taken as one speaker's recordings" in capsys.readouterr().err
+    # a long recording's windows, normalised like the files scored with it, average to its score
+    long = np.concatenate(data.test.waves[:4])
+    waves = [long, data.test.waves[4]]
+    _, _, windows = model.window_probabilities(long, stats=model.speaker_stats(waves)["-"])
+    assert len(windows) > 2
+    np.testing.assert_allclose(windows.mean(0), model.probabilities(waves)[0], atol=1e-5)
     with pytest.raises(ConfigError, match="normalize='speaker'.*no input"):
         export_model(model, tmp_path / "m.jaxexport")
