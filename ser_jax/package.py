@@ -139,9 +139,7 @@ def model_card(
         f"- Config: `{config.name}` (resolved in `config.json`); split `{results['split']}`: "
         f"every file trains, trained {results['epochs_run']} epochs, the last epoch kept "
         f"(`train.select=last`).",
-        f"- Made by commit {(info.get('git_commit') or '?')[:10]}"
-        f"{' (with uncommitted changes)' if info.get('git_dirty') else ''}"
-        f" on {info.get('processor', '?')}.",
+        f"- Made by {_made_by(info)}.",
     ]
     if info.get("command"):
         lines.append(f"- Command: `{info['command']}`")
@@ -263,14 +261,14 @@ def _held_out_recipe(run_dir: str | Path, workdir: str | Path, pattern: str, fla
                 f"{flag} {r}: trained another recipe than {run_dir} (differs in {diff}); a model "
                 "card shows the figures of the shipped recipe only"
             )
-    made = set()
-    for r in runs:
-        info = json.loads((r / "run_info.json").read_text())
-        dirty = " (with uncommitted changes)" if info.get("git_dirty") else ""
-        made.add(
-            f"commit {(info.get('git_commit') or '?')[:10]}{dirty} on {info.get('processor', '?')}"
-        )
+    made = {_made_by(json.loads((r / "run_info.json").read_text())) for r in runs}
     return f"Made by {', '.join(sorted(made))}."
+
+
+def _made_by(info: dict[str, Any]) -> str:
+    """``commit <sha> [(with uncommitted changes)] on <processor>`` of a run_info.json."""
+    dirty = " (with uncommitted changes)" if info.get("git_dirty") else ""
+    return f"commit {(info.get('git_commit') or '?')[:10]}{dirty} on {info.get('processor', '?')}"
 
 
 def _ms(ms: dict[str, float]) -> str:

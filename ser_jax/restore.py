@@ -24,7 +24,7 @@ from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
-from ser_jax.scoring import score_clips, score_windows
+from ser_jax.scoring import score_by_speaker, score_clips, score_windows
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import ModelVariables, predict_step
 
@@ -161,16 +161,14 @@ class LoadedModel:
 
         if not self.per_speaker:
             return score(self._predict, waves)
-        names = np.array(list(speakers) if speakers is not None else ["-"] * len(waves))
+        names = list(speakers) if speakers is not None else ["-"] * len(waves)
         stats = stats if stats is not None else self.speaker_stats(waves, names)
-        probs = np.zeros((len(waves), len(self.label_names)), np.float32)
-        for speaker in sorted(set(names)):
-            rows = np.flatnonzero(names == speaker)
+
+        def one_speaker(speaker: str, group: Sequence[np.ndarray]) -> np.ndarray:
             v = self.variables.replace(feature_stats=stats[speaker])
-            probs[rows] = score(
-                lambda batch, v=v: self._predict_with(v, batch), [waves[i] for i in rows]
-            )
-        return probs
+            return score(lambda batch: self._predict_with(v, batch), group)
+
+        return score_by_speaker(one_speaker, waves, names, len(self.label_names))
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -65,3 +65,19 @@ def score_clips(
     np.add.at(out, owner, probs)
     counts = np.bincount(owner, minlength=len(waves))[:, None]
     return (out / np.maximum(counts, 1)).astype(np.float32)
+
+
+def score_by_speaker(
+    score: Callable[[str, Sequence[np.ndarray]], np.ndarray],
+    waves: Sequence[np.ndarray],
+    speakers: Sequence[str],
+    num_classes: int,
+) -> np.ndarray:
+    """``score(speaker, that speaker's waves)`` for each speaker, put back in the order of
+    ``waves`` (``frontend.normalize="speaker"``: each speaker scored with their statistics)."""
+    names = np.asarray([str(s) for s in speakers])
+    probs = np.zeros((len(waves), num_classes), np.float32)
+    for speaker in sorted(set(names.tolist())):
+        rows = np.flatnonzero(names == speaker)
+        probs[rows] = score(speaker, [waves[i] for i in rows])
+    return probs

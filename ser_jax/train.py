@@ -49,7 +49,7 @@ from ser_jax.models import check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
 from ser_jax.restore import MODEL_FILE, write_model_file
 from ser_jax.rundir import MetricWriter, RunDir, run_info
-from ser_jax.scoring import score_clips
+from ser_jax.scoring import score_by_speaker, score_clips
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import (
     ModelVariables,
@@ -215,15 +215,18 @@ class Trainer:
         if spec.frontend.normalize != "speaker":
             return score(variables, clips.waves)
         # Each speaker's clips with that speaker's statistics in place of the model's.
-        probs = np.zeros((len(clips), len(self.data.label_names)), np.float32)
-        speakers = np.array(clip_speakers(clips))
-        for speaker in sorted(set(speakers)):
-            rows = np.flatnonzero(speakers == speaker)
-            stats = parallel.to_global(self.speaker_stats[speaker], parallel.replicated(self.mesh))
-            probs[rows] = score(
-                variables.replace(feature_stats=stats), [clips.waves[i] for i in rows]
-            )
-        return probs
+        repl = parallel.replicated(self.mesh)
+        return score_by_speaker(
+            lambda speaker, waves: score(
+                variables.replace(
+                    feature_stats=parallel.to_global(self.speaker_stats[speaker], repl)
+                ),
+                waves,
+            ),
+            clips.waves,
+            clip_speakers(clips),
+            len(self.data.label_names),
+        )
 
     def evaluate(
         self,
