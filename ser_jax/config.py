@@ -31,7 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.val_speakers = ()  # speakers: held out for validation ("" -> one chosen by seed)
     c.data.fold = 0  # loso / speaker_kfold: which fold this run trains (loso: sorted speakers)
     # loso / speaker_kfold: validation speakers per fold (loso: the next ones in sorted order;
-    # speaker_kfold: the first speaker of each of the next groups)
+    # speaker_kfold: the first speaker of each of the next groups); 0: none, all others train
+    # (needs train.select="last")
     c.data.val_count = 1
     c.data.folds = 4  # speaker_kfold: number of speaker groups
     c.data.split_seed = -1  # -1: use c.seed; the split's own seed

@@ -111,6 +111,16 @@ def resolve(config: Any) -> RunSpec:
             "data.split='all' trains on every file and leaves nothing to validate on: set "
             "train.select='last' (a fixed number of epochs)"
         )
+    if (
+        str(config.data.split) in ("loso", "speaker_kfold")
+        and int(config.data.val_count) == 0
+        and select != "last"
+    ):
+        raise ConfigError(
+            "data.val_count=0 leaves no validation speaker (every speaker but the test ones "
+            f"trains), so train.select={select!r} has nothing to select on: set "
+            "train.select='last' (a fixed number of epochs)"
+        )
     return RunSpec(
         name=str(config.get("name", "")),
         seed=int(config.seed),

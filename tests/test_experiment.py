@@ -51,6 +51,25 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
         assert f"| {fold} | {speaker} | 0 |" in md
 
 
+def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_epoch(tmp_path):
+    cfg = tiny_config(epochs=2)
+    cfg.data.demo.speakers = 3
+    cfg.data.demo.utterances_per_class = 3  # the shapes of the LOSO test above (shared compile)
+    cfg.data.split = "loso"
+    cfg.data.val_count = 0
+    cfg.train.select = "last"
+    cfg.train.members = 3
+    summary = cross_validate(cfg, tmp_path, seeds=1)
+    assert np.asarray(summary["pooled_confusion"]).sum() == 3 * 7 * 3
+    for fold in range(3):
+        run = next(tmp_path.glob(f"fold{fold}-*/seed0"))
+        data = json.loads((run / "run_info.json").read_text())["data"]
+        assert set(data["train"]["speakers"]) == {"01", "02", "03"} - set(data["test"]["speakers"])
+        assert not data["val"].get("speakers")
+        results = json.loads((run / "results.json").read_text())
+        assert results["selected_epoch"] == results["epochs_run"] == 2
+
+
 def test_seeds_report_mean_and_std(tmp_path):
     summary = run_seeds(tiny_config(epochs=1), tmp_path, seeds=2)
     accs = [r["test_accuracy"] for r in summary["per_seed"]]

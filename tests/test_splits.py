@@ -260,3 +260,31 @@ def test_speaker_kfold_with_two_validation_speakers():
         assert len(set(speakers[f2.train])) == 4
     with pytest.raises(ConfigError, match="data.val_count=4 .* k=4"):
         speaker_kfold(speakers, 4, val_count=4)
+
+
+def test_no_validation_speaker_trains_on_everyone_but_the_test_speakers():
+    from ser_jax.data.splits import loso_folds, speaker_kfold
+
+    speakers = np.repeat([f"s{i}" for i in range(8)], 3)
+    for folds in (loso_folds(speakers, val_count=0), speaker_kfold(speakers, 4, val_count=0)):
+        for f in folds:
+            check_disjoint(f, speakers)
+            assert len(f.val) == 0
+            assert len(f.train) + len(f.test) == len(speakers)
+    # the test groups are those of the folds with a validation speaker
+    for f0, f1 in zip(
+        speaker_kfold(speakers, 4, val_count=0), speaker_kfold(speakers, 4), strict=True
+    ):
+        np.testing.assert_array_equal(f0.test, f1.test)
+
+
+def test_no_validation_speaker_needs_a_fixed_number_of_epochs():
+    from ser_jax.config import get_config
+    from ser_jax.spec import resolve
+
+    cfg = get_config()
+    cfg.data.split, cfg.data.val_count = "loso", 0
+    with pytest.raises(ConfigError, match="data.val_count=0 .* train.select='last'"):
+        resolve(cfg)
+    cfg.train.select = "last"
+    assert resolve(cfg).select == "last"

@@ -202,7 +202,13 @@ def prepare(
     split = make_split(data_cfg, utts, labels, int(config.seed))
     every = ClipSet(waves, labels, utts)
     _, root = resolve_corpus(data_cfg)
-    for part in ("train",) if split.name == "all" else ("train", "val", "test"):
+    if split.name == "all":
+        parts: tuple[str, ...] = ("train",)
+    elif str(data_cfg.split) in ("loso", "speaker_kfold") and int(data_cfg.val_count) == 0:
+        parts = ("train", "test")  # no validation speaker, as asked
+    else:
+        parts = ("train", "val", "test")
+    for part in parts:
         if len(getattr(split, part)) == 0:
             raise ConfigError(f"the {split.name or data_cfg.split} split leaves {part} empty")
     return PreparedData(

@@ -159,15 +159,17 @@ def loso_folds(
     """Leave-one-speaker-out: one fold per speaker (sorted), named ``loso-<speaker>``.
 
     ``val``: ``"next"`` takes the next ``val_count`` speakers in sorted order (wrapping) as
-    validation, ``"random"`` ``val_count`` seeded random other speakers, ``"none"`` leaves
-    validation empty.
+    validation, ``"random"`` ``val_count`` seeded random other speakers, ``"none"`` (or
+    ``val_count=0``) leaves validation empty: every other speaker trains.
     """
     speakers = np.asarray([str(s) for s in speakers])
     names = sorted(set(speakers.tolist()))
     if val not in ("next", "random", "none"):
         raise ConfigError(f"loso_folds val={val!r}: expected 'next', 'random' or 'none'")
+    if val_count == 0:
+        val = "none"
     need = 2 if val == "none" else 2 + val_count
-    if val_count < 1 or len(names) < need:
+    if (val != "none" and val_count < 1) or len(names) < need:
         raise ConfigError(
             f"leave-one-speaker-out with val={val!r} and {val_count} validation speaker(s) "
             f"needs at least {need} speakers, got {len(names)}: {names}"
@@ -205,7 +207,7 @@ def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0, val_count: int =
     """k-fold cross-validation over speakers: the sorted speakers, shuffled by ``seed``, are
     dealt into ``k`` groups; fold ``g`` tests group ``g`` and validates on the first speaker of
     each of the ``val_count`` groups after it (``g + 1``, ``g + 2``, ..., wrapping); everyone
-    else trains. ``k`` = number of speakers is LOSO with a shuffled speaker order. Named
+    else trains (``val_count=0``: no validation speaker). ``k`` = number of speakers is LOSO with a shuffled speaker order. Named
     ``kfold<k>-<g>``.
     """
     speakers = np.asarray([str(s) for s in speakers])
@@ -215,10 +217,10 @@ def speaker_kfold(speakers: Sequence, k: int, *, seed: int = 0, val_count: int =
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     groups = [order[g::k] for g in range(k)]
     left = len(names) - max(len(x) for x in groups) - val_count
-    if not 1 <= val_count < k or left < 1:
+    if not 0 <= val_count < k or left < 1:
         raise ConfigError(
             f"speaker k-fold: data.val_count={val_count} validation speakers with k={k} folds "
-            f"of {len(names)} speakers leaves {left} to train on (needs 1 <= val_count < k and "
+            f"of {len(names)} speakers leaves {left} to train on (needs 0 <= val_count < k and "
             "at least one training speaker)"
         )
     folds = []
