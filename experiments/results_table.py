@@ -150,6 +150,15 @@ def cv_extras(run_root: Path) -> list[list[str]]:
         rows.append(
             ["↳ with test-time augmentation", "pooled", *(fmt(tta[f"test_{k}"], 3) for k in keys)]
         )
+    if "pooled_speaker_bn" in s:
+        a = s["pooled_speaker_bn"]
+        rows.append(
+            [
+                "↳ with speaker-adaptive BatchNorm (own protocol)",
+                "pooled",
+                *(fmt(a[f"test_{k}"], 3) for k in keys),
+            ]
+        )
     if "ensemble" in s:
         e = s["ensemble"]
         rows.append(

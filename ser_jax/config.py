@@ -111,6 +111,11 @@ def get_config() -> ml_collections.ConfigDict:
     # these seconds (zero-filled, as training's time shift) and probabilities averaged;
     # reported beside the plain test numbers (results.json "tta"). () = off.
     c.eval.tta_shifts = ()
+    # Speaker-adaptive BatchNorm (AdaBN): also score the test split with each test speaker's
+    # BatchNorm statistics gathered from that speaker's own clean clips (no labels) instead of
+    # the running statistics of training; its own protocol (it needs the speaker's unlabelled
+    # recordings), reported beside the plain numbers (results.json "speaker_bn").
+    c.eval.speaker_bn = False
 
     # --- optimisation (ser_jax.train) ------------------------------------------------------
     c.train = ml_collections.ConfigDict()

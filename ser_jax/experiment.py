@@ -160,6 +160,9 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     tta = None
     if all((d / "test_tta_predictions.jsonl").exists() for d in dirs):
         tta = pool_by_seed(keys, dirs, label_names, "test_tta")
+    adapted = None
+    if all((d / "test_speaker_bn_predictions.jsonl").exists() for d in dirs):
+        adapted = pool_by_seed(keys, dirs, label_names, "test_speaker_bn")
     summary = {
         "name": str(config.name),
         "command": command_line(),
@@ -182,6 +185,10 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     if tta is not None:  # test-time augmentation: beside the plain numbers, not instead
         summary["pooled_tta"] = {
             m: mean_std([tta[s][m.removeprefix("test_")] for s in tta]) for m in HEADLINE
+        }
+    if adapted is not None:  # speaker-adaptive BatchNorm: its own protocol, beside
+        summary["pooled_speaker_bn"] = {
+            m: mean_std([adapted[s][m.removeprefix("test_")] for s in adapted]) for m in HEADLINE
         }
     if len(seed_list) > 1:  # the seeds' probabilities averaged per file: beside, not instead
         ens = ensemble_over_seeds(keys, dirs, label_names)
@@ -226,6 +233,13 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
                 *(fmt(summary["pooled_tta"][m]) for m in HEADLINE),
             ]
             extra.append(tta_row)
+        if "pooled_speaker_bn" in summary:
+            extra.append(
+                [
+                    "pooled, speaker-adaptive BatchNorm",
+                    *(fmt(summary["pooled_speaker_bn"][m]) for m in HEADLINE),
+                ]
+            )
         if "ensemble" in summary:
             e = summary["ensemble"]
             extra.append(

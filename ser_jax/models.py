@@ -75,6 +75,9 @@ class ConvBlock(nn.Module):
         """x (batch, time, mel, channels), mask (batch, time) bool → pooled x, zero on padding."""
         act = ACTIVATIONS[self.activation]
         bn_mask = mask[:, :, None, None]
+        # How many values this block's BatchNorm layers see (valid steps x mel), kept only
+        # when "intermediates" is mutable (speaker-adaptive BatchNorm pools batches by it).
+        self.sow("intermediates", "bn_count", mask.sum() * x.shape[2])
 
         def conv_bn(y: jax.Array, filters: int, kernel: tuple[int, int], dilation: int):
             y = nn.Conv(

@@ -8,17 +8,27 @@ windows. Test-time augmentation (``eval.tta_shifts``) adds each window shifted i
 given amount to the average; it is reported beside the plain score, never instead of it.
 Windows are batched in order of length (less padding, fewer compiled shapes), padded to
 a bucket length, and the last batch is filled with empty rows of weight 0.
+
+Speaker-adaptive BatchNorm (``eval.speaker_bn``, AdaBN: Li et al. 2016, "Revisiting Batch
+Normalization For Practical Domain Adaptation") scores each speaker's clips with BatchNorm
+statistics gathered from that speaker's own clean windows (``batchnorm_statistics``) instead
+of the running statistics of training: it needs the speaker's unlabelled recordings, so it is
+its own protocol, reported beside the plain score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from ser_jax.data.pipeline import window_batches, windows
 
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # batch -> (batch, classes) probs
+# batch -> (BatchNorm statistics of the batch, the count of values behind each layer's)
+StatsFn = Callable[[dict[str, np.ndarray]], tuple[Any, Any]]
 
 
 def score_windows(
@@ -65,6 +75,53 @@ def score_clips(
     np.add.at(out, owner, probs)
     counts = np.bincount(owner, minlength=len(waves))[:, None]
     return (out / np.maximum(counts, 1)).astype(np.float32)
+
+
+def batchnorm_statistics(
+    stats: StatsFn,
+    waves: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+) -> Any:
+    """BatchNorm statistics (the model's ``batch_stats`` tree of ``mean`` and ``var``) of all
+    the windows of ``waves`` together, batched as they are scored: each batch's mean and
+    second moment (``var + mean**2``) weighted by the values the layer averaged in it. As in
+    "precise BatchNorm", each batch runs in training mode, so a layer's input is normalised by
+    that batch's own statistics below it: the first layer's pooled statistics are exactly
+    those of all the windows at once, deeper layers' close to them."""
+    total, first, second = None, None, None
+    for _, batch in window_batches(
+        windows(waves, max_samples)[0],
+        batch_size,
+        max_samples=max_samples,
+        bucket_samples=bucket_samples,
+    ):
+        tree, count_tree = stats(batch)
+        flat = {k: np.asarray(v, np.float64) for k, v in flatten_dict(tree).items()}
+        counts = {k: float(v) for k, v in flatten_dict(count_tree).items()}
+        m1 = {k: counts[k] * v for k, v in flat.items() if k[-1] == "mean"}
+        m2 = {
+            k: counts[k] * (flat[k[:-1] + ("var",)] + v**2)
+            for k, v in flat.items()
+            if k[-1] == "mean"
+        }
+        if first is None or second is None or total is None:
+            first, second, total = m1, m2, counts
+        else:
+            first = {k: first[k] + m1[k] for k in m1}
+            second = {k: second[k] + m2[k] for k in m2}
+            total = {k: total[k] + counts[k] for k in counts}
+    if first is None or second is None or total is None or min(total.values()) == 0:
+        raise ValueError("batchnorm_statistics: the clips have no valid frame")
+    out = {}
+    for k in first:
+        mean = first[k] / total[k]
+        out[k] = mean.astype(np.float32)
+        var = second[k] / total[k] - mean**2
+        out[k[:-1] + ("var",)] = np.maximum(var, 0.0).astype(np.float32)
+    return unflatten_dict(out)
 
 
 def score_by_speaker(

@@ -51,6 +51,7 @@ class RunSpec:
     progress: bool
     members_loop: str  # auto | vmap | unroll: how a device runs its share of stacked models
     tta_shifts: tuple[int, ...]  # test-time augmentation: shifts in samples; () = off
+    speaker_bn: bool = False  # also test with each speaker's own BatchNorm statistics
 
     @property
     def select_metric(self) -> str:
@@ -145,4 +146,5 @@ def resolve(config: Any) -> RunSpec:
         progress=bool(t.progress),
         members_loop=members_loop,
         tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
+        speaker_bn=bool(config.eval.speaker_bn),
     )

@@ -246,6 +246,43 @@ def members_train_step(
     raise ValueError(f"loop={loop!r}: vmap or unroll")
 
 
+def batchnorm_stats_step(
+    apply_fn: Any,
+    variables: ModelVariables,
+    batch: dict[str, jax.Array],
+    *,
+    frontend: FrontendConfig,
+) -> tuple[Any, Any]:
+    """The BatchNorm statistics of clean audio ``batch`` itself, and how many values each
+    BatchNorm layer averaged (a tree like ``batch_stats``, a count per layer's ``mean``).
+
+    ``apply_fn`` is the ``apply`` of a copy of the model whose BatchNorm momentum is 0, so the
+    "running" statistics it returns are this batch's own (masked: padding and empty rows do
+    not count). A layer's count is the ``bn_count`` its block sows (``ConvBlock``)."""
+    stats = (variables.feature_stats["mean"], variables.feature_stats["std"])
+    feats, frames = make_features(
+        batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
+    )
+    frames = jnp.where(batch["length"] > 0, frames, 0)  # an empty row (filler) has 1 frame
+    _, updates = apply_fn(
+        {"params": variables.params, "batch_stats": variables.batch_stats},
+        feats,
+        frames,
+        train=True,
+        mutable=["batch_stats", "intermediates"],
+        rngs={"dropout": jax.random.key(0)},  # dropout follows every BatchNorm: no effect
+    )
+    sown = flax.traverse_util.flatten_dict(updates["intermediates"])
+    counts = {}
+    for path in flax.traverse_util.flatten_dict(updates["batch_stats"]):
+        if path[-1] == "mean":  # .../<block>/<BatchNorm layer>/mean: the block's count
+            block = path[:-2]
+            if block + ("bn_count",) not in sown:
+                raise ValueError(f"BatchNorm layer {'/'.join(path[:-1])}: its block sows no count")
+            counts[path] = sown[block + ("bn_count",)][0].astype(jnp.float32)
+    return updates["batch_stats"], flax.traverse_util.unflatten_dict(counts)
+
+
 def predict_step(
     apply_fn: Any,
     variables: ModelVariables,

@@ -49,11 +49,12 @@ from ser_jax.models import check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
 from ser_jax.restore import MODEL_FILE, write_model_file
 from ser_jax.rundir import MetricWriter, RunDir, run_info
-from ser_jax.scoring import score_by_speaker, score_clips
+from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import (
     ModelVariables,
     TrainState,
+    batchnorm_stats_step,
     create_train_state,
     members_train_step,
     predict_step,
@@ -110,6 +111,7 @@ class Trainer:
     # frontend.normalize="speaker": every speaker's statistics (the same in every member: a
     # speaker's come from all of that speaker's recordings, whichever split they are in)
     speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    _bn_stats: Any = None  # jitted batchnorm_stats_step (eval.speaker_bn), built on first use
 
     # --- one-model views (tests, benchmarks) -------------------------------------------------
     @property
@@ -189,14 +191,51 @@ class Trainer:
         return _set_member(best, v, k)
 
     # --- evaluation ----------------------------------------------------------------------------
+    def speaker_batchnorm(self, variables: ModelVariables, waves: Sequence[np.ndarray]) -> Any:
+        """BatchNorm statistics of ``waves`` (one speaker's clean clips) under ``variables``
+        (``ser_jax.scoring.batchnorm_statistics``), replicated over the mesh."""
+        if self._bn_stats is None:
+            if not hasattr(self.model, "bn_momentum"):
+                raise ConfigError(
+                    f"eval.speaker_bn needs a model with BatchNorm (bn_momentum); "
+                    f"{type(self.model).__name__} has none"
+                )
+            self._bn_stats = jax.jit(
+                functools.partial(
+                    batchnorm_stats_step,
+                    self.model.clone(bn_momentum=0.0).apply,
+                    frontend=self.spec.frontend,
+                ),
+                in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
+                out_shardings=parallel.replicated(self.mesh),
+            )
+        sharding = parallel.batch_sharding(self.mesh)
+        stats = batchnorm_statistics(
+            lambda b: self._bn_stats(
+                variables,
+                parallel.to_global({"audio": b["audio"], "length": b["length"]}, sharding),
+            ),
+            waves,
+            batch_size=self.spec.batch_size,
+            max_samples=self.spec.max_samples,
+            bucket_samples=self.spec.bucket_samples,
+        )
+        repl = parallel.replicated(self.mesh)
+        return jax.tree.map(
+            lambda x: jax.make_array_from_callback(x.shape, repl, lambda idx, x=x: x[idx]), stats
+        )
+
     def predict(
         self,
         clips: ClipSet,
         variables: ModelVariables | None = None,
         shifts: Sequence[int] = (),
+        *,
+        speaker_bn: bool = False,
     ) -> np.ndarray:
         """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``;
-        ``shifts``: test-time augmentation)."""
+        ``shifts``: test-time augmentation; ``speaker_bn``: each speaker's clips with
+        BatchNorm statistics of their own)."""
         variables = variables if variables is not None else self.variables(self.state)
         sharding = parallel.batch_sharding(self.mesh)
         spec = self.spec
@@ -212,20 +251,21 @@ class Trainer:
                 shifts=shifts,
             )
 
-        if spec.frontend.normalize != "speaker":
+        if spec.frontend.normalize != "speaker" and not speaker_bn:
             return score(variables, clips.waves)
         # Each speaker's clips with that speaker's statistics in place of the model's.
         repl = parallel.replicated(self.mesh)
+
+        def one_speaker(speaker: str, waves: Sequence[np.ndarray]) -> np.ndarray:
+            v = variables
+            if spec.frontend.normalize == "speaker":
+                v = v.replace(feature_stats=parallel.to_global(self.speaker_stats[speaker], repl))
+            if speaker_bn:
+                v = v.replace(batch_stats=self.speaker_batchnorm(v, waves))
+            return score(v, waves)
+
         return score_by_speaker(
-            lambda speaker, waves: score(
-                variables.replace(
-                    feature_stats=parallel.to_global(self.speaker_stats[speaker], repl)
-                ),
-                waves,
-            ),
-            clips.waves,
-            clip_speakers(clips),
-            len(self.data.label_names),
+            one_speaker, clips.waves, clip_speakers(clips), len(self.data.label_names)
         )
 
     def evaluate(
@@ -233,9 +273,11 @@ class Trainer:
         clips: ClipSet,
         variables: ModelVariables | None = None,
         shifts: Sequence[int] = (),
+        *,
+        speaker_bn: bool = False,
     ) -> dict[str, Any]:
         """Metrics of ``clips`` (accuracy, UAR, macro-F1, per class), their loss and probs."""
-        probs = self.predict(clips, variables, shifts)
+        probs = self.predict(clips, variables, shifts, speaker_bn=speaker_bn)
         metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
         nll = -np.log(probs[np.arange(len(clips)), clips.labels] + 1e-12)
         metrics["loss"] = float(nll.mean())
@@ -297,10 +339,12 @@ def _class_weights(spec: RunSpec, data: PreparedData) -> np.ndarray:
 
 
 def clip_speakers(clips: ClipSet) -> list[str]:
-    """The speaker of each clip (``frontend.normalize="speaker"`` needs them)."""
+    """The speaker of each clip (``frontend.normalize="speaker"`` and ``eval.speaker_bn``
+    need them)."""
     if len(clips.utts) != len(clips):
         raise ConfigError(
-            "frontend.normalize='speaker' needs each clip's speaker, and these clips have none"
+            "frontend.normalize='speaker' and eval.speaker_bn need each clip's speaker, and "
+            "these clips have none"
         )
     return [str(u.speaker) for u in clips.utts]
 
@@ -771,6 +815,8 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     test = trainer.evaluate(data.test, variables)
     # Test-time augmentation, chosen by config before any test result: reported beside.
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
+    # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
+    adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if spec.speaker_bn else None
     history = lp.history
     results = {
         "name": spec.name,
@@ -803,6 +849,11 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
             if tta
             else None
         ),
+        "speaker_bn": (
+            {f"test_{m}": adapted[m] for m in ("accuracy", "uar", "macro_f1", "loss")}
+            if adapted
+            else None
+        ),
         "members": len(trainer.members) if trainer.stacked else 1,
         "devices": parallel.device_summary(),
     }
@@ -814,6 +865,9 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         if tta:
             rows = prediction_rows(data.test, tta.pop("probs"), data.label_names)
             write_report(run.path, "test_tta", tta, rows)
+        if adapted:
+            rows = prediction_rows(data.test, adapted.pop("probs"), data.label_names)
+            write_report(run.path, "test_speaker_bn", adapted, rows)
         if history:
             plot_curves(history, run / "curves.png", title=f"{spec.name} seed {spec.seed}")
         write_model_file(run / MODEL_FILE, variables, step=selected_step)

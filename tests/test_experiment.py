@@ -21,7 +21,18 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
     cfg.data.demo.utterances_per_class = 3
     cfg.train.members = 3  # the three folds in one compiled step
     cfg.eval.tta_shifts = (-0.05, 0.05)
+    cfg.eval.speaker_bn = True
     summary = cross_validate(cfg, tmp_path, seeds=1)
+    # speaker-adaptive BatchNorm: beside the plain numbers, from its own predictions
+    run0 = next(tmp_path.glob("fold0-*/seed0"))
+    adapted = [json.loads(x) for x in run0.joinpath("test_speaker_bn_predictions.jsonl").open()]
+    plain0 = [json.loads(x) for x in run0.joinpath("test_predictions.jsonl").open()]
+    assert [r["utt_id"] for r in adapted] == [r["utt_id"] for r in plain0]
+    assert any(a["probs"] != p["probs"] for a, p in zip(adapted, plain0, strict=True))
+    reported = json.loads(run0.joinpath("results.json").read_text())["speaker_bn"]
+    hits = np.mean([r["label"] == r["predicted"] for r in adapted])
+    assert reported["test_accuracy"] == pytest.approx(hits)
+    assert set(summary["pooled_speaker_bn"]) == {"test_accuracy", "test_uar", "test_macro_f1"}
     # test-time augmentation is reported beside the plain numbers, from its own predictions
     assert set(summary["pooled_tta"]) == {"test_accuracy", "test_uar", "test_macro_f1"}
     tta = [

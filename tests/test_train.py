@@ -163,6 +163,68 @@ def test_release_split_trains_on_every_file_and_tests_nothing(tmp_path):
         build_trainer(cfg)
 
 
+def test_speaker_batchnorm_is_each_speakers_own_statistics():
+    """eval.speaker_bn: a speaker's BatchNorm statistics pooled over batches are those of all
+    the speaker's clips in one batch (padding and empty rows left out), and each speaker's
+    clips are scored with their own, whoever else is scored in the same call."""
+    import functools
+
+    import jax.numpy as jnp
+
+    from ser_jax.data.pipeline import ClipSet
+    from ser_jax.steps import batchnorm_stats_step
+
+    cfg = tiny_config(epochs=1)
+    cfg.data.split = "speakers"
+    cfg.data.test_speakers, cfg.data.val_speakers = ("01",), ("02",)
+    trainer = build_trainer(cfg)
+    variables = trainer.variables(trainer.state)
+    test = trainer.data.test
+    assert len(test) > trainer.spec.batch_size  # pooled over more than one batch
+    got = trainer.speaker_batchnorm(variables, test.waves)
+
+    # all the clips in one batch, padded to the bucket the batches use (the last frames of a
+    # clip see the same zeros after it)
+    assert max(map(len, test.waves)) <= trainer.spec.max_samples
+    audio = np.zeros((len(test), trainer.spec.max_samples), np.float32)
+    for i, w in enumerate(test.waves):
+        audio[i, : len(w)] = w
+    lengths = np.array([len(w) for w in test.waves], np.int32)
+    one = jax.jit(
+        functools.partial(
+            batchnorm_stats_step,
+            trainer.model.clone(bn_momentum=0.0).apply,
+            frontend=trainer.frontend,
+        )
+    )
+    want, _ = one(variables, {"audio": jnp.asarray(audio), "length": jnp.asarray(lengths)})
+    flat_got = jax.tree_util.tree_leaves_with_path(got)
+    flat_want = dict(jax.tree_util.tree_leaves_with_path(want))
+    assert len(flat_got) == len(flat_want) == 2 * 3  # mean and var of 3 BatchNorm layers
+    for path, value in flat_got:
+        # The first block's statistics pool exactly (up to float32 sums); deeper blocks see
+        # input normalised by each batch's own statistics below them (as in precise
+        # BatchNorm), so theirs are close to, not equal to, those of one batch of all clips.
+        exact = path[0].key == "block0"
+        np.testing.assert_allclose(
+            value, flat_want[path], rtol=1e-4 if exact else 1e-2, atol=1e-4 if exact else 1e-3
+        )
+    # not the running statistics of training (fresh: 0 and 1)
+    assert not np.allclose(got["block0"]["BatchNorm_0"]["mean"], 0.0, atol=1e-3)
+
+    # each speaker with their own statistics, whoever else is in the call
+    both = ClipSet(
+        test.waves + trainer.data.val.waves,
+        np.concatenate([test.labels, trainer.data.val.labels]),
+        test.utts + trainer.data.val.utts,
+    )
+    alone = trainer.predict(test, variables, speaker_bn=True)
+    together = trainer.predict(both, variables, speaker_bn=True)
+    np.testing.assert_allclose(together[: len(test)], alone, rtol=1e-5, atol=1e-6)
+    plain = trainer.predict(test, variables)
+    assert np.abs(plain - alone).max() > 1e-3
+
+
 def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     """normalize="speaker": training rows carry their speaker's log-mel mean/std (computed
     from all of that speaker's clips, unlabelled), evaluation scores each speaker's clips with

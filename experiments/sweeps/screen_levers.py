@@ -27,9 +27,10 @@ def get_sweep():
             {"model.bidirectional": True, "model.pooling": "attention", "model.lstm_hidden": 128},
             {"train.mixup_alpha": 0.2},
             {"train.ema_decay": 0.995},
-            # its own protocol (the test speaker's unlabelled audio normalises it): reported
-            # apart from the plain rows
-            {"frontend.normalize": "speaker"},
+            # Their own protocol (the test speaker's unlabelled audio adapts the model):
+            # speaker-adaptive BatchNorm is scored beside the plain numbers of the same run.
+            {"eval.speaker_bn": True},
+            {"frontend.normalize": "speaker", "eval.speaker_bn": True},
             # no validation speaker: the one it held out trains too; the last epoch is kept
             {"data.val_count": 0, "train.select": "last"},
             {"data.val_count": 2},
