@@ -23,6 +23,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.root = ""  # corpus folder (CSV file for "csv"); "" for demo = runs/_demo_corpus
     c.data.sample_rate = 16000
     c.data.strict = False  # True: the first bad file stops the run instead of being skipped
+    # Drop the exact zeros at both ends of each file (digital silence: padding, never recorded
+    # sound) before anything else, so the model masks it like batch padding instead of reading
+    # it as audio. The shared Emo-DB copy pads a quarter of its files with up to 0.54 s of it.
+    c.data.trim_silence = False
     c.data.max_seconds = 4.0  # longer clips are cropped (random crop in training, centre in eval)
     c.data.bucket_seconds = 0.5  # batches are padded to a multiple of this (fewer recompiles)
     c.data.split = "stratified"  # stratified | speakers | loso | speaker_kfold

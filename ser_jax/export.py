@@ -61,6 +61,8 @@ def export_model(model: LoadedModel, out: str | Path) -> Path:
         "samples": samples,
         "inputs": "audio float32 (batch, samples), zero after each clip; lengths int32 (batch,)",
         "outputs": "probabilities float32 (batch, classes), in the order of labels",
+        # the model trained on recordings without exact zeros at their ends: trim them first
+        "trim_silence": model.spec.trim_silence,
         "source": str(model.source),
         "step": model.step,
     }

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ser_jax.data.audio import load_audio
 from ser_jax.data.pipeline import ClipSet
 from ser_jax.data.prepare import load_all, prepare
 from ser_jax.errors import ConfigError, SerJaxError
@@ -31,7 +30,7 @@ def predict_files(model: LoadedModel, paths: Sequence[str]) -> list[dict[str, An
     good, waves = [], []
     for p in paths:
         try:
-            waves.append(load_audio(p, model.sample_rate))
+            waves.append(model.load_audio(p))
             good.append(len(out))
             out.append({"path": str(p)})
         except SerJaxError as err:
@@ -95,7 +94,7 @@ def write_timelines(
     """Each file's half-overlapping windows scored alone: a PNG of the class probabilities
     over time (one panel a file) and/or a CSV with one row a window."""
     tracks, lines = [], []
-    waves = [load_audio(p, model.sample_rate) for p in paths]
+    waves = [model.load_audio(p) for p in paths]
     # per-speaker models: the files of one call are one speaker's, as in predict_files
     stats = model.speaker_stats(waves)["-"] if model.per_speaker else None
     for p, wave in zip(paths, waves, strict=True):

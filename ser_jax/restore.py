@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from flax import serialization
 
+from ser_jax.data.audio import load_audio
 from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
@@ -73,6 +74,11 @@ class LoadedModel:
     @property
     def max_samples(self) -> int:
         return self.spec.max_samples
+
+    def load_audio(self, path: str | Path) -> np.ndarray:
+        """A recording as this model's training read its files: mono at its sample rate,
+        without digital silence at the ends when it trained so (``data.trim_silence``)."""
+        return load_audio(path, self.sample_rate, trim_silence=self.spec.trim_silence)
 
     @functools.cached_property
     def _predict_with(self):

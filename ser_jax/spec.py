@@ -32,6 +32,7 @@ class RunSpec:
     seed: int
     sample_rate: int
     max_samples: int  # longer clips: random crop in training, windows in evaluation
+    trim_silence: bool  # audio loses its exact zeros at both ends (data.trim_silence)
     bucket_samples: int  # batches are padded to a multiple of this
     frontend: FrontendConfig
     augment: AugmentConfig  # training batches only; ``augment.enabled`` says if any is on
@@ -127,6 +128,7 @@ def resolve(config: Any) -> RunSpec:
         seed=int(config.seed),
         sample_rate=sr,
         max_samples=int(round(float(config.data.max_seconds) * sr)),
+        trim_silence=bool(config.data.get("trim_silence", False)),
         bucket_samples=int(round(float(config.data.bucket_seconds) * sr)),
         frontend=frontend,
         augment=augment,

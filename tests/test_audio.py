@@ -198,6 +198,59 @@ def test_load_corpus_cache(tmp_path: Path, write_tone) -> None:
     assert len(fourth[0]) == 2000
 
 
+def test_trim_silence_drops_exact_zeros_at_both_ends_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    speech = rng.uniform(-0.5, 0.5, 11025).astype(np.float32)
+    speech[[0, -1]] = 0.25  # the audio itself starts and ends on a non-zero sample
+    speech[3000:3500] = 0.0  # a pause inside the recording stays
+    padded = np.concatenate([np.zeros(441, np.float32), speech, np.zeros(5000, np.float32)])
+    sf.write(tmp_path / "p.wav", padded, 22050, subtype="FLOAT")
+    # at the native rate: exactly the recording, its inner pause included
+    np.testing.assert_array_equal(load_audio(tmp_path / "p.wav", 22050, trim_silence=True), speech)
+    assert len(load_audio(tmp_path / "p.wav", 22050)) == len(padded)  # off by default
+    # trimmed before resampling: 11025 samples at 22.05 kHz are 8000 at 16 kHz
+    assert len(load_audio(tmp_path / "p.wav", 16000, trim_silence=True)) == 8000
+    # the cache keeps trimmed and untrimmed loads apart
+    utts = [Utterance(str(tmp_path / "p.wav"), "anger", "s", "a")]
+    cache = tmp_path / "cache"
+    for trim, n in ((True, 8000), (False, 11948), (True, 8000)):
+        waves, _, _ = load_corpus(utts, 16000, progress=False, trim_silence=trim, cache_dir=cache)
+        assert len(waves[0]) == n
+    assert len(list(cache.glob("p-*.npy"))) == 2
+
+
+def test_trim_silence_can_leave_too_little_audio(tmp_path: Path) -> None:
+    wave = np.zeros(22050, np.float32)
+    wave[100:200] = 0.3  # 100 samples of sound in a second of zeros
+    sf.write(tmp_path / "short.wav", wave, 22050, subtype="FLOAT")
+    assert len(load_audio(tmp_path / "short.wav")) == 16000
+    with pytest.raises(AudioContentError, match=r"short\.wav: too short: 73 samples.*trimmed"):
+        load_audio(tmp_path / "short.wav", trim_silence=True)
+
+
+def test_trim_silence_on_the_shared_emodb_copy(emodb_dir: Path) -> None:
+    # 03a02Wb.wav ends on speech; 03a02Nc.wav is padded: its zeros start at 1.44 s
+    paths = {n: next(emodb_dir.rglob(n)) for n in ("03a02Wb.wav", "03a02Nc.wav")}
+    full = {n: load_audio(p, 16000) for n, p in paths.items()}
+    trimmed = {n: load_audio(p, 16000, trim_silence=True) for n, p in paths.items()}
+    assert {len(w) for w in full.values()} == {32000}
+    raw, rate = sf.read(paths["03a02Nc.wav"])
+    end = int(np.flatnonzero(raw)[-1]) + 1
+    assert end < 0.75 * len(raw)
+    assert abs(len(trimmed["03a02Nc.wav"]) - round(end * 16000 / rate)) <= 1
+    assert len(trimmed["03a02Wb.wav"]) == 32000
+    # the config switch reaches the corpus loader
+    from ser_jax.config import get_config
+    from ser_jax.data.prepare import load_all
+
+    c = get_config()
+    c.data.corpus, c.data.root, c.data.trim_silence = "emodb", str(emodb_dir), True
+    waves, utts, _ = load_all(c.data, progress=False)
+    lengths = {Path(u.path).name: len(w) for w, u in zip(waves, utts, strict=True)}
+    assert lengths["03a02Nc.wav"] == len(trimmed["03a02Nc.wav"])
+    assert sum(n < 31200 for n in lengths.values()) == 96  # lost more than 50 ms of zeros
+
+
 def test_real_emodb_files_load_to_two_seconds(emodb_dir: Path) -> None:
     utts, _ = load_manifest("emodb", emodb_dir)
     waves, kept, skipped = load_corpus(utts[::40], 16000, progress=False, strict=True)

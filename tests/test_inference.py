@@ -50,6 +50,24 @@ def test_predict_scores_good_files_and_reports_bad_ones(run, demo_corpus_dir, tm
     assert rows[3]["label"] == rows[0]["label"]
 
 
+def test_predict_trims_digital_silence_when_the_model_trained_so(run, demo_corpus_dir, tmp_path):
+    import dataclasses
+
+    clip = sorted(demo_corpus_dir.glob("*.wav"))[0]
+    wave = load_audio(clip, 16000)
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(800), wave, np.zeros(8000)]), 16000, subtype="FLOAT")
+    config = run.config.copy_and_resolve_references()
+    config.data.trim_silence = True
+    trimming = dataclasses.replace(run, config=config)
+    plain, trimmed = predict_files(run, [str(padded)])[0], predict_files(trimming, [str(padded)])[0]
+    assert plain["seconds"] == pytest.approx((len(wave) + 8800) / 16000, abs=1e-3)
+    assert trimmed["seconds"] == pytest.approx(len(wave) / 16000, abs=1e-3)
+    # the trimmed file is scored as the clip itself
+    own = run.probabilities([wave])[0]
+    np.testing.assert_allclose(list(trimmed["probs"].values()), own, atol=1e-4)
+
+
 def test_long_file_is_scored_in_windows_and_averaged(run, demo_corpus_dir):
     files = sorted(demo_corpus_dir.glob("*.wav"))[:3]
     long = np.concatenate([load_audio(f, 16000) for f in files])

@@ -12,6 +12,7 @@ that cannot be decoded raise :class:`AudioDecodeError`; files whose samples are 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -137,7 +138,11 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def load_audio(
-    path: str | os.PathLike, sample_rate: int = 16000, *, min_samples: int = 400
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    *,
+    min_samples: int = 400,
+    trim_silence: bool = False,
 ) -> np.ndarray:
     """Decode ``path`` to float32 mono at ``sample_rate``, shape ``(samples,)``.
 
@@ -145,15 +150,45 @@ def load_audio(
     order: the file exists and is not empty, it decodes (:class:`AudioDecodeError`), no
     sample is NaN/inf, not every sample is zero, and at least ``min_samples`` samples remain
     after resampling (one analysis window, e.g. 25 ms at 16 kHz; :class:`AudioContentError`).
+    ``trim_silence`` drops the digital silence at both ends first (:func:`trim_digital_silence`).
     """
     data, native_rate = decode(path)
-    return to_model_audio(data, native_rate, sample_rate, str(path), min_samples=min_samples)
+    return to_model_audio(
+        data,
+        native_rate,
+        sample_rate,
+        str(path),
+        min_samples=min_samples,
+        trim_silence=trim_silence,
+    )
+
+
+def trim_digital_silence(mono: np.ndarray) -> np.ndarray:
+    """``mono`` without the samples that are exactly zero at its start and end.
+
+    Exact zeros are not recorded silence (a microphone's floor is never exactly zero) but
+    padding: the shared Emo-DB copy pads the utterances shorter than 2 s with up to 0.54 s of
+    zeros (95 of its 409 files by more than 50 ms). Left in, that padding counts as audio: the
+    LSTM's last step reads it, and per-utterance statistics include it. Trimmed, the model
+    masks it like any batch padding.
+    """
+    nonzero = np.flatnonzero(mono)
+    if nonzero.size == 0:
+        return mono[:0]
+    return mono[nonzero[0] : nonzero[-1] + 1]
 
 
 def to_model_audio(
-    data: np.ndarray, native_rate: int, sample_rate: int, name: str, *, min_samples: int = 400
+    data: np.ndarray,
+    native_rate: int,
+    sample_rate: int,
+    name: str,
+    *,
+    min_samples: int = 400,
+    trim_silence: bool = False,
 ) -> np.ndarray:
-    """Decoded samples ``(frames, channels)`` → checked float32 mono at ``sample_rate``."""
+    """Decoded samples ``(frames, channels)`` → checked float32 mono at ``sample_rate``
+    (``trim_silence``: without the exact zeros at both ends, trimmed at the native rate)."""
     data = np.asarray(data, np.float32)
     if data.ndim == 1:
         data = data[:, None]
@@ -174,6 +209,8 @@ def to_model_audio(
             name, f"all {frames} samples are zero (silent file, {frames / native_rate:.3f} s)"
         )
     mono = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
+    if trim_silence:  # before resampling, whose ringing would blur where the zeros start
+        mono = trim_digital_silence(mono)
     if native_rate != sample_rate:
         mono = soxr.resample(np.ascontiguousarray(mono), native_rate, sample_rate, quality="HQ")
     mono = np.ascontiguousarray(mono, dtype=np.float32)
@@ -181,15 +218,20 @@ def to_model_audio(
         raise AudioContentError(
             name,
             f"too short: {mono.shape[0]} samples at {sample_rate} Hz "
-            f"({1000 * mono.shape[0] / sample_rate:.1f} ms, from {frames} at {native_rate} Hz); "
+            f"({1000 * mono.shape[0] / sample_rate:.1f} ms, from {frames} at {native_rate} Hz"
+            f"{', digital silence trimmed' if trim_silence else ''}); "
             f"need at least min_samples={min_samples} (one analysis window)",
         )
     return mono
 
 
-def _cache_file(cache_dir: Path, path: Path, sample_rate: int, min_samples: int) -> Path:
+def _cache_file(
+    cache_dir: Path, path: Path, sample_rate: int, min_samples: int, trim_silence: bool
+) -> Path:
     st = path.stat()
     key = f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{sample_rate}|{min_samples}"
+    if trim_silence:
+        key += "|trim"
     digest = hashlib.sha1(key.encode()).hexdigest()[:20]
     return cache_dir / f"{path.stem}-{digest}.npy"
 
@@ -199,24 +241,28 @@ def load_audio_cached(
     sample_rate: int = 16000,
     *,
     min_samples: int = 400,
+    trim_silence: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """:func:`load_audio`, memoised as ``.npy`` in ``cache_dir`` (keyed by path, mtime, size, rate).
 
     Only successful loads are cached; a changed file (new mtime or size) is decoded again.
     """
+    load = functools.partial(
+        load_audio, sample_rate=sample_rate, min_samples=min_samples, trim_silence=trim_silence
+    )
     if cache_dir is None or any(str(path).startswith(p) for p in _DECODERS):
-        return load_audio(path, sample_rate, min_samples=min_samples)
+        return load(path)
     path = Path(path)
     _check_file(path)
     cache_dir = Path(cache_dir)
-    target = _cache_file(cache_dir, path, sample_rate, min_samples)
+    target = _cache_file(cache_dir, path, sample_rate, min_samples, trim_silence)
     if target.is_file():
         try:
             return np.load(target, allow_pickle=False)
         except (OSError, ValueError) as err:  # a torn cache file: decode again
             log.warning("ignoring unreadable cache file %s: %s", target, err)
-    wave = load_audio(path, sample_rate, min_samples=min_samples)
+    wave = load(path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as f:
@@ -231,6 +277,7 @@ def load_corpus(
     *,
     strict: bool = False,
     min_samples: int = 400,
+    trim_silence: bool = False,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[list[np.ndarray], list[Utterance], list[Skipped]]:
@@ -238,7 +285,8 @@ def load_corpus(
 
     ``waves[i]`` is float32 ``(samples_i,)`` for ``kept_utterances[i]``. A file that fails
     becomes ``Skipped(path, "<ErrorType>: <cause>")`` and a warning; ``strict=True`` raises
-    the first error instead. ``cache_dir`` enables :func:`load_audio_cached`.
+    the first error instead. ``cache_dir`` enables :func:`load_audio_cached`; ``trim_silence``
+    drops each file's digital silence at both ends (:func:`trim_digital_silence`).
     """
     from tqdm.auto import tqdm
 
@@ -248,7 +296,11 @@ def load_corpus(
     for utt in tqdm(utts, desc="loading audio", unit="file", disable=not progress):
         try:
             wave = load_audio_cached(
-                utt.path, sample_rate, min_samples=min_samples, cache_dir=cache_dir
+                utt.path,
+                sample_rate,
+                min_samples=min_samples,
+                trim_silence=trim_silence,
+                cache_dir=cache_dir,
             )
         except (AudioDecodeError, AudioContentError) as err:
             if strict:

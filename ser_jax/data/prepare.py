@@ -132,7 +132,11 @@ def load_all(
     # Every corpus, files or TFDS, goes through one reader interface and the same audio checks.
     utts, skipped = load_manifest(name, root, strict=strict)
     waves, kept, bad = load_corpus(
-        utts, int(data_cfg.sample_rate), strict=strict, progress=progress
+        utts,
+        int(data_cfg.sample_rate),
+        strict=strict,
+        trim_silence=bool(data_cfg.get("trim_silence", False)),
+        progress=progress,
     )
     if not kept:
         raise ManifestError(f"no usable audio in {root}: {len(bad)} files failed to load")
