@@ -89,6 +89,56 @@ ABLATION = (
 )
 
 
+# The LOSO ablation: each lever switched on against one base, the best config with no
+# validation speaker (every speaker but the test one trains, the last epoch is kept), each row
+# a `ser-jax cv` run directory (dir, lever). The base row comes first; Δ UAR is against it.
+LEVER_BASE = "abl_v0_last"
+LEVERS = (
+    (LEVER_BASE, "base: best config, no validation speaker, last epoch"),
+    ("abl_trim_v0", "+ digital silence trimmed (data.trim_silence)"),
+    ("abl_trim_v0_vtlp", "+ trimmed + pitch shift (VTLP) and speed perturbation, p=0.5 each"),
+    ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
+    ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
+    ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
+)
+
+
+def pooled_uar(run_root: Path) -> float | None:
+    path = run_root / "cv_summary.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["pooled"]["test_uar"]["mean"]
+
+
+def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
+    """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
+    the first row, the recorded command and who made it."""
+    base = pooled_uar(root / levers[0][0])
+    rows = []
+    for d, what in levers:
+        got = metrics(root / d)
+        if got is None:
+            rows.append([what, "not run at this commit", "", "", "", "", "", ""])
+            continue
+        uar = pooled_uar(root / d)
+        delta = "" if d == levers[0][0] or base is None else f"{uar - base:+.3f}"
+        cmd = recorded_command(root / d, "")
+        rows.append([what, got[0], *got[1], delta, f"`{cmd}`", provenance(root / d)])
+    return markdown(
+        [
+            "lever",
+            "runs",
+            "test accuracy",
+            "test UAR",
+            "test macro-F1",
+            "Δ UAR",
+            "command",
+            "made by",
+        ],
+        rows,
+    )
+
+
 def provenance(run_root: Path) -> str:
     """``commit[ (dirty)] on <processor>`` of every run under ``run_root``."""
     commits, cpus, dirty = set(), set(), False
@@ -230,5 +280,7 @@ if __name__ == "__main__":
     print(main_rows(root))
     print()
     print(main_rows(root, ABLATION, recorded=False))
+    print()
+    print(lever_rows(root))
     print()
     print(screening_rows(root / "sweeps" / "screen_levers"))

@@ -278,3 +278,32 @@ def test_readme_results_table_reads_runs_and_says_what_is_missing(tmp_path):
     assert "abcdef1234 on Test CPU" in best_row
     loso_row = next(x for x in text.splitlines() if "leave-one-speaker-out" in x)
     assert "not run at this commit" in loso_row
+
+
+def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_path):
+    """experiments/results_table.py lever rows: pooled LOSO figures of each run directory and
+    its UAR change against the first (base) row; a missing lever says so."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    def cv_run(name, uar, seeds):
+        run = tmp_path / name
+        (run / "fold0-03" / "seed0").mkdir(parents=True)
+        pooled = {m: {"mean": 0.5, "std": 0.0, "n": len(seeds)} for m in rt_metrics}
+        pooled["test_uar"] = {"mean": uar, "std": 0.01, "n": len(seeds)}
+        summary = {"seeds": seeds, "per_fold": [{}] * (8 * len(seeds)), "pooled": pooled}
+        summary["command"] = f"ser-jax cv --workdir runs/{name}"
+        (run / "cv_summary.json").write_text(json.dumps(summary))
+        info = {"git_commit": "0123456789ab", "git_dirty": False, "processor": "Test CPU"}
+        (run / "fold0-03" / "seed0" / "run_info.json").write_text(json.dumps(info))
+
+    rt_metrics = ("test_accuracy", "test_uar", "test_macro_f1")
+    cv_run("base", 0.70, [0, 1])
+    cv_run("lever", 0.735, [0])
+    text = rt.lever_rows(tmp_path, (("base", "the base"), ("lever", "a lever"), ("gone", "x")))
+    lines = text.splitlines()
+    base, lever, gone = lines[2], lines[3], lines[4]
+    assert "LOSO 8 folds x 2 seeds" in base and "0.700 ± 0.010" in base
+    assert "+0.035" in lever and "`ser-jax cv --workdir runs/lever`" in lever
+    assert "0123456789 on Test CPU" in lever
+    assert "not run at this commit" in gone
