@@ -3,8 +3,13 @@
 Zhao-style 2-D CNN-LSTM (3x3 conv, BN, ELU, 64-64-128-128 filters, LSTM 256) with pools that
 keep an actual sequence for the LSTM (time pooled 16x, mel 64x: 12 LSTM steps of 128 features on
 2 s clips, instead of Zhao's 3), dropout 0.2, moderate on-device augmentation (time shift, gain,
-noise at 15-40 dB SNR, SpecAugment time and frequency masks), Adam with cosine decay; the
-epoch is selected on validation UAR.
+noise at 15-40 dB SNR, SpecAugment time and frequency masks), Adam with cosine decay over 40
+epochs, and the last epoch is the model: no speaker is held out for validation
+(``data.val_count = 0``), so a leave-one-speaker-out fold trains on 7 speakers instead of 6.
+Measured on LOSO (1 seed, see the README): pooled UAR 0.731 this way against 0.687 when one
+speaker validated and the epoch was selected on its UAR (one speaker's ~50 files make that
+choice noisy, and the fold loses a seventh of its training speakers). On the stratified split
+the validation files are still scored every epoch, for the curves, but select nothing.
 
     ser-jax train --config experiments/configs/best.py --config.data.root $SER_EMODB_DIR --seeds 3
     ser-jax cv    --config experiments/configs/best.py --config.data.root $SER_EMODB_DIR
@@ -47,5 +52,6 @@ def get_config():
     c.train.warmup_epochs = 1
     c.train.label_smoothing = 0.0
     c.train.grad_clip = 5.0
-    c.train.select = "val_uar"
+    c.data.val_count = 0
+    c.train.select = "last"
     return c

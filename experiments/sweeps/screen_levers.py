@@ -2,8 +2,9 @@
 
 A cheap first pass (4 models a point, trained together) to prune levers before the full
 leave-one-speaker-out ablation over 2 seeds; a gain here is not claimed until LOSO shows it.
-The base is the best config with narrower early blocks (32-32-64-128 filters: 3x faster on a
-CPU than 64-64-128-128).
+The base is the best config as it stood then (one validation speaker, the epoch selected on its
+UAR: fixed below) with narrower early blocks (32-32-64-128 filters: 3x faster on a CPU than
+64-64-128-128).
 
     python -m ser_jax.sweep experiments/sweeps/screen_levers.py
 """
@@ -21,6 +22,8 @@ def get_sweep():
             "data.folds": 4,
             "train.members": 4,
             "train.progress": False,
+            "data.val_count": 1,
+            "train.select": "val_uar",
         },
         "points": [
             {},
