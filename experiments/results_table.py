@@ -94,36 +94,54 @@ ABLATION = (
 # a `ser-jax cv` run directory (dir, lever). The base row comes first; Δ UAR is against it.
 LEVER_BASE = "abl_v0_last"
 LEVERS = (
-    (LEVER_BASE, "base: best config, no validation speaker, last epoch"),
+    (LEVER_BASE, "base: best config (no validation speaker, last epoch)"),
+    ("abl_v1_uar", "one validation speaker, epoch selected on its UAR (the former best config)"),
+    ("abl_v2_uar", "two validation speakers, epoch selected on their UAR"),
+    ("abl_v0_ema", "+ weight average (EMA 0.995), last epoch"),
     ("abl_trim_v0", "+ digital silence trimmed (data.trim_silence)"),
     ("abl_trim_v0_vtlp", "+ trimmed + pitch shift (VTLP) and speed perturbation, p=0.5 each"),
-    ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
+    ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
+    ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
 )
 
 
-def pooled_uar(run_root: Path) -> float | None:
+def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
+    """A cv run's pooled test UAR (``key="pooled_speaker_bn"``: with speaker-adaptive BN)."""
     path = run_root / "cv_summary.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())["pooled"]["test_uar"]["mean"]
+    got = json.loads(path.read_text()).get(key)
+    return None if got is None else got["test_uar"]["mean"]
 
 
 def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
     """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
-    the first row, the recorded command and who made it."""
+    the first row, the UAR with speaker-adaptive BatchNorm when the run scored it (its own
+    protocol), the recorded command and who made it."""
     base = pooled_uar(root / levers[0][0])
     rows = []
     for d, what in levers:
         got = metrics(root / d)
         if got is None:
-            rows.append([what, "not run at this commit", "", "", "", "", "", ""])
+            rows.append([what, "not run at this commit", "", "", "", "", "", "", ""])
             continue
         uar = pooled_uar(root / d)
         delta = "" if d == levers[0][0] or base is None else f"{uar - base:+.3f}"
+        adabn = pooled_uar(root / d, "pooled_speaker_bn")
         cmd = recorded_command(root / d, "")
-        rows.append([what, got[0], *got[1], delta, f"`{cmd}`", provenance(root / d)])
+        rows.append(
+            [
+                what,
+                got[0],
+                *got[1],
+                delta,
+                "" if adabn is None else f"{adabn:.3f}",
+                f"`{cmd}`",
+                provenance(root / d),
+            ]
+        )
     return markdown(
         [
             "lever",
@@ -132,6 +150,7 @@ def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
             "test UAR",
             "test macro-F1",
             "Δ UAR",
+            "UAR, speaker-adaptive BN",
             "command",
             "made by",
         ],

@@ -292,6 +292,8 @@ def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_p
         pooled = {m: {"mean": 0.5, "std": 0.0, "n": len(seeds)} for m in rt_metrics}
         pooled["test_uar"] = {"mean": uar, "std": 0.01, "n": len(seeds)}
         summary = {"seeds": seeds, "per_fold": [{}] * (8 * len(seeds)), "pooled": pooled}
+        if name == "lever":  # scored with speaker-adaptive BatchNorm too
+            summary["pooled_speaker_bn"] = {"test_uar": {"mean": 0.777, "std": 0.0, "n": 1}}
         summary["command"] = f"ser-jax cv --workdir runs/{name}"
         (run / "cv_summary.json").write_text(json.dumps(summary))
         info = {"git_commit": "0123456789ab", "git_dirty": False, "processor": "Test CPU"}
@@ -305,5 +307,6 @@ def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_p
     base, lever, gone = lines[2], lines[3], lines[4]
     assert "LOSO 8 folds x 2 seeds" in base and "0.700 ± 0.010" in base
     assert "+0.035" in lever and "`ser-jax cv --workdir runs/lever`" in lever
+    assert "| 0.777 |" in lever and "0.777" not in base
     assert "0123456789 on Test CPU" in lever
     assert "not run at this commit" in gone
