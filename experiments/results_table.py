@@ -63,31 +63,11 @@ MAIN = (
         SEED_CMD.format(cfg="best", n=3, dir="best"),
     ),
     (
-        "best_loso",
+        "abl_v0_last",  # the base of the lever table below
         "best config, leave-one-speaker-out",
-        LOSO_CMD.format(cfg="best", extra="", dir="best_loso"),
+        LOSO_CMD.format(cfg="best", extra="", dir="abl_v0_last"),
     ),
 )
-
-# Variants of the best config measured with the same commands (dir, what, command). The
-# narrow + EMA runs were made when best.py held those values (commit 219f456); the command
-# below gives the same resolved config at any later commit.
-NARROW = "'--config.model.filters=(32,32,64,128)' --config.train.ema_decay=0.995 "
-ABLATION = (
-    (
-        "narrow_ema",
-        "best config with 32-32-64-128 filters + weight average (EMA 0.995), seed protocol",
-        SEED_CMD.format(cfg="best", n=3, dir="narrow_ema").replace(
-            "--seeds 3 ", "--seeds 3 " + NARROW
-        ),
-    ),
-    (
-        "narrow_ema_loso",
-        "best config with 32-32-64-128 filters + weight average (EMA 0.995), LOSO",
-        f"ser-jax cv --config experiments/configs/best.py --seeds 1 --config.train.members=8 {NARROW}--workdir runs/narrow_ema_loso",
-    ),
-)
-
 
 # The LOSO ablation: each lever switched on against one base, the best config with no
 # validation speaker (every speaker but the test one trains, the last epoch is kept), each row
@@ -298,8 +278,6 @@ if __name__ == "__main__":
     print(reproduction_rows(root))
     print()
     print(main_rows(root))
-    print()
-    print(main_rows(root, ABLATION, recorded=False))
     print()
     print(lever_rows(root))
     print()
