@@ -1,17 +1,20 @@
 """Print the README's results tables from the run directories that hold the numbers.
 
-    python experiments/results_table.py [RUNS_DIR]
+    python experiments/results_table.py [RUNS_DIR] [--readme README.md]
 
 Every row reads ``<RUNS_DIR>/<dir>/summary.json`` (``ser-jax train --seeds N``) or
 ``cv_summary.json`` (``ser-jax cv``), and the ``run_info.json`` of the runs under it for the
 commit and the processor that made them (a row whose runs came from different commits, or a
 dirty tree, says so). A row whose directory is missing says "not run". Reproduction rows show
-the paper's own figure and protocol beside ours.
+the paper's own figure and protocol beside ours. With ``--readme FILE`` the tables replace
+the blocks of FILE between ``<!-- results:NAME ... -->`` and ``<!-- results:end -->`` (NAME:
+repro, main, levers) instead of being printed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -273,12 +276,36 @@ def main_rows(
     )
 
 
+BLOCKS = {"repro": reproduction_rows, "main": main_rows, "levers": lever_rows}
+
+
+def update_readme(text: str, root: Path) -> str:
+    """``text`` with each ``results:NAME`` block of ``BLOCKS`` replaced by its table."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- results:{name}\b[^\n]*-->\n).*?(<!-- results:end -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"no <!-- results:{name} ... --> block to update")
+        table = make(root)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text, count=1)
+    return text
+
+
 if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
-    print(reproduction_rows(root))
-    print()
-    print(main_rows(root))
-    print()
-    print(lever_rows(root))
-    print()
-    print(screening_rows(root / "sweeps" / "screen_levers"))
+    args = sys.argv[1:]
+    readme = None
+    if "--readme" in args:
+        i = args.index("--readme")
+        readme = Path(args[i + 1])
+        del args[i : i + 2]
+    root = Path(args[0] if args else "runs")
+    if readme is not None:
+        readme.write_text(update_readme(readme.read_text(), root))
+        print(f"updated {', '.join(BLOCKS)} in {readme}")
+    else:
+        print(reproduction_rows(root))
+        print()
+        print(main_rows(root))
+        print()
+        print(lever_rows(root))
+        print()
+        print(screening_rows(root / "sweeps" / "screen_levers"))

@@ -310,3 +310,22 @@ def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_p
     assert "| 0.777 |" in lever and "0.777" not in base
     assert "0123456789 on Test CPU" in lever
     assert "not run at this commit" in gone
+
+
+def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    blocks = "".join(
+        f"<!-- results:{name} (python experiments/results_table.py runs) -->\nold {name}\n"
+        "<!-- results:end -->\n\nprose\n"
+        for name in ("repro", "main", "levers", "screen")
+    )
+    text = rt.update_readme("# title\n" + blocks, tmp_path)
+    assert text.startswith("# title\n<!-- results:repro (python")
+    for name in ("repro", "main", "levers"):
+        assert f"old {name}" not in text
+    assert "old screen" in text and text.count("prose") == 4
+    assert "| Zhao et al. 2019, 2-D CNN LSTM |" in text and "not run at this commit" in text
+    with pytest.raises(SystemExit, match="results:levers"):
+        rt.update_readme(blocks.replace("results:levers", "results:other"), tmp_path)
