@@ -249,13 +249,18 @@ def recipe_differences(release: dict[str, Any], other: dict[str, Any]) -> list[s
 
 def _held_out_recipe(run_dir: str | Path, workdir: str | Path, pattern: str, flag: str) -> str:
     """Checks that every run under ``workdir`` trained the release run's recipe; returns where
-    they were made ("Made by commit ... on ...")."""
-    release = json.loads((Path(run_dir) / "config.json").read_text())
+    they were made ("Made by commit ... on ..."). Configs are compared as the runs are read
+    back: a field added to the package after a run was made counts with its default."""
+
+    def recipe(path: Path) -> dict[str, Any]:
+        return RunDir(path).config().to_dict()
+
+    release = recipe(Path(run_dir))
     runs = sorted(p.parent for p in Path(workdir).glob(f"{pattern}/config.json"))
     if not runs:
         raise ConfigError(f"{flag} {workdir}: no run directories ({pattern}/config.json) in it")
     for r in runs:
-        diff = recipe_differences(release, json.loads((r / "config.json").read_text()))
+        diff = recipe_differences(release, recipe(r))
         if diff:
             raise ConfigError(
                 f"{flag} {r}: trained another recipe than {run_dir} (differs in {diff}); a model "

@@ -190,6 +190,8 @@ def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_
         config = json.loads((workdir / "config.json").read_text())
         config["data"].update(split="loso", fold=fold)  # a split: the same recipe
         config["train"]["select"] = "val_uar"
+        if fold == 0:  # made before data.trim_silence existed: it counts with its default
+            del config["data"]["trim_silence"]
         (run / "config.json").write_text(json.dumps(config))
         (run / "run_info.json").write_text((workdir / "run_info.json").read_text())
     ms = lambda m, s, n: {"mean": m, "std": s, "n": n}  # noqa: E731
