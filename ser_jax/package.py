@@ -150,8 +150,8 @@ def model_card(
         p, f = cv["pooled"], cv["fold_mean"]
         n = len(cv["seeds"])
         lines.append(
-            f"- Leave-one-speaker-out over the {len(cv['speakers'])} speakers (each fold selects "
-            f"its epoch on the next speaker), {n} seed{'s' * (n != 1)}, pooled over all test "
+            f"- Leave-one-speaker-out over the {len(cv['speakers'])} speakers ("
+            f"{_fold_selection(loso)}), {n} seed{'s' * (n != 1)}, pooled over all test "
             f"predictions: UAR {_ms(p['test_uar'])}, accuracy {_ms(p['test_accuracy'])}, "
             f"macro-F1 {_ms(p['test_macro_f1'])}; mean ± std over the {f['test_uar']['n']} "
             f"fold runs: UAR {_ms(f['test_uar'])}, accuracy {_ms(f['test_accuracy'])}. {made}"
@@ -268,6 +268,19 @@ def _held_out_recipe(run_dir: str | Path, workdir: str | Path, pattern: str, fla
             )
     made = {_made_by(json.loads((r / "run_info.json").read_text())) for r in runs}
     return f"Made by {', '.join(sorted(made))}."
+
+
+def _fold_selection(workdir: str | Path) -> str:
+    """How the folds of a cross-validation run chose their model, from a fold's config."""
+    first = sorted(Path(workdir).glob("fold*/seed*/config.json"))[0].parent
+    config = RunDir(first).config()
+    data, train = config.data, config.train
+    if int(data.val_count) == 0:
+        return "each fold trains on every other speaker and keeps its last epoch"
+    who = "the next speaker" if int(data.val_count) == 1 else f"the next {data.val_count} speakers"
+    if str(train.select) == "last":
+        return f"{who} validate, each fold keeps its last epoch"
+    return f"each fold selects its epoch on {who} ({train.select})"
 
 
 def _made_by(info: dict[str, Any]) -> str:

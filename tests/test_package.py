@@ -217,6 +217,7 @@ def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_
     commit = (json.loads((workdir / "run_info.json").read_text()).get("git_commit") or "?")[:10]
     line = next(x for x in card.splitlines() if x.startswith("- Leave-one-speaker-out"))
     assert "over the 2 speakers" in line and "1 seed," in line
+    assert "(each fold selects its epoch on the next speaker (val_uar))" in line
     assert "UAR 0.683, accuracy 0.707" in line and "fold runs: UAR 0.667 ± 0.078" in line
     assert f"Made by commit {commit}" in line and "`ser-jax cv --config C --workdir loso`" in line
     assert "No seed-protocol run of this config was given" in card
