@@ -86,7 +86,7 @@ LEVERS = (
     ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_win64", "+ 64 ms analysis window (n_fft 1024): pitch harmonics resolved"),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
-    ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (2.4x cheaper a step)"),
+    ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
 )
