@@ -68,6 +68,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.frontend.normalize = "utterance"
     c.frontend.deltas = 0  # extra input channels: 1 = + delta, 2 = + delta and delta-delta
     c.frontend.delta_width = 9
+    # + 3 channels from a pitch (F0) track on the same frames (ser_jax.pitch): voicing, log-F0,
+    # and the F0 contour (log-F0 minus the clip's mean), searched over [pitch_fmin, pitch_fmax]
+    c.frontend.pitch = False
+    c.frontend.pitch_fmin = 60.0
+    c.frontend.pitch_fmax = 500.0
 
     # --- augmentation, training batches only (ser_jax.augment.AugmentConfig) -------------------
     c.augment = ml_collections.ConfigDict()

@@ -18,6 +18,7 @@ import numpy as np
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
 from ser_jax.data.pipeline import window_batches, windows
 from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel, with_deltas
+from ser_jax.pitch import pitch_track, with_pitch
 
 
 def make_features(
@@ -46,21 +47,25 @@ def make_features(
         serves both.
 
     Returns:
-      ``feats`` ``(batch, frames, n_mels)`` (``(batch, frames, n_mels, 1 + deltas)`` with
-      ``frontend.deltas``: SpecAugment masks the same stripes in every channel) and
+      ``feats`` ``(batch, frames, n_mels)`` (``(batch, frames, n_mels, frontend.channels)``
+      with ``frontend.deltas`` or ``frontend.pitch``: SpecAugment masks the same stripes in
+      every channel) and
       ``frame_lengths`` ``(batch,)`` int32.
     """
     if frontend.normalize in ("dataset", "speaker") and stats is None:
         raise ValueError(f"frontend.normalize={frontend.normalize!r} needs its statistics")
 
-    def standardise(feats, flen):
+    def standardise(feats, flen, audio, lengths, warp=None):
         if frontend.normalize in ("dataset", "speaker"):
             feats = apply_dataset_stats(feats, flen, *stats)
-        return with_deltas(feats, flen, frontend) if frontend.deltas else feats
+        feats = with_deltas(feats, flen, frontend) if frontend.deltas else feats
+        if frontend.pitch:
+            feats = with_pitch(feats, pitch_track(audio, lengths, frontend, warp))
+        return feats
 
     if augment is None or not augment.enabled or keys is None:
         feats, flen = log_mel(audio, lengths, frontend)
-        return standardise(feats, flen), flen
+        return standardise(feats, flen, audio, lengths), flen
     # Independent streams for the waveform and the spectrogram stage of each example.
     split = jax.vmap(jax.random.split)(keys)
     wave_keys, spec_keys = split[:, 0], split[:, 1]
@@ -72,7 +77,8 @@ def make_features(
         if augment.pitch_shift_prob == 0:
             warp = None  # the static filterbank: exactly the clean front-end
     feats, flen = log_mel(audio, lengths, frontend, warp)
-    return spec_augment(spec_keys, standardise(feats, flen), flen, augment, apply), flen
+    feats = standardise(feats, flen, audio, lengths, warp)
+    return spec_augment(spec_keys, feats, flen, augment, apply), flen
 
 
 _log_mel = jax.jit(log_mel, static_argnums=2)  # one compiled front-end per settings and shape

@@ -70,6 +70,9 @@ class FrontendConfig:
     normalize: str = "utterance"
     deltas: int = 0  # extra channels: 1 = + delta, 2 = + delta and delta-delta
     delta_width: int = 9  # frames of the Savitzky-Golay window (librosa.feature.delta's width)
+    pitch: bool = False  # + 3 channels: voicing, log-F0, F0 contour (ser_jax.pitch)
+    pitch_fmin: float = 60.0  # Hz, the lowest F0 searched
+    pitch_fmax: float = 500.0  # Hz, the highest F0 searched
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -110,6 +113,15 @@ class FrontendConfig:
             raise bad("deltas", "must be 0, 1 (delta) or 2 (delta and delta-delta)")
         if self.delta_width < 3 or self.delta_width % 2 == 0:
             raise bad("delta_width", "must be an odd integer >= 3")
+        if not isinstance(self.pitch, bool):
+            raise bad("pitch", "must be true or false")
+        if self.pitch and not self.center:
+            raise bad("pitch", "needs center=True (pitch frames share the log-mel's centres)")
+        if not 0 < self.pitch_fmin < self.pitch_fmax <= nyquist:
+            raise bad("pitch_fmin", f"must be in (0, pitch_fmax={self.pitch_fmax})")
+        longest = min(0.04 * self.sample_rate - 2, self.sample_rate / self.pitch_fmin)
+        if self.pitch and longest - self.sample_rate / self.pitch_fmax < 2:
+            raise bad("pitch_fmax", "leaves no period to search in the 40 ms pitch window")
 
     @classmethod
     def from_config(cls, cfg: Any) -> FrontendConfig:
@@ -120,15 +132,21 @@ class FrontendConfig:
     def n_freq(self) -> int:
         return self.n_fft // 2 + 1
 
+    @property
+    def channels(self) -> int:
+        """Input channels of the features: log-mel, its deltas, the pitch track's three."""
+        return 1 + self.deltas + (3 if self.pitch else 0)
+
 
 _CONVERTERS = {
     **dict.fromkeys(
         ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "deltas", "delta_width"),
         as_int,
     ),
-    **dict.fromkeys(("power", "fmin", "log_floor"), float),
+    **dict.fromkeys(("power", "fmin", "log_floor", "pitch_fmin", "pitch_fmax"), float),
     **dict.fromkeys(("fmax", "top_db"), optional_float),
     "center": as_bool,
+    "pitch": as_bool,
     "mel_norm": lambda v: None if v in (None, "none", "None", "") else str(v),
 }
 

@@ -438,7 +438,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
             tx,
             m.spec.seed,
             spec.frontend.n_mels,
-            channels=1 + spec.frontend.deltas,
+            channels=spec.frontend.channels,
             ema=spec.ema_decay > 0,
         )
         if spec.frontend.normalize == "dataset":
