@@ -85,6 +85,7 @@ LEVERS = (
     ("abl_trim_v0_vtlp", "+ trimmed + pitch shift (VTLP) and speed perturbation, p=0.5 each"),
     ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_win64", "+ 64 ms analysis window (n_fft 1024): pitch harmonics resolved"),
+    ("abl_v0_pitch", "+ pitch track channels (voicing, log-F0, F0 contour)"),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
