@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from ser_jax.tables import fmt, markdown  # noqa: E402
 
 SEED_CMD = "ser-jax train --config experiments/configs/{cfg}.py --config.seed=10 --seeds {n} --workdir runs/{dir}"
@@ -102,6 +104,39 @@ def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     return None if got is None else got["test_uar"]["mean"]
 
 
+def fold_uars(run_root: Path) -> dict[str, list[float]]:
+    """Test UAR of each finished fold run of a cv directory, by fold (``fold0-03``)."""
+    out: dict[str, list[float]] = {}
+    for path in sorted(run_root.glob("fold*/seed*/results.json")):
+        out.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text())["test_uar"])
+    return out
+
+
+def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
+    """A lever whose cv run was stopped before its last fold: the mean UAR of the folds it
+    finished, against the base's mean over the same folds; or "not run"."""
+    done = fold_uars(run_root)
+    if not done:
+        return [what, "not run at this commit", "", "", "", "", "", "", ""]
+    base = fold_uars(base_root)
+    ours = [u for us in done.values() for u in us]
+    theirs = [u for f in done for u in base.get(f, [])]
+    delta = f"{np.mean(ours) - np.mean(theirs):+.3f} (same folds)" if theirs else ""
+    infos = sorted(run_root.glob("fold*/seed*/run_info.json"))
+    cmd = json.loads(infos[0].read_text()).get("command", "") if infos else ""
+    return [
+        what,
+        f"stopped after {len(done)} of the folds: fold mean",
+        "",
+        f"{np.mean(ours):.3f}",
+        "",
+        delta,
+        "",
+        f"`{cmd}`" if cmd else "",
+        provenance(run_root),
+    ]
+
+
 def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
     """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
     the first row, the UAR with speaker-adaptive BatchNorm when the run scored it (its own
@@ -111,7 +146,7 @@ def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
     for d, what in levers:
         got = metrics(root / d)
         if got is None:
-            rows.append([what, "not run at this commit", "", "", "", "", "", "", ""])
+            rows.append(stopped_row(root / d, root / levers[0][0], what))
             continue
         uar = pooled_uar(root / d)
         delta = "" if d == levers[0][0] or base is None else f"{uar - base:+.3f}"

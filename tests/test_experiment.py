@@ -302,9 +302,26 @@ def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_p
     rt_metrics = ("test_accuracy", "test_uar", "test_macro_f1")
     cv_run("base", 0.70, [0, 1])
     cv_run("lever", 0.735, [0])
-    text = rt.lever_rows(tmp_path, (("base", "the base"), ("lever", "a lever"), ("gone", "x")))
-    lines = text.splitlines()
-    base, lever, gone = lines[2], lines[3], lines[4]
+    # the base's fold runs, and a lever stopped after two folds (no cv_summary.json)
+    for name, uars in (
+        ("base", {"fold0-03": (0.8, 0.7), "fold1-08": (0.6, 0.5)}),
+        ("stopped", {"fold0-03": (0.55,), "fold1-08": (0.45,)}),
+    ):
+        for fold, values in uars.items():
+            for seed, uar in enumerate(values):
+                run = tmp_path / name / fold / f"seed{seed}"
+                run.mkdir(parents=True, exist_ok=True)
+                (run / "results.json").write_text(json.dumps({"test_uar": uar}))
+                info = {
+                    "git_commit": "0123456789ab",
+                    "command": f"ser-jax cv --workdir runs/{name}",
+                }
+                (run / "run_info.json").write_text(json.dumps(info))
+    levers = (("base", "the base"), ("lever", "a lever"), ("gone", "x"), ("stopped", "y"))
+    lines = rt.lever_rows(tmp_path, levers).splitlines()
+    base, lever, gone, stopped = lines[2], lines[3], lines[4], lines[5]
+    assert "stopped after 2 of the folds" in stopped and "| 0.500 |" in stopped
+    assert "-0.150 (same folds)" in stopped and "`ser-jax cv --workdir runs/stopped`" in stopped
     assert "LOSO 8 folds x 2 seeds" in base and "0.700 ± 0.010" in base
     assert "+0.035" in lever and "`ser-jax cv --workdir runs/lever`" in lever
     assert "| 0.777 |" in lever and "0.777" not in base
