@@ -85,7 +85,7 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
     from ser_jax.augment import AugmentConfig
     from ser_jax.frontend import FrontendConfig, log_mel
     from ser_jax.models import CNNLSTM
-    from ser_jax.steps import create_train_state, train_step
+    from ser_jax.steps import class_terms, create_train_state, train_step
 
     audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
     frontend = FrontendConfig(sample_rate=SAMPLE_RATE, n_mels=N_MELS)
@@ -151,7 +151,9 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
             "weight": np.ones(args.batch, np.float32),
         }
     )
-    class_weights = jax.device_put(jnp.ones(CLASSES, jnp.float32), repl)
+    classes = jax.device_put(
+        class_terms(jnp.ones(CLASSES, jnp.float32), jnp.zeros(CLASSES, jnp.float32)), repl
+    )
     holders = {"net": [new_state()], "full": [new_state()]}
 
     def run_net() -> None:
@@ -159,7 +161,7 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
         loss.block_until_ready()
 
     def run_full() -> None:
-        holders["full"][0], m = full(holders["full"][0], full_batch, class_weights)
+        holders["full"][0], m = full(holders["full"][0], full_batch, classes)
         m["loss"].block_until_ready()
 
     steps = {"net": run_net, "full": run_full}

@@ -142,6 +142,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.mixup_alpha = 0.0  # mixup of features and targets, lam ~ Beta(a, a); 0 = off
     c.train.ema_decay = 0.0  # EMA of the weights (evaluated, selected and saved); 0 = off
     c.train.class_weighting = False  # weight the loss by inverse training class frequency
+    # Logit-adjusted loss (Menon et al. 2021): the loss sees logits + tau * log(training class
+    # prior), prediction the plain logits, so no class wins for being frequent (aimed at UAR,
+    # balanced error). 0 = off; 1 = the published rule.
+    c.train.logit_adjustment = 0.0
     c.train.eval_every_epochs = 1
     c.train.select = "val_uar"  # best checkpoint by this validation metric; "last" = last epoch
     c.train.early_stopping_patience = 0  # epochs without validation gain; 0 = off

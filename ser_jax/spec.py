@@ -43,6 +43,7 @@ class RunSpec:
     mixup_alpha: float
     ema_decay: float
     class_weighting: bool
+    logit_adjustment: float  # tau of the logit-adjusted loss; 0 = off
     select: str  # "last" or a key of SELECT_METRICS
     eval_every: int
     patience: int  # evaluations without a validation gain before stopping; 0 = off
@@ -98,6 +99,11 @@ def resolve(config: Any) -> RunSpec:
     t = config.train
     if not 0.0 <= float(t.ema_decay) < 1.0:
         raise ConfigError(f"train.ema_decay={t.ema_decay}: must be in [0, 1) (0 = off)")
+    if float(t.get("logit_adjustment", 0.0)) < 0:
+        raise ConfigError(
+            f"train.logit_adjustment={t.logit_adjustment}: must be >= 0 (0 = off, 1 = the "
+            "logit-adjusted loss)"
+        )
     if float(t.mixup_alpha) < 0:
         raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
     members_loop = str(t.members_loop)
@@ -139,6 +145,7 @@ def resolve(config: Any) -> RunSpec:
         mixup_alpha=float(t.mixup_alpha),
         ema_decay=float(t.ema_decay),
         class_weighting=bool(t.class_weighting),
+        logit_adjustment=float(t.get("logit_adjustment", 0.0)),
         select=select,
         eval_every=max(1, int(t.eval_every_epochs)),
         patience=int(t.early_stopping_patience),

@@ -135,10 +135,58 @@ def mix(
     return mixed, jnp.maximum(frames, frames[perm]), perm, lam
 
 
+def class_terms(weight: Any, logit_shift: Any) -> dict[str, Any]:
+    """The per-class arrays a train step reads, ``(classes,)`` each (a leading members axis
+    when stacked): the loss weight of each class (1 = unweighted) and the shift added to each
+    class's logit in the loss only (``tau * log(prior)`` of the logit-adjusted loss; 0 = off)."""
+    return {"weight": weight, "logit_shift": logit_shift}
+
+
+def loss_targets(
+    labels: jax.Array,
+    weights: jax.Array,
+    class_weight: jax.Array,
+    *,
+    label_smoothing: float,
+    mixup: tuple[jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(targets (batch, classes), example_weights (batch,), labels (batch,))`` of a batch.
+
+    ``mixup=(perm, lam)`` (from ``mix``): example ``i``'s target is
+    ``lam_i onehot(y_i) + (1 - lam_i) onehot(y_perm(i))`` and its weight mixes the same way;
+    its label (what "correct" counts) is the dominant one. Label smoothing comes last."""
+    num_classes = class_weight.shape[-1]
+    targets = jax.nn.one_hot(labels, num_classes)
+    example_weights = weights * class_weight[labels]
+    if mixup is not None:
+        perm, lam = mixup
+        targets = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[perm]
+        example_weights = lam * example_weights + (1.0 - lam) * example_weights[perm]
+        labels = jnp.where(lam >= 0.5, labels, labels[perm])
+    return optax.smooth_labels(targets, label_smoothing), example_weights, labels
+
+
+def classification_loss(
+    logits: jax.Array,
+    targets: jax.Array,
+    example_weights: jax.Array,
+    real: jax.Array,
+    logit_shift: jax.Array | float = 0.0,
+) -> jax.Array:
+    """The weighted mean cross-entropy of ``logits + logit_shift`` over the ``real`` rows
+    (batch padding, ``real`` False, counts nothing, even when mixup lent it a weight). ``logit_shift = tau * log(training class prior)`` makes it
+    the logit-adjusted loss (Menon et al. 2021): the network's own logits, which prediction
+    uses, then carry no bonus for a class's frequency, the decision rule for balanced error
+    (UAR)."""
+    per_example = optax.softmax_cross_entropy(logits + logit_shift, targets)
+    per_example = jnp.where(real, per_example, 0.0)
+    return (per_example * example_weights).sum() / jnp.maximum(example_weights.sum(), 1e-9)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
-    class_weights: jax.Array,
+    classes: dict[str, jax.Array],
     *,
     frontend: FrontendConfig,
     augment: AugmentConfig,
@@ -150,11 +198,11 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser step on ``batch`` (see the module docstring); returns the new state and
     ``{"loss", "correct", "count"}`` of the batch and ``finite``: whether every updated
-    parameter is finite.
+    parameter is finite. ``classes``: the per-class loss terms (``class_terms``).
 
-    ``mixup_alpha > 0`` mixes the batch's features and targets (``mix``); ``correct`` then
-    counts the dominant label. ``ema_decay > 0`` updates ``state.ema_params`` with a decay
-    that warms up as ``min(decay, (1 + step) / (10 + step))``.
+    ``mixup_alpha > 0`` mixes the batch's features and targets (``mix``, ``loss_targets``);
+    ``correct`` then counts the dominant label. ``ema_decay > 0`` updates ``state.ema_params``
+    with a decay that warms up as ``min(decay, (1 + step) / (10 + step))``.
     """
     step_key = jax.random.fold_in(jax.random.key(seed), state.step)
     feats, frames = training_features(
@@ -165,16 +213,14 @@ def train_step(
         augment=augment,
         offline=offline,
     )
-    labels, weights = batch["label"], batch["weight"]
-    num_classes = class_weights.shape[-1]
-    targets = jax.nn.one_hot(labels, num_classes)
-    example_weights = weights * class_weights[labels]
+    weights = batch["weight"]
+    mixup = None
     if mixup_alpha > 0:
         feats, frames, perm, lam = mix(jax.random.fold_in(step_key, 2), feats, frames, mixup_alpha)
-        targets = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[perm]
-        example_weights = lam * example_weights + (1.0 - lam) * example_weights[perm]
-        labels = jnp.where(lam >= 0.5, labels, labels[perm])
-    targets = optax.smooth_labels(targets, label_smoothing)
+        mixup = (perm, lam)
+    targets, example_weights, labels = loss_targets(
+        batch["label"], weights, classes["weight"], label_smoothing=label_smoothing, mixup=mixup
+    )
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
@@ -185,8 +231,9 @@ def train_step(
             rngs={"dropout": jax.random.fold_in(step_key, 1)},
             mutable=["batch_stats"],
         )
-        per_example = jnp.where(weights > 0, optax.softmax_cross_entropy(logits, targets), 0.0)
-        loss = (per_example * example_weights).sum() / jnp.maximum(example_weights.sum(), 1e-9)
+        loss = classification_loss(
+            logits, targets, example_weights, weights > 0, classes["logit_shift"]
+        )
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -207,7 +254,7 @@ def train_step(
 def members_train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
-    class_weights: jax.Array,
+    classes: dict[str, jax.Array],
     seed: jax.Array,
     lr: jax.Array,
     active: jax.Array,
@@ -228,15 +275,15 @@ def members_train_step(
     """
 
     def one(args):
-        state, batch, class_weights, seed, lr, active = args
+        state, batch, classes, seed, lr, active = args
         state = state.replace(opt_state=set_learning_rate(state.opt_state, lr))
-        new, metrics = train_step(state, batch, class_weights, seed=seed, **statics)
+        new, metrics = train_step(state, batch, classes, seed=seed, **statics)
         new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
         metrics = {k: jnp.where(active, v, jnp.zeros_like(v)) for k, v in metrics.items()}
         metrics["finite"] = metrics["finite"] | ~active  # an idle model has nothing to report
         return new, metrics
 
-    args = (state, batch, class_weights, seed, lr, active)
+    args = (state, batch, classes, seed, lr, active)
     if loop == "vmap":
         return jax.vmap(one)(args)
     if loop == "unroll":

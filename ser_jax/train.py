@@ -55,6 +55,7 @@ from ser_jax.steps import (
     ModelVariables,
     TrainState,
     batchnorm_stats_step,
+    class_terms,
     create_train_state,
     members_train_step,
     predict_step,
@@ -76,13 +77,13 @@ class NonFiniteLossError(SerJaxError):
 
 @dataclasses.dataclass
 class Member:
-    """One model of a trainer: its config, data, batches and loss class weights."""
+    """One model of a trainer: its config, data, batches and per-class loss terms."""
 
     config: Any
     spec: RunSpec
     data: PreparedData
     batches: TrainBatches
-    class_weights: np.ndarray
+    class_terms: dict[str, np.ndarray]  # steps.class_terms: loss weight and logit shift
     schedule: optax.Schedule  # learning rate by step, for the log and the injected rate
     # frontend.normalize="speaker": each speaker's log-mel mean/std (``speaker_stats``)
     speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
@@ -328,14 +329,21 @@ def check_members(configs: Sequence[Any]) -> None:
             )
 
 
-def _class_weights(spec: RunSpec, data: PreparedData) -> np.ndarray:
+def _class_terms(spec: RunSpec, data: PreparedData) -> dict[str, np.ndarray]:
+    """The loss's per-class terms from the training labels: the weights (inverse class
+    frequency with ``train.class_weighting``, else 1; 0 for a class with no training file)
+    and the logit shift ``tau * log(prior)`` of ``train.logit_adjustment`` (a class with no
+    training file counts as one file, so the shift stays finite)."""
     num_classes = len(data.label_names)
-    if not spec.class_weighting:
-        return np.ones(num_classes, np.float32)
     counts = np.bincount(data.train.labels, minlength=num_classes).astype(np.float64)
-    return np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0).astype(
-        np.float32
-    )
+    weight = np.ones(num_classes)
+    if spec.class_weighting:
+        weight = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    shift = np.zeros(num_classes)
+    if spec.logit_adjustment > 0:
+        floored = np.maximum(counts, 1.0)
+        shift = spec.logit_adjustment * np.log(floored / floored.sum())
+    return class_terms(weight.astype(np.float32), shift.astype(np.float32))
 
 
 def clip_speakers(clips: ClipSet) -> list[str]:
@@ -397,7 +405,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         spec=spec,
         data=data,
         batches=batches,
-        class_weights=_class_weights(spec, data),
+        class_terms=_class_terms(spec, data),
         schedule=make_schedule(config.train, batches.steps_per_epoch),
         speaker_stats=speaker_stats,
     )
@@ -466,7 +474,9 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
     )
     if stacked:
         msh = parallel.member_sharding(mesh)
-        weights = jax.device_put(np.stack([m.class_weights for m in members]), msh)
+        weights = jax.device_put(
+            jax.tree.map(lambda *xs: np.stack(xs), *[m.class_terms for m in members]), msh
+        )
         seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
 
         compiled = jax.jit(
@@ -486,7 +496,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
 
         take = jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree), out_shardings=repl)
     else:
-        weights = jax.device_put(members[0].class_weights, repl)
+        weights = jax.device_put(members[0].class_terms, repl)
         compiled = jax.jit(
             functools.partial(train_step, seed=spec.seed, **statics),
             in_shardings=(state_sh, parallel.batch_sharding(mesh), repl),

@@ -1,0 +1,204 @@
+"""The train step's pieces: mixup features and labels, the loss (weights, padding, the
+logit-adjusted loss), the per-class terms from the training labels, and the EMA update."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ser_jax.augment import AugmentConfig
+from ser_jax.frontend import FrontendConfig
+from ser_jax.models import CNNLSTM
+from ser_jax.steps import (
+    class_terms,
+    classification_loss,
+    create_train_state,
+    loss_targets,
+    mix,
+    train_step,
+)
+
+
+def test_mixup_mixes_features_and_frames_with_the_drawn_partner():
+    rng = np.random.default_rng(0)
+    feats = jnp.asarray(rng.normal(size=(6, 10, 4)), jnp.float32)
+    frames = jnp.array([10, 3, 7, 10, 5, 1])
+    mixed, mixed_frames, perm, lam = mix(jax.random.key(3), feats, frames, 0.4)
+    perm, lam = np.asarray(perm), np.asarray(lam)
+    assert sorted(perm) == list(range(6)) and not np.array_equal(perm, np.arange(6))
+    assert np.all((lam > 0) & (lam < 1)) and lam.std() > 0  # one draw per example
+    want = (
+        lam[:, None, None] * np.asarray(feats) + (1 - lam[:, None, None]) * np.asarray(feats)[perm]
+    )
+    np.testing.assert_allclose(mixed, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(mixed_frames, np.maximum(frames, np.asarray(frames)[perm]))
+
+
+def test_mixup_targets_weights_and_dominant_label():
+    labels = jnp.array([0, 1, 2, 3])
+    weights = jnp.array([1.0, 1.0, 1.0, 0.0])  # the last row is padding
+    class_weight = jnp.array([1.0, 2.0, 0.5, 1.0])
+    perm = jnp.array([1, 0, 3, 2])
+    lam = jnp.array([0.7, 0.3, 0.5, 0.9])
+    targets, ex_w, got_labels = loss_targets(
+        labels, weights, class_weight, label_smoothing=0.0, mixup=(perm, lam)
+    )
+    want = np.zeros((4, 4))
+    for i, (y, p, a) in enumerate(
+        zip([0, 1, 2, 3], [1, 0, 3, 2], [0.7, 0.3, 0.5, 0.9], strict=True)
+    ):
+        want[i, y] += a
+        want[i, p] += 1 - a  # label of the partner p is p here
+    np.testing.assert_allclose(targets, want, rtol=1e-6)
+    np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+    # weight: lam * w_i c_{y_i} + (1 - lam) * w_p c_{y_p}
+    np.testing.assert_allclose(
+        ex_w,
+        [0.7 * 1 + 0.3 * 2, 0.3 * 2 + 0.7 * 1, 0.5 * 0.5 + 0.5 * 0.0, 0.9 * 0.0 + 0.1 * 0.5],
+        rtol=1e-6,
+    )
+    # "correct" counts the dominant label (a tie keeps the example's own)
+    np.testing.assert_array_equal(got_labels, [0, 0, 2, 3])
+
+    smoothed, _, _ = loss_targets(labels, weights, class_weight, label_smoothing=0.2)
+    np.testing.assert_allclose(smoothed[1], [0.05, 0.85, 0.05, 0.05], rtol=1e-6)
+
+
+def test_loss_is_weighted_mean_cross_entropy_without_padding():
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    targets = jax.nn.one_hot(jnp.array([0, 2, 1, 1, 0]), 3)
+    ex_w = jnp.array([1.0, 2.0, 1.0, 0.5, 0.7])
+    real = jnp.array([True, True, True, True, False])  # padding, even with a (mixup) weight
+    ce = np.asarray(optax.softmax_cross_entropy(logits, targets))
+    want = (ce[:4] * np.array([1.0, 2.0, 1.0, 0.5])).sum() / 5.2
+    got = classification_loss(logits, targets, ex_w, real)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_logit_adjusted_loss_shifts_logits_by_tau_log_prior():
+    """Menon et al. 2021: CE(logits + tau log prior): the loss of the shifted logits. An
+    example of a rare class that the logits call right by a small margin still costs a lot
+    (the network must beat the frequent classes by more than their prior bonus), one of the
+    frequent class costs less."""
+    prior = np.array([0.6, 0.3, 0.1])
+    shift = jnp.asarray(np.log(prior), jnp.float32)
+    logits = jnp.array([[0.2, 0.0, 0.5], [1.0, 0.0, -1.0]], jnp.float32)
+    targets = jax.nn.one_hot(jnp.array([2, 0]), 3)
+    w, real = jnp.ones(2), jnp.ones(2, bool)
+    got = classification_loss(logits, targets, w, real, shift)
+    want = classification_loss(logits + shift, targets, w, real)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # per example: the rare-class example (label 2) loses more, the frequent one (label 0) less
+    plain = optax.softmax_cross_entropy(logits, targets)
+    adjusted = optax.softmax_cross_entropy(logits + shift, targets)
+    assert adjusted[0] > plain[0] + 0.5 and adjusted[1] < plain[1]
+
+
+def test_class_terms_from_training_labels():
+    from types import SimpleNamespace
+
+    from ser_jax.train import _class_terms
+
+    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    data = SimpleNamespace(label_names=["a", "b", "c", "d"], train=SimpleNamespace(labels=labels))
+    off = _class_terms(SimpleNamespace(class_weighting=False, logit_adjustment=0.0), data)
+    np.testing.assert_array_equal(off["weight"], 1.0)
+    np.testing.assert_array_equal(off["logit_shift"], 0.0)
+    on = _class_terms(SimpleNamespace(class_weighting=True, logit_adjustment=0.5), data)
+    # weights: total / (classes * count); "d" has no training file: weight 0
+    np.testing.assert_allclose(on["weight"], [10 / 24, 10 / 12, 10 / 4, 0.0], rtol=1e-6)
+    # shift: tau * log(count / total), "d" floored to one file
+    np.testing.assert_allclose(
+        on["logit_shift"], 0.5 * np.log(np.array([6, 3, 1, 1]) / 11), rtol=1e-6
+    )
+    assert np.isfinite(on["logit_shift"]).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_step():
+    model = CNNLSTM(num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8)
+    frontend = FrontendConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
+    state = create_train_state(model, optax.adam(1e-2), seed=0, n_mels=16, ema=True)
+    step = jax.jit(
+        functools.partial(
+            train_step,
+            frontend=frontend,
+            augment=AugmentConfig(),
+            offline=False,
+            seed=0,
+            label_smoothing=0.0,
+            ema_decay=0.9,
+        )
+    )
+    rng = np.random.default_rng(0)
+    batch = {
+        "audio": jnp.asarray(rng.normal(size=(4, 4000)) * 0.1, jnp.float32),
+        "length": jnp.array([4000, 4000, 3000, 2500], jnp.int32),
+        "label": jnp.array([0, 1, 2, 1], jnp.int32),
+        "weight": jnp.ones(4, jnp.float32),
+        "aug_id": jnp.arange(4, dtype=jnp.int32),
+        "augment": jnp.ones(4, bool),
+    }
+    return state, step, batch
+
+
+def test_ema_update_follows_the_warmed_up_decay(tiny_step):
+    """ema_{t+1} = d_t ema_t + (1 - d_t) params_{t+1}, d_t = min(0.9, (1 + t) / (10 + t))."""
+    state, step, batch = tiny_step
+    classes = class_terms(jnp.ones(3), jnp.zeros(3))
+    ema = jax.tree.map(np.asarray, state.ema_params)
+    np.testing.assert_array_equal(  # starts as a copy of the params
+        jax.tree.leaves(ema)[0], np.asarray(jax.tree.leaves(state.params)[0])
+    )
+    for t in range(3):
+        state, metrics = step(state, batch, classes)
+        assert bool(metrics["finite"])
+        d = min(0.9, (1 + t) / (10 + t))
+        ema = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * np.asarray(p), ema, state.params)
+        for got, want in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(ema), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # the average lags the params: after 3 steps they differ
+    assert (
+        max(
+            float(np.abs(np.asarray(p) - np.asarray(e)).max())
+            for p, e in zip(
+                jax.tree.leaves(state.params), jax.tree.leaves(state.ema_params), strict=True
+            )
+        )
+        > 1e-4
+    )
+
+
+def test_train_step_loss_uses_the_logit_shift(tiny_step):
+    """The same step with a logit shift reports the adjusted loss of the same logits: a shift
+    that is the same for every class changes nothing (softmax is shift invariant); with every
+    label 1, raising class 1's shift lowers the loss and lowering it raises the loss
+    (d CE / d shift_1 = softmax_1 - 1 < 0)."""
+    state, step, batch = tiny_step
+    batch = {**batch, "label": jnp.ones(4, jnp.int32)}
+    plain = step(state, batch, class_terms(jnp.ones(3), jnp.zeros(3)))[1]["loss"]
+    flat = step(state, batch, class_terms(jnp.ones(3), jnp.full(3, -1.3)))[1]["loss"]
+    np.testing.assert_allclose(flat, plain, rtol=1e-5)
+    favour = step(state, batch, class_terms(jnp.ones(3), jnp.array([0.0, 3.0, 0.0])))[1]["loss"]
+    disfavour = step(state, batch, class_terms(jnp.ones(3), jnp.array([0.0, -3.0, 0.0])))[1]["loss"]
+    assert float(favour) < float(plain) < float(disfavour)
+
+
+def test_negative_logit_adjustment_is_refused():
+    from ser_jax.config import get_config
+    from ser_jax.errors import ConfigError
+    from ser_jax.spec import resolve
+
+    c = get_config()
+    assert resolve(c).logit_adjustment == 0.0
+    c.train.logit_adjustment = 1.0
+    assert resolve(c).logit_adjustment == 1.0
+    c.train.logit_adjustment = -0.5
+    with pytest.raises(ConfigError, match=r"train.logit_adjustment=-0.5: must be >= 0"):
+        resolve(c)
