@@ -91,6 +91,7 @@ LEVERS = (
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
+    ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
 )
 
