@@ -88,6 +88,10 @@ LEVERS = (
     ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_win64", "+ 64 ms analysis window (n_fft 1024): pitch harmonics resolved"),
     ("abl_v0_pitch", "+ pitch track channels (voicing, log-F0, F0 contour)"),
+    (
+        "abl_v0_dsnorm",
+        "log-mel normalised by training-set mean/std, not per clip (keeps level and tilt)",
+    ),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
