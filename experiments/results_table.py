@@ -88,6 +88,7 @@ LEVERS = (
     ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_win64", "+ 64 ms analysis window (n_fft 1024): pitch harmonics resolved"),
     ("abl_v0_pitch", "+ pitch track channels (voicing, log-F0, F0 contour)"),
+    ("abl_v0_contour", "+ pitch track without the log-F0 level (voicing, F0 contour)"),
     (
         "abl_v0_dsnorm",
         "log-mel normalised by training-set mean/std, not per clip (keeps level and tilt)",

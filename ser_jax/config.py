@@ -71,6 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
     # + 3 channels from a pitch (F0) track on the same frames (ser_jax.pitch): voicing, log-F0,
     # and the F0 contour (log-F0 minus the clip's mean), searched over [pitch_fmin, pitch_fmax]
     c.frontend.pitch = False
+    c.frontend.pitch_level = True  # False: no log-F0 channel (the speaker's own pitch level)
     c.frontend.pitch_fmin = 60.0
     c.frontend.pitch_fmax = 500.0
 

@@ -60,7 +60,9 @@ def make_features(
             feats = apply_dataset_stats(feats, flen, *stats)
         feats = with_deltas(feats, flen, frontend) if frontend.deltas else feats
         if frontend.pitch:
-            feats = with_pitch(feats, pitch_track(audio, lengths, frontend, warp))
+            feats = with_pitch(
+                feats, pitch_track(audio, lengths, frontend, warp), frontend.pitch_level
+            )
         return feats
 
     if augment is None or not augment.enabled or keys is None:

@@ -71,6 +71,8 @@ class FrontendConfig:
     deltas: int = 0  # extra channels: 1 = + delta, 2 = + delta and delta-delta
     delta_width: int = 9  # frames of the Savitzky-Golay window (librosa.feature.delta's width)
     pitch: bool = False  # + 3 channels: voicing, log-F0, F0 contour (ser_jax.pitch)
+    # False: leave out the log-F0 channel (each speaker's own pitch level): voicing and contour
+    pitch_level: bool = True
     pitch_fmin: float = 60.0  # Hz, the lowest F0 searched
     pitch_fmax: float = 500.0  # Hz, the highest F0 searched
 
@@ -115,6 +117,8 @@ class FrontendConfig:
             raise bad("delta_width", "must be an odd integer >= 3")
         if not isinstance(self.pitch, bool):
             raise bad("pitch", "must be true or false")
+        if not isinstance(self.pitch_level, bool):
+            raise bad("pitch_level", "must be true or false")
         if self.pitch and not self.center:
             raise bad("pitch", "needs center=True (pitch frames share the log-mel's centres)")
         if not 0 < self.pitch_fmin < self.pitch_fmax <= nyquist:
@@ -134,8 +138,9 @@ class FrontendConfig:
 
     @property
     def channels(self) -> int:
-        """Input channels of the features: log-mel, its deltas, the pitch track's three."""
-        return 1 + self.deltas + (3 if self.pitch else 0)
+        """Input channels of the features: log-mel, its deltas, the pitch track's three (two
+        without the log-F0 level)."""
+        return 1 + self.deltas + ((3 if self.pitch_level else 2) if self.pitch else 0)
 
 
 _CONVERTERS = {
@@ -147,6 +152,7 @@ _CONVERTERS = {
     **dict.fromkeys(("fmax", "top_db"), optional_float),
     "center": as_bool,
     "pitch": as_bool,
+    "pitch_level": as_bool,
     "mel_norm": lambda v: None if v in (None, "none", "None", "") else str(v),
 }
 

@@ -39,7 +39,6 @@ from ser_jax.frontend import (
     frame_lengths,
 )
 
-PITCH_CHANNELS = 3
 REFERENCE_HZ = 150.0  # log2(F0 / 150 Hz): 0 for a typical voice, ±1 an octave away
 WINDOW_SECONDS = 0.04  # two periods of 50 Hz
 PEAK_FRACTION = 0.85  # the smallest lag this close to the highest peak is the candidate
@@ -121,10 +120,14 @@ def pitch_track(
     return out
 
 
-def with_pitch(feats: jax.Array, pitch: jax.Array) -> jax.Array:
+def with_pitch(feats: jax.Array, pitch: jax.Array, level: bool = True) -> jax.Array:
     """Log-mel ``(batch, frames, mel[, channels])`` and pitch ``(batch, frames, 3)`` →
     ``(batch, frames, mel, channels + 3)``: the pitch features repeated along the mel axis, so
-    every convolution sees the frame's pitch beside its spectrum."""
+    every convolution sees the frame's pitch beside its spectrum. ``level=False`` leaves out
+    the log-F0 channel (``channels + 2``: voicing and contour), which carries the speaker's
+    own pitch level."""
     x = feats if feats.ndim == 4 else feats[..., None]
-    p = jnp.broadcast_to(pitch[:, :, None, :], (*x.shape[:3], PITCH_CHANNELS))
+    if not level:
+        pitch = pitch[..., 0::2]  # voicing, contour
+    p = jnp.broadcast_to(pitch[:, :, None, :], (*x.shape[:3], pitch.shape[-1]))
     return jnp.concatenate([x, p.astype(x.dtype)], axis=-1)

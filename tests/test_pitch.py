@@ -115,6 +115,12 @@ def test_features_and_a_model_take_the_pitch_channels():
     init = functools.partial(model.init, jax.random.key(0))
     variables = init(feats, flen)
     assert variables["params"]["block0"]["Conv_0"]["kernel"].shape[2] == cfg.channels
+
+    # pitch_level=False: the same features without the log-F0 channel (voicing, contour)
+    rel = FrontendConfig(n_mels=16, deltas=1, pitch=True, pitch_level=False)
+    assert rel.channels == cfg.channels - 1 == 4
+    feats_rel, _ = make_features(audio, jnp.array([8000, 6000]), None, frontend=rel, augment=None)
+    np.testing.assert_array_equal(feats_rel, feats[..., [0, 1, 2, 4]])
     assert model.apply(variables, feats, flen).shape == (2, 3)
 
 
