@@ -114,6 +114,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False  # a bidirectional LSTM (forward and backward halves)
     c.model.pooling = "last"  # over LSTM steps: last (valid step) | mean | attention (masked)
     c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
+    # Speaker-adversarial training: a speaker head over the utterance embedding, behind a
+    # gradient reversal of scale speaker_reversal, trained on the training speakers (the
+    # corpus's speakers in sorted order index it, so it needs at least that many classes);
+    # prediction never uses it. 0 = off.
+    c.model.speaker_classes = 0
+    c.model.speaker_reversal = 1.0
 
     # --- evaluation --------------------------------------------------------------------------
     c.eval = ml_collections.ConfigDict()

@@ -132,6 +132,12 @@ class CNNLSTM(nn.Module):
     bidirectional one) over the valid steps, pooled over time (``pooling``: the last valid
     step, MATLAB's OutputMode "last"; the mean of the valid steps; or attention over them,
     masked), an optional hidden layer, and a Dense layer.
+
+    ``speaker_classes > 0`` adds a speaker head for speaker-adversarial training (Ganin &
+    Lempitsky 2015): a Dense layer over the same utterance embedding as the emotion head,
+    behind a gradient reversal of scale ``speaker_reversal``; its logits are sown as
+    ``intermediates/speaker_logits`` (the train step reads them), the output stays the
+    emotion logits, and prediction never uses the head.
     """
 
     num_classes: int
@@ -148,6 +154,8 @@ class CNNLSTM(nn.Module):
     pooling: str = "last"
     projection: int = 0  # a Dense layer (with the activation) before the LSTM; 0 = none
     head_hidden: int = 0  # a Dense layer (with the activation) before the output; 0 = none
+    speaker_classes: int = 0  # a speaker head over this many speakers; 0 = none
+    speaker_reversal: float = 1.0  # the gradient the embedding gets from it, times -1
 
     @nn.compact
     def __call__(
@@ -219,9 +227,20 @@ class CNNLSTM(nn.Module):
             pooled = attention_pool(outputs, valid, name="attention")
         if self.head_hidden:
             pooled = act(nn.Dense(self.head_hidden, name="head_hidden")(pooled))
+        if self.speaker_classes:
+            reversed_ = reverse_gradient(pooled, self.speaker_reversal)
+            speaker = nn.Dense(self.speaker_classes, name="speaker_head")(reversed_)
+            self.sow("intermediates", "speaker_logits", speaker)
         if self.dropout > 0:
             pooled = nn.Dropout(self.dropout)(pooled, deterministic=not train)
         return nn.Dense(self.num_classes, name="head")(pooled)
+
+
+def reverse_gradient(x: jax.Array, scale: float) -> jax.Array:
+    """``x`` itself forward; backward, the gradient times ``-scale`` (the gradient reversal
+    layer of Ganin & Lempitsky 2015). ``x - stop_gradient(x)`` is exactly 0 forward."""
+    frozen = jax.lax.stop_gradient(x)
+    return frozen - scale * (x - frozen)
 
 
 class AttentionPool(nn.Module):
@@ -293,4 +312,6 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         pooling=str(model_cfg.pooling),
         projection=int(model_cfg.projection),
         head_hidden=int(model_cfg.head_hidden),
+        speaker_classes=int(model_cfg.get("speaker_classes", 0)),
+        speaker_reversal=float(model_cfg.get("speaker_reversal", 1.0)),
     )

@@ -183,6 +183,22 @@ def classification_loss(
     return (per_example * example_weights).sum() / jnp.maximum(example_weights.sum(), 1e-9)
 
 
+def speaker_loss(
+    logits: jax.Array,
+    speakers: jax.Array,
+    weights: jax.Array,
+    mixup: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """Mean cross-entropy of the speaker head over the real rows (``weights > 0``); with
+    mixup the speaker targets mix as the emotion targets do."""
+    targets = jax.nn.one_hot(speakers, logits.shape[-1])
+    if mixup is not None:
+        perm, lam = mixup
+        targets = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[perm]
+    real = weights > 0
+    return classification_loss(logits, targets, real.astype(logits.dtype), real)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -222,6 +238,8 @@ def train_step(
         batch["label"], weights, classes["weight"], label_smoothing=label_smoothing, mixup=mixup
     )
 
+    adversary = "speaker" in batch  # the model has a speaker head (model.speaker_classes)
+
     def loss_fn(params):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats},
@@ -229,14 +247,19 @@ def train_step(
             frames,
             train=True,
             rngs={"dropout": jax.random.fold_in(step_key, 1)},
-            mutable=["batch_stats"],
+            mutable=["batch_stats", "intermediates"] if adversary else ["batch_stats"],
         )
         loss = classification_loss(
             logits, targets, example_weights, weights > 0, classes["logit_shift"]
         )
-        return loss, (logits, updates)
+        total = loss
+        if adversary:  # its gradient reaches the embedding reversed (models.reverse_gradient)
+            total = loss + speaker_loss(
+                updates["intermediates"]["speaker_logits"][0], batch["speaker"], weights, mixup
+            )
+        return total, (loss, logits, updates)
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
     if ema_decay > 0:
         t = state.step.astype(jnp.float32)

@@ -347,14 +347,27 @@ def _class_terms(spec: RunSpec, data: PreparedData) -> dict[str, np.ndarray]:
 
 
 def clip_speakers(clips: ClipSet) -> list[str]:
-    """The speaker of each clip (``frontend.normalize="speaker"`` and ``eval.speaker_bn``
-    need them)."""
+    """The speaker of each clip (``frontend.normalize="speaker"``, ``eval.speaker_bn`` and
+    ``model.speaker_classes`` need them)."""
     if len(clips.utts) != len(clips):
         raise ConfigError(
-            "frontend.normalize='speaker' and eval.speaker_bn need each clip's speaker, and "
-            "these clips have none"
+            "frontend.normalize='speaker', eval.speaker_bn and model.speaker_classes need each "
+            "clip's speaker, and these clips have none"
         )
     return [str(u.speaker) for u in clips.utts]
+
+
+def _speaker_ids(data: PreparedData, heads: int) -> np.ndarray:
+    """Each training clip's speaker as an index into the sorted speakers of the whole prepared
+    corpus (train, validation and test), the targets of the speaker head."""
+    parts = [c for c in (data.train, data.val, data.test) if len(c)]
+    speakers = sorted({s for c in parts for s in clip_speakers(c)})
+    if len(speakers) > heads:
+        raise ConfigError(
+            f"model.speaker_classes={heads} is fewer than the corpus's {len(speakers)} speakers "
+            f"({', '.join(speakers)}): set it to at least {len(speakers)}"
+        )
+    return np.array([speakers.index(s) for s in clip_speakers(data.train)], np.int32)
 
 
 def _speaker_stats(spec: RunSpec, data: PreparedData) -> dict[str, dict[str, np.ndarray]]:
@@ -374,7 +387,7 @@ def _speaker_stats(spec: RunSpec, data: PreparedData) -> dict[str, dict[str, np.
 def _member(config: Any, data: PreparedData | None) -> Member:
     spec = resolve(config)
     data = data if data is not None else prepare(config, progress=spec.progress)
-    speaker_stats, extra = {}, None
+    speaker_stats, extra = {}, {}
     if spec.frontend.normalize == "speaker":
         speaker_stats = _speaker_stats(spec, data)
         train_speakers = clip_speakers(data.train)
@@ -382,6 +395,9 @@ def _member(config: Any, data: PreparedData | None) -> Member:
             f"norm_{k}": np.stack([speaker_stats[s][k] for s in train_speakers])
             for k in ("mean", "std")
         }
+    heads = int(config.model.get("speaker_classes", 0))
+    if heads:
+        extra["speaker"] = _speaker_ids(data, heads)
     shortest = min(
         int(min(c.lengths.min(), spec.max_samples))
         for c in (data.train, data.val, data.test)
@@ -398,7 +414,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         max_samples=spec.max_samples,
         bucket_samples=spec.bucket_samples,
         copies=spec.copies,
-        extra=extra,
+        extra=extra or None,
     )
     return Member(
         config=config,

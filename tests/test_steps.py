@@ -202,3 +202,152 @@ def test_negative_logit_adjustment_is_refused():
     c.train.logit_adjustment = -0.5
     with pytest.raises(ConfigError, match=r"train.logit_adjustment=-0.5: must be >= 0"):
         resolve(c)
+
+
+def test_gradient_reversal_is_identity_forward_and_minus_scale_backward():
+    from ser_jax.models import reverse_gradient
+
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5)), jnp.float32)
+    c = jnp.arange(15.0).reshape(3, 5)
+    np.testing.assert_array_equal(reverse_gradient(x, 0.3), x)
+    g = jax.grad(lambda x: (reverse_gradient(x, 0.3) * c).sum())(x)
+    np.testing.assert_allclose(g, -0.3 * c, rtol=1e-6)
+
+
+def _speaker_model(reversal: float) -> CNNLSTM:
+    return CNNLSTM(
+        num_classes=3,
+        filters=(4, 4),
+        pools=((2, 2), (2, 2)),
+        lstm_hidden=8,
+        speaker_classes=5,
+        speaker_reversal=reversal,
+    )
+
+
+def test_speaker_head_leaves_prediction_alone_and_reverses_its_gradient():
+    """The emotion logits are those of the same model without the head; the speaker loss
+    reaches the encoder reversed and scaled (g(lam) = g(0) - lam (g(-1) - g(0))) and the
+    head itself unreversed."""
+    import flax
+
+    rng = np.random.default_rng(3)
+    feats = jnp.asarray(rng.normal(size=(4, 24, 16)), jnp.float32)
+    lengths = jnp.array([24, 20, 16, 9])
+    labels, speakers = jnp.array([0, 1, 2, 1]), jnp.array([4, 0, 2, 2])
+    variables = _speaker_model(0.5).init(jax.random.key(0), feats, lengths)
+    plain = CNNLSTM(num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8)
+    headless = {**variables, "params": {k: v for k, v in variables["params"].items()}}
+    del headless["params"]["speaker_head"]
+    np.testing.assert_array_equal(
+        _speaker_model(0.5).apply(variables, feats, lengths),
+        plain.apply(headless, feats, lengths),
+    )
+
+    def grads(reversal, with_speakers=True):
+        model = _speaker_model(reversal)
+
+        def total(params):
+            logits, sown = model.apply(
+                {**variables, "params": params}, feats, lengths, mutable=["intermediates"]
+            )
+            emo = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            spk_logits = sown["intermediates"]["speaker_logits"][0]
+            spk = optax.softmax_cross_entropy_with_integer_labels(spk_logits, speakers).mean()
+            return emo + spk if with_speakers else emo
+
+        return flax.traverse_util.flatten_dict(jax.grad(total)(variables["params"]))
+
+    # reversal 0: the encoder gets the emotion gradient only; -1: plain (emotion + speaker)
+    g0, gm1, g = grads(0.0), grads(-1.0), grads(0.5)
+    emotion_only = grads(0.5, with_speakers=False)
+    for path in g0:
+        if path[0] != "speaker_head":
+            np.testing.assert_allclose(g0[path], emotion_only[path], rtol=1e-5, atol=1e-7)
+    for path in g:
+        want = g0[path] - 0.5 * (gm1[path] - g0[path])
+        if path[0] == "speaker_head":  # the head learns speakers with the plain gradient
+            want = g0[path]
+        np.testing.assert_allclose(g[path], want, rtol=1e-4, atol=1e-6)
+    assert (
+        np.abs(gm1[("block0", "Conv_0", "kernel")] - g0[("block0", "Conv_0", "kernel")]).max()
+        > 1e-6
+    )
+
+
+def test_train_step_adds_the_speaker_loss_and_reports_the_emotion_loss():
+    model = _speaker_model(1.0)
+    frontend = FrontendConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
+    state = create_train_state(model, optax.sgd(0.1), seed=0, n_mels=16)
+    step = jax.jit(
+        functools.partial(
+            train_step,
+            frontend=frontend,
+            augment=AugmentConfig(),
+            offline=False,
+            seed=0,
+            label_smoothing=0.0,
+        )
+    )
+    rng = np.random.default_rng(0)
+    batch = {
+        "audio": jnp.asarray(rng.normal(size=(4, 4000)) * 0.1, jnp.float32),
+        "length": jnp.array([4000, 4000, 3000, 2500], jnp.int32),
+        "label": jnp.array([0, 1, 2, 1], jnp.int32),
+        "weight": jnp.ones(4, jnp.float32),
+        "aug_id": jnp.arange(4, dtype=jnp.int32),
+        "augment": jnp.ones(4, bool),
+    }
+    classes = class_terms(jnp.ones(3), jnp.zeros(3))
+    without, m0 = step(state, batch, classes)
+    with_, m1 = step(state, {**batch, "speaker": jnp.array([0, 1, 3, 4], jnp.int32)}, classes)
+    np.testing.assert_allclose(m1["loss"], m0["loss"], rtol=1e-6)  # the emotion loss
+    head0 = state.params["speaker_head"]["kernel"]
+    assert np.array_equal(without.params["speaker_head"]["kernel"], head0)  # no speakers: idle
+    assert not np.allclose(with_.params["speaker_head"]["kernel"], head0)
+    assert not np.allclose(
+        with_.params["block0"]["Conv_0"]["kernel"], without.params["block0"]["Conv_0"]["kernel"]
+    )
+
+
+def test_speaker_ids_index_the_corpus_speakers():
+    from types import SimpleNamespace
+
+    from ser_jax.data.pipeline import ClipSet
+    from ser_jax.errors import ConfigError
+    from ser_jax.train import _speaker_ids
+
+    def clips(*speakers):
+        return ClipSet(
+            [np.zeros(10, np.float32)] * len(speakers),
+            np.zeros(len(speakers), np.int32),
+            [SimpleNamespace(speaker=s) for s in speakers],
+        )
+
+    data = SimpleNamespace(train=clips("12", "03", "12", "15"), val=clips(), test=clips("08"))
+    np.testing.assert_array_equal(_speaker_ids(data, 4), [2, 0, 2, 3])  # 03 08 12 15
+    with pytest.raises(ConfigError, match=r"model.speaker_classes=3 is fewer than the corpus's 4"):
+        _speaker_ids(data, 3)
+
+
+def test_a_run_with_a_speaker_head_trains_restores_and_predicts(tmp_path):
+    from conftest import tiny_config
+
+    from ser_jax.errors import ConfigError
+    from ser_jax.restore import load_model
+    from ser_jax.train import train_and_evaluate
+
+    c = tiny_config(epochs=2)
+    c.model.speaker_classes = 3  # the demo corpus has 4 speakers
+    with pytest.raises(ConfigError, match="model.speaker_classes=3 is fewer"):
+        train_and_evaluate(c, tmp_path / "refused")
+    c.model.speaker_classes = 4
+    c.model.speaker_reversal = 0.3
+    results = train_and_evaluate(c, tmp_path / "run")
+    assert np.isfinite(results["test_loss"])
+    model = load_model(tmp_path / "run")
+    assert model.variables.params["speaker_head"]["kernel"].shape[-1] == 4
+    rng = np.random.default_rng(0)
+    probs = model.probabilities([rng.normal(size=16000).astype(np.float32) * 0.1])
+    assert probs.shape == (1, len(model.label_names))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
