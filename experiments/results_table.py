@@ -94,6 +94,7 @@ LEVERS = (
         "log-mel normalised by training-set mean/std, not per clip (keeps level and tilt)",
     ),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
+    ("abl_v0_spkadv", "+ speaker-adversarial head (gradient reversal 0.3)"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),
