@@ -174,10 +174,11 @@ def classification_loss(
     logit_shift: jax.Array | float = 0.0,
 ) -> jax.Array:
     """The weighted mean cross-entropy of ``logits + logit_shift`` over the ``real`` rows
-    (batch padding, ``real`` False, counts nothing, even when mixup lent it a weight). ``logit_shift = tau * log(training class prior)`` makes it
-    the logit-adjusted loss (Menon et al. 2021): the network's own logits, which prediction
-    uses, then carry no bonus for a class's frequency, the decision rule for balanced error
-    (UAR)."""
+    (batch padding, ``real`` False, counts nothing, even when mixup lent it a weight).
+
+    ``logit_shift = tau * log(training class prior)`` makes it the logit-adjusted loss (Menon
+    et al. 2021): the network's own logits, which prediction uses, then carry no bonus for a
+    class's frequency, the decision rule for balanced error (UAR)."""
     per_example = optax.softmax_cross_entropy(logits + logit_shift, targets)
     per_example = jnp.where(real, per_example, 0.0)
     return (per_example * example_weights).sum() / jnp.maximum(example_weights.sum(), 1e-9)
