@@ -72,6 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
     # and the F0 contour (log-F0 minus the clip's mean), searched over [pitch_fmin, pitch_fmax]
     c.frontend.pitch = False
     c.frontend.pitch_level = True  # False: no log-F0 channel (the speaker's own pitch level)
+    # normalize "dataset" or "speaker": + the clip-normalised log-mel as one more channel, so the
+    # network sees the clip's level and tilt and its own contrasts
+    c.frontend.clip_channel = False
     c.frontend.pitch_fmin = 60.0
     c.frontend.pitch_fmax = 500.0
 

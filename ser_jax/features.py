@@ -17,7 +17,13 @@ import numpy as np
 
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
 from ser_jax.data.pipeline import window_batches, windows
-from ser_jax.frontend import FrontendConfig, apply_dataset_stats, log_mel, with_deltas
+from ser_jax.frontend import (
+    FrontendConfig,
+    apply_dataset_stats,
+    log_mel,
+    normalize,
+    with_deltas,
+)
 from ser_jax.pitch import pitch_track, with_pitch
 
 
@@ -56,9 +62,13 @@ def make_features(
         raise ValueError(f"frontend.normalize={frontend.normalize!r} needs its statistics")
 
     def standardise(feats, flen, audio, lengths, warp=None):
+        clip = normalize(feats, flen, "utterance") if frontend.clip_channel else None
         if frontend.normalize in ("dataset", "speaker"):
             feats = apply_dataset_stats(feats, flen, *stats)
         feats = with_deltas(feats, flen, frontend) if frontend.deltas else feats
+        if clip is not None:  # beside the dataset (or speaker) view: the clip's own
+            feats = feats if feats.ndim == 4 else feats[..., None]
+            feats = jnp.concatenate([feats, clip[..., None]], axis=-1)
         if frontend.pitch:
             feats = with_pitch(
                 feats, pitch_track(audio, lengths, frontend, warp), frontend.pitch_level
@@ -96,7 +106,7 @@ def dataset_feature_stats(
 ) -> dict[str, np.ndarray]:
     """Mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over every valid frame of
     ``waves`` (windowed as in evaluation, see ``ser_jax.scoring``)."""
-    raw = dataclasses.replace(frontend, normalize="none")
+    raw = dataclasses.replace(frontend, normalize="none", clip_channel=False)
     total = np.zeros(frontend.n_mels)
     total_sq = np.zeros(frontend.n_mels)
     count = 0

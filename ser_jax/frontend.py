@@ -73,6 +73,8 @@ class FrontendConfig:
     pitch: bool = False  # + 3 channels: voicing, log-F0, F0 contour (ser_jax.pitch)
     # False: leave out the log-F0 channel (each speaker's own pitch level): voicing and contour
     pitch_level: bool = True
+    # With normalize "dataset" or "speaker": + the clip-normalised log-mel as one more channel
+    clip_channel: bool = False
     pitch_fmin: float = 60.0  # Hz, the lowest F0 searched
     pitch_fmax: float = 500.0  # Hz, the highest F0 searched
 
@@ -119,6 +121,14 @@ class FrontendConfig:
             raise bad("pitch", "must be true or false")
         if not isinstance(self.pitch_level, bool):
             raise bad("pitch_level", "must be true or false")
+        if not isinstance(self.clip_channel, bool):
+            raise bad("clip_channel", "must be true or false")
+        if self.clip_channel and self.normalize not in ("dataset", "speaker"):
+            raise bad(
+                "clip_channel",
+                f"needs normalize='dataset' or 'speaker' (normalize={self.normalize!r} leaves "
+                "nothing beside the clip-normalised log-mel)",
+            )
         if self.pitch and not self.center:
             raise bad("pitch", "needs center=True (pitch frames share the log-mel's centres)")
         if not 0 < self.pitch_fmin < self.pitch_fmax <= nyquist:
@@ -138,9 +148,10 @@ class FrontendConfig:
 
     @property
     def channels(self) -> int:
-        """Input channels of the features: log-mel, its deltas, the pitch track's three (two
-        without the log-F0 level)."""
-        return 1 + self.deltas + ((3 if self.pitch_level else 2) if self.pitch else 0)
+        """Input channels of the features: log-mel, its deltas, the clip-normalised log-mel,
+        the pitch track's three (two without the log-F0 level)."""
+        pitch = (3 if self.pitch_level else 2) if self.pitch else 0
+        return 1 + self.deltas + int(self.clip_channel) + pitch
 
 
 _CONVERTERS = {
@@ -153,6 +164,7 @@ _CONVERTERS = {
     "center": as_bool,
     "pitch": as_bool,
     "pitch_level": as_bool,
+    "clip_channel": as_bool,
     "mel_norm": lambda v: None if v in (None, "none", "None", "") else str(v),
 }
 

@@ -351,3 +351,53 @@ def test_a_run_with_a_speaker_head_trains_restores_and_predicts(tmp_path):
     probs = model.probabilities([rng.normal(size=16000).astype(np.float32) * 0.1])
     assert probs.shape == (1, len(model.label_names))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_clip_channel_sits_beside_the_dataset_normalised_log_mel():
+    """frontend.clip_channel: channel 0 is the log-mel by the given statistics, channel 1 the
+    same clip normalised by its own (what normalize="utterance" gives); padding stays 0."""
+    from ser_jax.errors import ConfigError
+    from ser_jax.features import make_features
+
+    base = dict(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
+    both = FrontendConfig(**base, normalize="dataset", clip_channel=True)
+    assert both.channels == 2
+    audio = jnp.asarray(np.random.default_rng(4).normal(size=(2, 4000)) * 0.1, jnp.float32)
+    lengths = jnp.array([4000, 2500])
+    stats = (jnp.full(16, -3.0), jnp.full(16, 2.0))
+    got, flen = make_features(audio, lengths, None, frontend=both, augment=None, stats=stats)
+    dataset, _ = make_features(
+        audio,
+        lengths,
+        None,
+        frontend=FrontendConfig(**base, normalize="dataset"),
+        augment=None,
+        stats=stats,
+    )
+    clip, _ = make_features(
+        audio, lengths, None, frontend=FrontendConfig(**base, normalize="utterance"), augment=None
+    )
+    assert got.shape == (*dataset.shape, 2)
+    np.testing.assert_allclose(got[..., 0], dataset, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[..., 1], clip, rtol=1e-6, atol=1e-6)
+    assert not np.asarray(got[1, int(flen[1]) :]).any()
+    with pytest.raises(ConfigError, match="frontend.clip_channel=True: needs normalize='dataset'"):
+        FrontendConfig(**base, clip_channel=True)
+
+
+def test_a_run_with_the_clip_channel_trains_restores_and_predicts(tmp_path):
+    from conftest import tiny_config
+
+    from ser_jax.restore import load_model
+    from ser_jax.train import train_and_evaluate
+
+    c = tiny_config(epochs=1)
+    c.frontend.normalize = "dataset"
+    c.frontend.clip_channel = True
+    results = train_and_evaluate(c, tmp_path / "run")
+    model = load_model(tmp_path / "run")
+    assert model.variables.params["block0"]["Conv_0"]["kernel"].shape[2] == 2
+    assert not np.allclose(model.variables.feature_stats["mean"], 0.0)  # training-set stats
+    assert np.isfinite(results["test_loss"])
+    probs = model.probabilities([np.random.default_rng(1).normal(size=12000).astype(np.float32)])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -116,7 +116,7 @@ def write_augmentation_figure(
     y = load_audio(Path(wav_path), sr)
     audio = jnp.asarray(y[None])
     lengths = jnp.asarray([len(y)], jnp.int32)
-    show = dataclasses.replace(frontend, normalize="none")
+    show = dataclasses.replace(frontend, normalize="none", clip_channel=False)
     mel = jax.jit(log_mel, static_argnums=2)
     key = jax.random.key(seed)
     frames = num_frames(len(y), frontend)
