@@ -93,6 +93,10 @@ LEVERS = (
         "abl_v0_dsnorm",
         "log-mel normalised by training-set mean/std, not per clip (keeps level and tilt)",
     ),
+    (
+        "abl_v0_twoview",
+        "both log-mel views as channels: by training-set mean/std and per clip",
+    ),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
     ("abl_v0_spkadv", "+ speaker-adversarial head (gradient reversal 0.3)"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
