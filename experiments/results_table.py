@@ -127,7 +127,7 @@ def fold_uars(run_root: Path) -> dict[str, list[float]]:
 
 
 def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
-    """A lever whose cv run was stopped before its last fold: the mean UAR of the folds it
+    """A lever whose cv run has not finished every fold (stopped, or still running): the mean UAR of the folds it
     finished, against the base's mean over the same folds; or "not run"."""
     done = fold_uars(run_root)
     if not done:
@@ -140,7 +140,7 @@ def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
     cmd = json.loads(infos[0].read_text()).get("command", "") if infos else ""
     return [
         what,
-        f"stopped after {len(done)} of the folds: fold mean",
+        f"only {len(done)} of the folds finished: fold mean",
         "",
         f"{np.mean(ours):.3f}",
         "",

@@ -320,7 +320,7 @@ def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_p
     levers = (("base", "the base"), ("lever", "a lever"), ("gone", "x"), ("stopped", "y"))
     lines = rt.lever_rows(tmp_path, levers).splitlines()
     base, lever, gone, stopped = lines[2], lines[3], lines[4], lines[5]
-    assert "stopped after 2 of the folds" in stopped and "| 0.500 |" in stopped
+    assert "only 2 of the folds finished" in stopped and "| 0.500 |" in stopped
     assert "-0.150 (same folds)" in stopped and "`ser-jax cv --workdir runs/stopped`" in stopped
     assert "LOSO 8 folds x 2 seeds" in base and "0.700 ± 0.010" in base
     assert "+0.035" in lever and "`ser-jax cv --workdir runs/lever`" in lever
