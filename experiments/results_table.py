@@ -127,8 +127,8 @@ def fold_uars(run_root: Path) -> dict[str, list[float]]:
 
 
 def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
-    """A lever whose cv run has not finished every fold (stopped, or still running): the mean UAR of the folds it
-    finished, against the base's mean over the same folds; or "not run"."""
+    """A lever whose cv run has not finished every fold (stopped, or still running): the mean
+    UAR of the folds it finished, against the base's mean over the same folds; or "not run"."""
     done = fold_uars(run_root)
     if not done:
         return [what, "not run at this commit", "", "", "", "", "", "", ""]
