@@ -120,11 +120,10 @@ def test_class_terms_from_training_labels():
     assert np.isfinite(on["logit_shift"]).all()
 
 
-@pytest.fixture(scope="module")
-def tiny_step():
-    model = CNNLSTM(num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8)
+def _tiny_step_and_batch(model, tx, ema_decay=0.0):
+    """``(state, jitted train_step, batch)`` of 4 short noise clips on a tiny front-end."""
     frontend = FrontendConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
-    state = create_train_state(model, optax.adam(1e-2), seed=0, n_mels=16, ema=True)
+    state = create_train_state(model, tx, seed=0, n_mels=16, ema=ema_decay > 0)
     step = jax.jit(
         functools.partial(
             train_step,
@@ -133,7 +132,7 @@ def tiny_step():
             offline=False,
             seed=0,
             label_smoothing=0.0,
-            ema_decay=0.9,
+            ema_decay=ema_decay,
         )
     )
     rng = np.random.default_rng(0)
@@ -146,6 +145,12 @@ def tiny_step():
         "augment": jnp.ones(4, bool),
     }
     return state, step, batch
+
+
+@pytest.fixture(scope="module")
+def tiny_step():
+    model = CNNLSTM(num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8)
+    return _tiny_step_and_batch(model, optax.adam(1e-2), ema_decay=0.9)
 
 
 def test_ema_update_follows_the_warmed_up_decay(tiny_step):
@@ -276,28 +281,7 @@ def test_speaker_head_leaves_prediction_alone_and_reverses_its_gradient():
 
 
 def test_train_step_adds_the_speaker_loss_and_reports_the_emotion_loss():
-    model = _speaker_model(1.0)
-    frontend = FrontendConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
-    state = create_train_state(model, optax.sgd(0.1), seed=0, n_mels=16)
-    step = jax.jit(
-        functools.partial(
-            train_step,
-            frontend=frontend,
-            augment=AugmentConfig(),
-            offline=False,
-            seed=0,
-            label_smoothing=0.0,
-        )
-    )
-    rng = np.random.default_rng(0)
-    batch = {
-        "audio": jnp.asarray(rng.normal(size=(4, 4000)) * 0.1, jnp.float32),
-        "length": jnp.array([4000, 4000, 3000, 2500], jnp.int32),
-        "label": jnp.array([0, 1, 2, 1], jnp.int32),
-        "weight": jnp.ones(4, jnp.float32),
-        "aug_id": jnp.arange(4, dtype=jnp.int32),
-        "augment": jnp.ones(4, bool),
-    }
+    state, step, batch = _tiny_step_and_batch(_speaker_model(1.0), optax.sgd(0.1))
     classes = class_terms(jnp.ones(3), jnp.zeros(3))
     without, m0 = step(state, batch, classes)
     with_, m1 = step(state, {**batch, "speaker": jnp.array([0, 1, 3, 4], jnp.int32)}, classes)
