@@ -414,7 +414,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         max_samples=spec.max_samples,
         bucket_samples=spec.bucket_samples,
         copies=spec.copies,
-        extra=extra or None,
+        extra=extra,
     )
     return Member(
         config=config,
@@ -490,7 +490,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
     )
     if stacked:
         msh = parallel.member_sharding(mesh)
-        weights = jax.device_put(
+        classes = jax.device_put(
             jax.tree.map(lambda *xs: np.stack(xs), *[m.class_terms for m in members]), msh
         )
         seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
@@ -508,11 +508,11 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         )
 
         def step_fn(state, batch, lr, active):
-            return compiled(state, batch, weights, seeds, lr, active)
+            return compiled(state, batch, classes, seeds, lr, active)
 
         take = jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree), out_shardings=repl)
     else:
-        weights = jax.device_put(members[0].class_terms, repl)
+        classes = jax.device_put(members[0].class_terms, repl)
         compiled = jax.jit(
             functools.partial(train_step, seed=spec.seed, **statics),
             in_shardings=(state_sh, parallel.batch_sharding(mesh), repl),
@@ -521,7 +521,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         )
 
         def step_fn(state, batch):
-            return compiled(state, batch, weights)
+            return compiled(state, batch, classes)
 
         take = None
     predict = jax.jit(
