@@ -87,6 +87,7 @@ LEVERS = (
     ("abl_trim_v0_vtlp", "+ trimmed + pitch shift (VTLP) and speed perturbation, p=0.5 each"),
     ("abl_v0_deltas", "+ delta and delta-delta channels"),
     ("abl_v0_win64", "+ 64 ms analysis window (n_fft 1024): pitch harmonics resolved"),
+    ("abl_v0_win16", "16 ms analysis window (win_length 256): pitch harmonics smeared"),
     ("abl_v0_pitch", "+ pitch track channels (voicing, log-F0, F0 contour)"),
     ("abl_v0_contour", "+ pitch track without the log-F0 level (voicing, F0 contour)"),
     (
