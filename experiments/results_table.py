@@ -72,6 +72,12 @@ MAIN = (
         "best config, leave-one-speaker-out",
         LOSO_CMD.format(cfg="best", extra="", dir="abl_v0_last"),
     ),
+    (
+        "ens_levers",
+        "ensemble of the lever table's finished LOSO runs (averaged probabilities; beside the "
+        "single models, never instead)",
+        "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm ...",
+    ),
 )
 
 # The LOSO ablation: each lever switched on against one base, the best config with no
@@ -210,7 +216,7 @@ def provenance(run_root: Path) -> str:
 
 def recorded_command(run_root: Path, template: str) -> str:
     """The command that wrote the run's summary (recorded in it), else the documented one."""
-    for name in ("summary.json", "cv_summary.json"):
+    for name in ("summary.json", "cv_summary.json", "ensemble_summary.json"):
         path = run_root / name
         if path.exists():
             return json.loads(path.read_text()).get("command") or template
@@ -220,6 +226,14 @@ def recorded_command(run_root: Path, template: str) -> str:
 def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     """``(runs, [accuracy, UAR, macro-F1])`` of a run directory, or None if not run."""
     summary, cv = run_root / "summary.json", run_root / "cv_summary.json"
+    ensemble = run_root / "ensemble_summary.json"
+    if ensemble.exists():
+        s = json.loads(ensemble.read_text())
+        runs = (
+            f"{len(s['members'])} runs, {s['models_per_file']} models a file "
+            f"(runs' mean UAR {s['member_mean_uar']:.3f}), pooled"
+        )
+        return runs, [f"{s['pooled'][m]:.3f}" for m in ("accuracy", "uar", "macro_f1")]
     if summary.exists():
         s = json.loads(summary.read_text())
         runs = f"{len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))}), each its own split"
@@ -238,6 +252,14 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
 def cv_extras(run_root: Path) -> list[list[str]]:
     """The beside-rows of a cv run: mean ± std over folds, test-time augmentation, the seeds'
     ensemble (each reported next to the single model, never instead of it)."""
+    ensemble = run_root / "ensemble_summary.json"
+    if ensemble.exists():
+        s = json.loads(ensemble.read_text())
+        if "pooled_speaker_bn" not in s:
+            return []
+        a = s["pooled_speaker_bn"]
+        row = ["↳ with speaker-adaptive BatchNorm (own protocol)", "pooled"]
+        return [row + [f"{a[m]:.3f}" for m in ("accuracy", "uar", "macro_f1")]]
     path = run_root / "cv_summary.json"
     if not path.exists():
         return []

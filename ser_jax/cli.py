@@ -184,6 +184,14 @@ def _demo_corpus(rest: list[str]) -> None:
     print(f"wrote the demo corpus to {out}")
 
 
+def _ensemble(rest: list[str]) -> None:
+    from ser_jax.experiment import ensemble_runs
+
+    if not rest:
+        raise UsageError("ensemble needs one or more cv run directories after the flags")
+    ensemble_runs(rest, _need("out", "ensemble", "the folder to write the ensemble's summary to"))
+
+
 def _table(rest: list[str]) -> None:
     from ser_jax.experiment import table_command
 
@@ -272,6 +280,13 @@ VERBS: dict[str, Verb] = {
             ("config", "out"),
             "ser-jax demo-corpus --out demo_corpus",
             _demo_corpus,
+        ),
+        Verb(
+            "ensemble",
+            "average the test probabilities of every model of several cv runs (same speakers)",
+            ("out",),
+            "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm",
+            _ensemble,
         ),
         Verb(
             "table",

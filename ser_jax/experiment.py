@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from ser_jax.data.prepare import PreparedData, load_all, prepare
+from ser_jax.errors import ConfigError
 from ser_jax.evaluate import classification_metrics, format_table
 from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
@@ -324,3 +325,153 @@ def table_command(root: str | Path) -> None:
         print(f"no results.json under {root}")
         return
     print(write_tables(rows, root / "results.csv", root / "results.md"))
+
+
+ENSEMBLE_KINDS = (("test", "pooled"), ("test_speaker_bn", "pooled_speaker_bn"))
+
+
+def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    """The ``cv_summary.json`` of a finished ``ser-jax cv`` directory and its fold runs
+    (``fold<k>-<speaker>/seed<s>``) as the summary lists them; refuses a folder that is not a
+    finished cv directory, or a listed run without its test predictions."""
+    summary_path = Path(cv_dir) / "cv_summary.json"
+    if not summary_path.exists():
+        raise ConfigError(
+            f"{cv_dir}: not a finished cv run directory (no cv_summary.json; "
+            "`ser-jax cv` writes it when every fold has finished)"
+        )
+    summary = json.loads(summary_path.read_text())
+    runs = [
+        Path(cv_dir) / f"fold{r['fold']}-{r['speaker']}" / f"seed{r['seed']}"
+        for r in summary["per_fold"]
+    ]
+    for run in runs:
+        if not (run / "test_predictions.jsonl").exists():
+            raise ConfigError(
+                f"{run}: listed in {summary_path}, but its test_predictions.jsonl is missing"
+            )
+    return summary, runs
+
+
+def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[str, Any]:
+    """``ser-jax ensemble``: average, per test file, the class probabilities of every model of
+    several finished cv runs over the same speakers (each fold run of each directory is one
+    model, all weighted alike), and score the averages pooled over all files.
+
+    A fixed rule chosen before looking at the test data (the mean of every model), so nothing is
+    selected on test; it is reported beside the single models, never instead of them. Also
+    averaged, when every model has them: the speaker-adaptive BatchNorm probabilities (their own
+    protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` and
+    ``run_info.json`` (commit, processor, command) to ``workdir``."""
+    from ser_jax.rundir import git_state, processor_name
+
+    if len(cv_dirs) < 1:
+        raise ConfigError("ensemble needs one or more cv run directories")
+    workdir = Path(workdir)
+    members, files, label_names = [], None, None
+    probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in ENSEMBLE_KINDS}
+    truth: dict[str, int] = {}
+    for cv_dir in map(Path, cv_dirs):
+        summary, runs = cv_models(cv_dir)
+        labels = list(summary["labels"])
+        if label_names is None:
+            label_names = labels
+        elif labels != label_names:
+            raise ConfigError(f"{cv_dir}: its classes {labels} differ from {label_names}")
+        seen: set[str] = set()
+        for run in runs:
+            for kind, _ in ENSEMBLE_KINDS:
+                path = run / f"{kind}_predictions.jsonl"
+                if not path.exists():
+                    continue
+                for utt, row in read_predictions(run, kind).items():
+                    probs[kind].setdefault(utt, []).append(
+                        np.array([row["probs"][n] for n in label_names], dtype=np.float64)
+                    )
+                    truth[utt] = label_names.index(row["label"])
+                    if kind == "test":
+                        seen.add(utt)
+        if files is None:
+            files = seen
+        elif seen != files:
+            raise ConfigError(
+                f"{cv_dir}: its test files differ from {cv_dirs[0]}'s ({len(seen)} against "
+                f"{len(files)}; {len(seen ^ files)} not in both): an ensemble needs the same "
+                "speakers and files"
+            )
+        members.append(
+            {
+                "run": str(cv_dir),
+                "models": len(runs),
+                "command": summary.get("command", ""),
+                **{
+                    key: summary[key]["test_uar"]["mean"]
+                    for _, key in ENSEMBLE_KINDS
+                    if key in summary
+                },
+            }
+        )
+    models = sum(m["models"] for m in members)
+    ids = sorted(files)
+    per_file = sorted({len(probs["test"][u]) for u in ids})
+    out: dict[str, Any] = {
+        "command": command_line(),
+        "members": members,
+        "models": models,
+        "models_per_file": per_file[0] if len(per_file) == 1 else per_file,
+        "files": len(ids),
+        "labels": label_names,
+        "member_mean_uar": float(np.mean([m["pooled"] for m in members])),
+    }
+    y = [truth[u] for u in ids]
+    for kind, key in ENSEMBLE_KINDS:
+        got = probs[kind]
+        if any(len(got.get(u, [])) != len(probs["test"][u]) for u in ids):
+            continue  # not every model scored this kind: leave it out rather than mix
+        mean = np.array([np.mean(got[u], axis=0) for u in ids])
+        m = classification_metrics(y, mean.argmax(-1), label_names)
+        out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
+        out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
+    commit, dirty = git_state()
+    info = {
+        "command": out["command"],
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "processor": processor_name(),
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "ensemble_summary.json").write_text(json.dumps(out, indent=2) + "\n")
+    (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    plot_confusion(
+        np.asarray(out["pooled"]["confusion"]),
+        label_names,
+        workdir / "ensemble_confusion.png",
+        title=(
+            f"ensemble of {len(members)} cv runs, {out['models_per_file']} models a file: "
+            f"UAR {out['pooled']['uar']:.3f}"
+        ),
+    )
+    rows = [[m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")] for m in members]
+    lines = [
+        f"# Ensemble of {len(members)} cv runs: {out['models_per_file']} models score each of "
+        f"the {len(ids)} test files ({models} fold runs in all)",
+        "",
+        markdown(["cv run", "models", "pooled UAR", "pooled UAR, speaker-adaptive BN"], rows),
+        "",
+        f"Mean of the runs' pooled UAR: {out['member_mean_uar']:.4f}",
+        "",
+        markdown(
+            ["averaged probabilities", "accuracy", "UAR", "macro-F1"],
+            [
+                [name, out[key]["accuracy"], out[key]["uar"], out[key]["macro_f1"]]
+                for key, name in (
+                    ("pooled", "pooled"),
+                    ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
+                )
+                if key in out
+            ],
+        ),
+    ]
+    (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out

@@ -93,6 +93,8 @@ def test_bad_data_root_and_missing_run_are_one_line(tmp_path):
     assert "data.root=" in line and "does not exist" in line
     line = one_line_error(ser_jax("evaluate", f"--run={tmp_path / 'norun'}"))
     assert "is not a run directory" in line
+    line = one_line_error(ser_jax("ensemble", f"--out={tmp_path / 'ens'}", str(tmp_path)))
+    assert str(tmp_path) in line and "not a finished cv run directory" in line
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -101,7 +103,9 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
 
 
-@pytest.mark.parametrize("args", [("predict", "--run=x"), ("tfds-build",)])
+@pytest.mark.parametrize(
+    "args", [("predict", "--run=x"), ("tfds-build",), ("ensemble", "--out=x"), ("ensemble", "a")]
+)
 def test_missing_argument_is_a_usage_error(args):
     line = one_line_error(ser_jax(*args))
     assert "needs" in line

@@ -60,6 +60,16 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
     md = (tmp_path / "cv_summary.md").read_text()
     for fold, speaker in enumerate(["01", "02", "03"]):
         assert f"| {fold} | {speaker} | 0 |" in md
+    # a run ensembled with itself scores what it scored alone (the real files of a cv run)
+    from ser_jax.experiment import ensemble_runs
+
+    ens = ensemble_runs([tmp_path, tmp_path], tmp_path / "ens")
+    assert ens["models_per_file"] == 2 and ens["files"] == 3 * 7 * 3
+    assert ens["pooled"]["confusion"] == summary["pooled_confusion"]
+    assert ens["pooled"]["uar"] == pytest.approx(summary["pooled"]["test_uar"]["mean"])
+    assert ens["pooled_speaker_bn"]["uar"] == pytest.approx(
+        summary["pooled_speaker_bn"]["test_uar"]["mean"]
+    )
 
 
 def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_epoch(tmp_path):
@@ -118,6 +128,75 @@ def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
     assert ens["accuracy"] == 1.0 and ens["count"] == 3 and ens["runs"] == 2
     (dirs[1] / "test_predictions.jsonl").write_text("")
     assert seed_ensemble(dirs) is None
+
+
+def _fake_cv(root: Path, folds: dict[str, list[tuple[str, str, float]]], seeds=(0,), bn=True):
+    """A cv directory as `ser-jax cv` writes it (summary + each fold run's predictions) with
+    the given P(anger) per file (fold speaker -> [(utt, label, p)]); P(boredom) = 1 - p."""
+    per_fold = []
+    for k, (speaker, rows) in enumerate(folds.items()):
+        for seed in seeds:
+            run = root / f"fold{k}-{speaker}" / f"seed{seed}"
+            run.mkdir(parents=True)
+            kinds = ("test", "test_speaker_bn") if bn else ("test",)
+            for kind in kinds:
+                with open(run / f"{kind}_predictions.jsonl", "w") as f:
+                    for utt, label, p in rows:
+                        p = p if kind == "test" else 1 - p  # BN probabilities: the other way
+                        row = {"utt_id": utt, "label": label}
+                        f.write(json.dumps(row | {"probs": {"anger": p, "boredom": 1 - p}}) + "\n")
+            per_fold.append({"fold": k, "speaker": speaker, "seed": seed})
+    summary = {
+        "command": f"ser-jax cv --workdir {root}",
+        "per_fold": per_fold,
+        "labels": ["anger", "boredom"],
+        "pooled": {"test_uar": {"mean": 0.5}},
+    }
+    if bn:
+        summary["pooled_speaker_bn"] = {"test_uar": {"mean": 0.25}}
+    (root / "cv_summary.json").write_text(json.dumps(summary))
+
+
+def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_path):
+    from ser_jax.errors import ConfigError
+    from ser_jax.experiment import ensemble_runs
+
+    # run a: 2 seeds of one fold (speaker 01); run b: 1 seed, no speaker-BN predictions
+    _fake_cv(tmp_path / "a", {"01": [("x", "anger", 0.9), ("y", "boredom", 0.6)]}, seeds=(0, 1))
+    _fake_cv(tmp_path / "b", {"01": [("x", "anger", 0.2), ("y", "boredom", 0.1)]}, bn=False)
+    ens = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens_levers")
+    # x: (0.9 + 0.9 + 0.2) / 3 = 0.67 -> anger (right); y: (0.6 + 0.6 + 0.1) / 3 = 0.43 ->
+    # boredom (right), though run a alone reads y as anger
+    assert ens["models_per_file"] == 3 and ens["models"] == 3 and ens["files"] == 2
+    assert ens["pooled"]["confusion"] == [[1, 0], [0, 1]]
+    assert "pooled_speaker_bn" not in ens  # run b has none: not mixed from run a's alone
+    assert ens["member_mean_uar"] == pytest.approx(0.5)
+    assert [m["models"] for m in ens["members"]] == [2, 1]
+    written = json.loads((tmp_path / "ens_levers" / "ensemble_summary.json").read_text())
+    assert written["pooled"]["uar"] == 1.0
+    assert (tmp_path / "ens_levers" / "ensemble_confusion.png").stat().st_size > 0
+    info = json.loads((tmp_path / "ens_levers" / "run_info.json").read_text())
+    assert {"git_commit", "processor", "command"} <= set(info)
+    # the README's results table reads it as its own row, beside the single models
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    row = next(x for x in rt.main_rows(tmp_path).splitlines() if x.startswith("| ensemble"))
+    assert "2 runs, 3 models a file (runs' mean UAR 0.500), pooled | 1.000 | 1.000 |" in row
+    # run a alone: its speaker-BN probabilities (flipped) are scored too
+    alone = ensemble_runs([tmp_path / "a"], tmp_path / "out_a")
+    assert alone["pooled"]["confusion"] == [[1, 0], [1, 0]]
+    assert alone["pooled_speaker_bn"]["confusion"] == [[0, 1], [0, 1]]
+    # other test files, an unfinished cv directory: refused, naming the directory
+    _fake_cv(tmp_path / "c", {"02": [("z", "anger", 0.9)]})
+    with pytest.raises(ConfigError, match="c: its test files differ"):
+        ensemble_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "out_c")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ConfigError, match="d: not a finished cv run directory"):
+        ensemble_runs([tmp_path / "a", tmp_path / "d"], tmp_path / "out_d")
+    (tmp_path / "a" / "fold0-01" / "seed1" / "test_predictions.jsonl").unlink()
+    with pytest.raises(ConfigError, match="seed1: listed in .* test_predictions.jsonl is missing"):
+        ensemble_runs([tmp_path / "a"], tmp_path / "out_e")
 
 
 def _sweep_file(tmp_path: Path, body: str) -> Path:
