@@ -284,20 +284,35 @@ def pool_by_seed(
     return {s: classification_metrics(t, p, label_names) for s, (t, p) in by_seed.items()}
 
 
+def file_probabilities(
+    run_dirs: Sequence[Path], label_names: Sequence[str], name: str = "test"
+) -> tuple[dict[str, list[np.ndarray]], dict[str, int]]:
+    """Per test file, the class probabilities (in ``label_names`` order) of every run that
+    scored it (``<name>_predictions.jsonl``), and its true class."""
+    probs: dict[str, list[np.ndarray]] = {}
+    truth: dict[str, int] = {}
+    for run_dir in run_dirs:
+        for utt, row in read_predictions(run_dir, name).items():
+            probs.setdefault(utt, []).append(np.array([row["probs"][n] for n in label_names]))
+            truth[utt] = label_names.index(row["label"])
+    return probs, truth
+
+
+def score_mean(
+    probs: dict[str, list[np.ndarray]], truth: dict[str, int], label_names: Sequence[str]
+) -> dict[str, Any]:
+    """Metrics of each file's mean class probabilities, over all files at once."""
+    ids = sorted(probs)
+    mean = np.array([np.mean(probs[u], axis=0) for u in ids])
+    return classification_metrics([truth[u] for u in ids], mean.argmax(-1), label_names)
+
+
 def ensemble_over_seeds(
     keys: Sequence[tuple[int, str, int]], dirs: Sequence[Path], label_names: Sequence[str]
 ) -> dict[str, Any]:
     """Pooled metrics of the seeds' class probabilities averaged per test file (each fold's
     seeds share its split)."""
-    probs: dict[str, list[np.ndarray]] = {}
-    truth: dict[str, int] = {}
-    for _, run_dir in zip(keys, dirs, strict=True):
-        for utt, row in read_predictions(run_dir).items():
-            probs.setdefault(utt, []).append(np.array([row["probs"][n] for n in label_names]))
-            truth[utt] = label_names.index(row["label"])
-    ids = sorted(probs)
-    mean = np.array([np.mean(probs[u], axis=0) for u in ids])
-    return classification_metrics([truth[u] for u in ids], mean.argmax(-1), label_names)
+    return score_mean(*file_probabilities(dirs, label_names), label_names)
 
 
 def collect_runs(root: str | Path) -> list[dict[str, Any]]:
@@ -368,50 +383,49 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")
     workdir = Path(workdir)
-    members, files, label_names = [], None, None
-    probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in ENSEMBLE_KINDS}
-    truth: dict[str, int] = {}
-    for cv_dir in map(Path, cv_dirs):
-        summary, runs = cv_models(cv_dir)
-        labels = list(summary["labels"])
-        if label_names is None:
-            label_names = labels
-        elif labels != label_names:
-            raise ConfigError(f"{cv_dir}: its classes {labels} differ from {label_names}")
-        seen: set[str] = set()
-        for run in runs:
-            for kind, _ in ENSEMBLE_KINDS:
-                path = run / f"{kind}_predictions.jsonl"
-                if not path.exists():
-                    continue
-                for utt, row in read_predictions(run, kind).items():
-                    probs[kind].setdefault(utt, []).append(
-                        np.array([row["probs"][n] for n in label_names], dtype=np.float64)
-                    )
-                    truth[utt] = label_names.index(row["label"])
-                    if kind == "test":
-                        seen.add(utt)
-        if files is None:
-            files = seen
-        elif seen != files:
+    found = [(Path(d), *cv_models(Path(d))) for d in cv_dirs]
+    label_names = list(found[0][1]["labels"])
+    for cv_dir, summary, _ in found[1:]:
+        if list(summary["labels"]) != label_names:
             raise ConfigError(
-                f"{cv_dir}: its test files differ from {cv_dirs[0]}'s ({len(seen)} against "
-                f"{len(files)}; {len(seen ^ files)} not in both): an ensemble needs the same "
-                "speakers and files"
+                f"{cv_dir}: its classes {summary['labels']} differ from {label_names}"
             )
-        members.append(
-            {
-                "run": str(cv_dir),
-                "models": len(runs),
-                "command": summary.get("command", ""),
-                **{
-                    key: summary[key]["test_uar"]["mean"]
-                    for _, key in ENSEMBLE_KINDS
-                    if key in summary
-                },
-            }
-        )
-    models = sum(m["models"] for m in members)
+    all_runs = [run for _, _, runs in found for run in runs]
+    kinds = [  # a kind every model scored: never a mix of some models' probabilities
+        (kind, key)
+        for kind, key in ENSEMBLE_KINDS
+        if all((run / f"{kind}_predictions.jsonl").exists() for run in all_runs)
+    ]
+    probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in kinds}
+    truth: dict[str, int] = {}
+    files: set[str] | None = None
+    for cv_dir, _, runs in found:
+        for kind, _ in kinds:
+            got, labels = file_probabilities(runs, label_names, kind)
+            truth |= labels
+            for utt, ps in got.items():
+                probs[kind].setdefault(utt, []).extend(ps)
+            if kind != "test":
+                continue
+            if files is not None and set(got) != files:
+                raise ConfigError(
+                    f"{cv_dir}: its test files differ from {cv_dirs[0]}'s ({len(got)} against "
+                    f"{len(files)}; {len(set(got) ^ files)} not in both): an ensemble needs the "
+                    "same speakers and files"
+                )
+            files = set(got)
+    members = [
+        {
+            "run": str(cv_dir),
+            "models": len(runs),
+            "command": summary.get("command", ""),
+            **{
+                key: summary[key]["test_uar"]["mean"] for _, key in ENSEMBLE_KINDS if key in summary
+            },
+        }
+        for cv_dir, summary, runs in found
+    ]
+    models = len(all_runs)
     ids = sorted(files)
     per_file = sorted({len(probs["test"][u]) for u in ids})
     out: dict[str, Any] = {
@@ -423,13 +437,8 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
         "labels": label_names,
         "member_mean_uar": float(np.mean([m["pooled"] for m in members])),
     }
-    y = [truth[u] for u in ids]
-    for kind, key in ENSEMBLE_KINDS:
-        got = probs[kind]
-        if any(len(got.get(u, [])) != len(probs["test"][u]) for u in ids):
-            continue  # not every model scored this kind: leave it out rather than mix
-        mean = np.array([np.mean(got[u], axis=0) for u in ids])
-        m = classification_metrics(y, mean.argmax(-1), label_names)
+    for kind, key in kinds:
+        m = score_mean(probs[kind], truth, label_names)
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
     commit, dirty = git_state()
