@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import sys
@@ -48,7 +49,14 @@ from ser_jax.frontend import num_frames
 from ser_jax.models import check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
 from ser_jax.restore import MODEL_FILE, write_model_file
-from ser_jax.rundir import MetricWriter, RunDir, run_info
+from ser_jax.rundir import (
+    MetricWriter,
+    RunDir,
+    command_line,
+    git_state,
+    processor_name,
+    run_info,
+)
 from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import (
@@ -867,19 +875,7 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         ),
         "epoch_seconds_median": _timing_median(history, "epoch_seconds"),
         "samples_per_second_median": _timing_median(history, "samples_per_second"),
-        "tta": (
-            {
-                "shifts_seconds": [k / spec.sample_rate for k in spec.tta_shifts],
-                **{f"test_{m}": tta[m] for m in ("accuracy", "uar", "macro_f1", "loss")},
-            }
-            if tta
-            else None
-        ),
-        "speaker_bn": (
-            {f"test_{m}": adapted[m] for m in ("accuracy", "uar", "macro_f1", "loss")}
-            if adapted
-            else None
-        ),
+        **_beside_results(spec, tta, adapted),
         "members": len(trainer.members) if trainer.stacked else 1,
         "devices": parallel.device_summary(),
     }
@@ -888,18 +884,128 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
 
         probs = test.pop("probs")
         write_report(run.path, "test", test, prediction_rows(data.test, probs, data.label_names))
-        if tta:
-            rows = prediction_rows(data.test, tta.pop("probs"), data.label_names)
-            write_report(run.path, "test_tta", tta, rows)
-        if adapted:
-            rows = prediction_rows(data.test, adapted.pop("probs"), data.label_names)
-            write_report(run.path, "test_speaker_bn", adapted, rows)
+        _write_beside(run, data, tta, adapted)
         if history:
             plot_curves(history, run / "curves.png", title=f"{spec.name} seed {spec.seed}")
         write_model_file(run / MODEL_FILE, variables, step=selected_step)
         run.write_results(results)
         print(format_table(test))
     return results
+
+
+def _beside_results(
+    spec: RunSpec, tta: dict[str, Any] | None, adapted: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``results.json``'s blocks of the evaluations reported beside the plain test (None when
+    off): test-time augmentation and speaker-adaptive BatchNorm."""
+    keys = ("accuracy", "uar", "macro_f1", "loss")
+    return {
+        "tta": (
+            {
+                "shifts_seconds": [k / spec.sample_rate for k in spec.tta_shifts],
+                **{f"test_{m}": tta[m] for m in keys},
+            }
+            if tta
+            else None
+        ),
+        "speaker_bn": {f"test_{m}": adapted[m] for m in keys} if adapted else None,
+    }
+
+
+def _write_beside(
+    run: RunDir, data: PreparedData, tta: dict[str, Any] | None, adapted: dict[str, Any] | None
+) -> None:
+    """The reports of the evaluations beside the plain test (``test_tta_*``,
+    ``test_speaker_bn_*``); pops their probabilities."""
+    for name, metrics in (("test_tta", tta), ("test_speaker_bn", adapted)):
+        if metrics:
+            rows = prediction_rows(data.test, metrics.pop("probs"), data.label_names)
+            write_report(run.path, name, metrics, rows)
+
+
+# How far a saved model's probabilities may drift from its run's recorded ones (rounded to 5
+# digits in test_predictions.jsonl) and still count as the same model on the same files.
+REPRODUCE_TOLERANCE = 2e-3
+
+
+def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[str, Any]:
+    """A finished run's results, with the evaluations beside the plain test that ``config``
+    asks for and the run lacks (``eval.tta_shifts``, or other shifts than it has;
+    ``eval.speaker_bn``) scored now from its saved model, without training it again: so adding
+    ``--config.eval.tta_shifts=...`` or ``--config.eval.speaker_bn=True`` to the command of a
+    finished ``train`` or ``cv`` job scores them for every run of the job. The model comes
+    from the run's own ``config.json`` (only its ``eval`` fields from ``config``), the files
+    from ``data`` (``config``'s split when None). The plain test is never scored again as a
+    result: it is recomputed once as a check, and a saved model that no longer reproduces the
+    run's recorded test probabilities (other files, or code that changed the numerics since)
+    is refused, naming the run, rather than scored beside numbers it did not make."""
+    results = run.results()
+    shifts = [float(x) for x in config.eval.tta_shifts]
+    have_tta = (results.get("tta") or {}).get("shifts_seconds")
+    need_tta = bool(shifts) and (
+        have_tta is None
+        or len(have_tta) != len(shifts)
+        or not np.allclose(have_tta, shifts, atol=1e-4)
+    )
+    need_bn = bool(config.eval.speaker_bn) and not results.get("speaker_bn")
+    if not (need_tta or need_bn) or results.get("test_accuracy") is None:
+        return results
+    own = run.config()
+    with own.unlocked():
+        own.eval.tta_shifts = tuple(shifts) if need_tta else ()
+        own.eval.speaker_bn = need_bn
+    data = data if data is not None else prepare(own, progress=False)
+    recorded = _recorded_probabilities(run, data)
+    from ser_jax.restore import read_model_file
+
+    trainer = build_trainer([own], [data], stacked=False)
+    saved, _ = read_model_file(run / MODEL_FILE)
+    repl = parallel.replicated(trainer.mesh)
+    variables = jax.tree.map(
+        lambda x: jax.make_array_from_callback(
+            np.shape(x), repl, lambda idx, x=x: np.asarray(x)[idx]
+        ),
+        saved,
+    )
+    drift = float(np.abs(trainer.predict(data.test, variables) - recorded).max())
+    if drift > REPRODUCE_TOLERANCE:
+        raise ConfigError(
+            f"{run.path}: its saved model no longer reproduces its recorded test probabilities "
+            f"(largest difference {drift:.3g}): the code changed the numerics or the files "
+            "differ since it was trained; train it again instead of scoring it beside them"
+        )
+    spec = trainer.spec
+    tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if need_tta else None
+    adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if need_bn else None
+    added = {k: v for k, v in _beside_results(spec, tta, adapted).items() if v is not None}
+    commit, dirty = git_state()
+    for block in added.values():  # who scored it, when it was not the training job
+        block["scored_later"] = {
+            "command": command_line(),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "processor": processor_name(),
+        }
+    results.update(added)
+    if jax.process_index() == 0:
+        _write_beside(run, data, tta, adapted)
+        run.write_results(results)
+        print(f"{run.path}: scored {' and '.join(added)} beside its test, from its saved model")
+    return results
+
+
+def _recorded_probabilities(run: RunDir, data: PreparedData) -> np.ndarray:
+    """The run's ``test_predictions.jsonl`` probabilities in the order of ``data.test``;
+    refuses a run whose recorded test files are not those."""
+    with open(run / "test_predictions.jsonl") as f:
+        rows = {r["utt_id"]: r for r in map(json.loads, f)}
+    ids = [u.utt_id for u in data.test.utts]
+    if sorted(ids) != sorted(rows):
+        raise ConfigError(
+            f"{run.path}: its recorded test files differ from this command's split "
+            f"({len(rows)} against {len(ids)}); score it with its own config"
+        )
+    return np.array([[rows[i]["probs"][n] for n in data.label_names] for i in ids])
 
 
 def _write_untested(
@@ -962,11 +1068,13 @@ def train_members(
     runs = [RunDir(w) for w in workdirs]
     datas = list(datas) if datas is not None else [None] * len(configs)
     main = jax.process_index() == 0
-    results: list[dict[str, Any] | None] = [r.results() if r.finished else None for r in runs]
+    results: list[dict[str, Any] | None] = [None] * len(runs)
+    for k, run in enumerate(runs):
+        if run.finished:
+            if main:
+                print(f"{run.path} is finished (results.json); not training it again")
+            results[k] = score_beside(configs[k], datas[k], run)
     todo = [k for k, r in enumerate(results) if r is None]
-    for k, r in enumerate(results):
-        if r is not None and main:
-            print(f"{runs[k].path} is finished (results.json); not training it again")
     if not todo:
         return results  # type: ignore[return-value]
     job = RunDir(job_dir)

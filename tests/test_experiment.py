@@ -12,6 +12,7 @@ from conftest import tiny_config
 
 from ser_jax import sweep as sweep_mod
 from ser_jax.data.manifest import EMOTIONS
+from ser_jax.errors import ConfigError
 from ser_jax.experiment import cross_validate, run_seeds
 
 
@@ -89,6 +90,42 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
         assert not data["val"].get("speakers")
         results = json.loads((run / "results.json").read_text())
         assert results["selected_epoch"] == results["epochs_run"] == 2
+    assert "pooled_tta" not in summary and "pooled_speaker_bn" not in summary
+
+    # The same finished job with test-time augmentation and speaker-adaptive BatchNorm asked
+    # for: both scored from the saved models, nothing trained or tested again.
+    run0 = next(tmp_path.glob("fold0-*/seed0"))
+    before = {n: (run0 / n).read_bytes() for n in ("metrics.jsonl", "test_predictions.jsonl")}
+    cfg.eval.tta_shifts = (-0.05, 0.05)
+    cfg.eval.speaker_bn = True
+    again = cross_validate(cfg, tmp_path, seeds=1)
+    assert {n: (run0 / n).read_bytes() for n in before} == before
+    assert again["pooled"] == summary["pooled"]
+    assert set(again["pooled_tta"]) == set(again["pooled_speaker_bn"]) == set(summary["pooled"])
+    results = json.loads((run0 / "results.json").read_text())
+    assert results["tta"]["shifts_seconds"] == pytest.approx([-0.05, 0.05], abs=1e-4)
+    later = results["speaker_bn"]["scored_later"]
+    assert set(later) == {"command", "git_commit", "git_dirty", "processor"}
+    for kind, key in (("test_tta", "tta"), ("test_speaker_bn", "speaker_bn")):
+        rows = [json.loads(x) for x in (run0 / f"{kind}_predictions.jsonl").open()]
+        plain = [json.loads(x) for x in (run0 / "test_predictions.jsonl").open()]
+        assert [r["utt_id"] for r in rows] == [r["utt_id"] for r in plain]
+        assert any(r["probs"] != p["probs"] for r, p in zip(rows, plain, strict=True))
+        hits = np.mean([r["label"] == r["predicted"] for r in rows])
+        assert results[key]["test_accuracy"] == pytest.approx(hits)
+    # scoring what is there already does nothing; a saved model that no longer gives its
+    # recorded test probabilities is refused, naming the run
+    stamp = (run0 / "results.json").stat().st_mtime_ns
+    cross_validate(cfg, tmp_path, seeds=1)
+    assert (run0 / "results.json").stat().st_mtime_ns == stamp
+    cfg.eval.tta_shifts = (0.1,)
+    rows = [json.loads(x) for x in (run0 / "test_predictions.jsonl").open()]
+    first = rows[0]["probs"]
+    top = max(first, key=first.get)
+    first[top] = round(first[top] - 0.3, 5)
+    (run0 / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match=f"{run0}.*no longer reproduces"):
+        cross_validate(cfg, tmp_path, seeds=1)
 
 
 def test_seeds_report_mean_and_std(tmp_path):
