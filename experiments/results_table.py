@@ -250,6 +250,20 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     return None
 
 
+def tta_note(run_root: Path, summary: dict) -> str:
+    """The shifts of a cv run's test-time augmentation, and the commit that scored it when
+    that was not the training job (read from its first fold run's ``results.json``)."""
+    first = summary["per_fold"][0]
+    path = run_root / f"fold{first['fold']}-{first['speaker']}" / f"seed{first['seed']}"
+    tta = json.loads((path / "results.json").read_text()).get("tta") or {}
+    shifts = ", ".join(f"{x:+g}" for x in tta.get("shifts_seconds", []))
+    note = f" (the clip and its shifts by {shifts} s, averaged)" if shifts else ""
+    later = tta.get("scored_later")
+    if later:
+        note += f", scored later from the saved models at {later['git_commit'][:10]}"
+    return note
+
+
 def cv_extras(run_root: Path) -> list[list[str]]:
     """The beside-rows of a cv run: mean ± std over folds, test-time augmentation, the seeds'
     ensemble (each reported next to the single model, never instead of it)."""
@@ -276,7 +290,8 @@ def cv_extras(run_root: Path) -> list[list[str]]:
     if "pooled_tta" in s:
         tta = s["pooled_tta"]
         rows.append(
-            ["↳ with test-time augmentation", "pooled", *(fmt(tta[f"test_{k}"], 3) for k in keys)]
+            [f"↳ with test-time augmentation{tta_note(run_root, s)}", "pooled"]
+            + [fmt(tta[f"test_{k}"], 3) for k in keys]
         )
     if "pooled_speaker_bn" in s:
         a = s["pooled_speaker_bn"]
