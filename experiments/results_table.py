@@ -110,6 +110,8 @@ LEVERS = (
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
+    ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
+    ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),
     ("abl_v0_nospec", "weaker augmentation: no SpecAugment"),
     ("abl_v0_spec_strong", "stronger SpecAugment: 3 time and 3 mel masks, p=0.8 each"),
