@@ -106,6 +106,7 @@ LEVERS = (
     ),
     ("abl_v0_bilstm_att", "+ BiLSTM (128 each way) + attention pooling"),
     ("abl_v0_spkadv", "+ speaker-adversarial head (gradient reversal 0.3)"),
+    ("abl_v0_mixstyle", "+ MixStyle after the first two conv blocks (p 0.5, Beta(0.1, 0.1))"),
     ("abl_v0_narrow", "narrower early blocks, 32-32-64-128 filters (a cheaper step)"),
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),

@@ -123,6 +123,13 @@ def get_config() -> ml_collections.ConfigDict:
     # prediction never uses it. 0 = off.
     c.model.speaker_classes = 0
     c.model.speaker_reversal = 1.0
+    # MixStyle (domain generalisation across speakers): in training, after the conv blocks
+    # mixstyle_blocks, each example's per-channel feature statistics are mixed with another
+    # example's with probability mixstyle_prob, weight ~ Beta(mixstyle_alpha, mixstyle_alpha);
+    # scoring never mixes. 0 = off.
+    c.model.mixstyle_prob = 0.0
+    c.model.mixstyle_alpha = 0.1
+    c.model.mixstyle_blocks = (0, 1)
 
     # --- evaluation --------------------------------------------------------------------------
     c.eval = ml_collections.ConfigDict()

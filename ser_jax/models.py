@@ -156,6 +156,9 @@ class CNNLSTM(nn.Module):
     head_hidden: int = 0  # a Dense layer (with the activation) before the output; 0 = none
     speaker_classes: int = 0  # a speaker head over this many speakers; 0 = none
     speaker_reversal: float = 1.0  # the gradient the embedding gets from it, times -1
+    mixstyle_prob: float = 0.0  # MixStyle after the mixstyle_blocks in training; 0 = off
+    mixstyle_alpha: float = 0.1  # the mixing weight's Beta(alpha, alpha)
+    mixstyle_blocks: Sequence[int] = (0, 1)  # after which conv blocks (0-based)
 
     @nn.compact
     def __call__(
@@ -195,6 +198,15 @@ class CNNLSTM(nn.Module):
             lengths = lengths // int(pool[0])
             valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
             x = jnp.where(valid[:, :, None, None], x, 0.0)
+            if (
+                train
+                and self.mixstyle_prob > 0
+                and i in self.mixstyle_blocks
+                and self.has_rng("mixstyle")  # the train step's stream only: never in scoring
+            ):
+                x = mix_style(
+                    self.make_rng("mixstyle"), x, valid, self.mixstyle_prob, self.mixstyle_alpha
+                )
         batch, steps, mel, channels = x.shape
         seq = x.reshape(batch, steps, mel * channels)
         if self.projection:
@@ -234,6 +246,47 @@ class CNNLSTM(nn.Module):
         if self.dropout > 0:
             pooled = nn.Dropout(self.dropout)(pooled, deterministic=not train)
         return nn.Dense(self.num_classes, name="head")(pooled)
+
+
+def style_statistics(x: jax.Array, valid: jax.Array, eps: float = 1e-6):
+    """Each example's per-channel mean and standard deviation of ``x (batch, time, mel,
+    channels)`` over its valid time steps and every mel bin: ``(batch, 1, 1, channels)`` each."""
+    m = valid[:, :, None, None].astype(x.dtype)
+    n = jnp.maximum(valid.sum(1).astype(x.dtype) * x.shape[2], 1.0)[:, None, None, None]
+    mean = (x * m).sum(axis=(1, 2), keepdims=True) / n
+    var = (((x - mean) * m) ** 2).sum(axis=(1, 2), keepdims=True) / n
+    return mean, jnp.sqrt(var + eps)
+
+
+def mix_statistics(x: jax.Array, valid: jax.Array, perm: jax.Array, lam: jax.Array) -> jax.Array:
+    """Each example's feature map re-styled with the per-channel statistics mixed with those
+    of example ``perm[b]``: ``(x - mu) / sigma * (lam sigma + (1 - lam) sigma') + lam mu +
+    (1 - lam) mu'``; the statistics are constants to the gradient (as in MixStyle), padded
+    steps stay 0, and ``lam = 1`` leaves an example exactly as it is."""
+    mean, std = jax.lax.stop_gradient(style_statistics(x, valid))
+    lam4 = lam[:, None, None, None].astype(x.dtype)
+    mixed_mean = lam4 * mean + (1 - lam4) * mean[perm]
+    mixed_std = lam4 * std + (1 - lam4) * std[perm]
+    out = (x - mean) / std * mixed_std + mixed_mean
+    out = jnp.where((lam4 < 1.0), out, x)
+    return jnp.where(valid[:, :, None, None], out, 0.0)
+
+
+def mix_style(
+    key: jax.Array, x: jax.Array, valid: jax.Array, prob: float, alpha: float
+) -> jax.Array:
+    """MixStyle (Zhou, Yang, Qiao & Xiang 2021, "Domain Generalization with MixStyle"): with
+    probability ``prob`` an example's channel statistics (its "style": here much of what
+    tells one speaker's recording from another's) are mixed with those of another example of
+    the batch, weight ``lam ~ Beta(alpha, alpha)``, so the layers after it learn to classify
+    under styles between the training speakers'. Per example, never with an empty row."""
+    k_perm, k_lam, k_on = jax.random.split(key, 3)
+    batch = x.shape[0]
+    perm = jax.random.permutation(k_perm, batch)
+    lam = jax.random.beta(k_lam, alpha, alpha, (batch,))
+    rows = valid.any(axis=1)
+    on = jax.random.bernoulli(k_on, prob, (batch,)) & rows & rows[perm]
+    return mix_statistics(x, valid, perm, jnp.where(on, lam, 1.0))
 
 
 def reverse_gradient(x: jax.Array, scale: float) -> jax.Array:
@@ -297,6 +350,21 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         raise ConfigError(
             f"model.activation={model_cfg.activation!r}; choose one of {sorted(ACTIVATIONS)}"
         )
+    n = len(model_cfg.filters)
+    mixstyle_prob = float(model_cfg.get("mixstyle_prob", 0.0))
+    blocks = tuple(int(b) for b in model_cfg.get("mixstyle_blocks", (0, 1)))
+    if not 0.0 <= mixstyle_prob <= 1.0:
+        raise ConfigError(f"model.mixstyle_prob={mixstyle_prob}: must be in [0, 1]")
+    if mixstyle_prob > 0 and (not blocks or any(not 0 <= b < n for b in blocks)):
+        raise ConfigError(
+            f"model.mixstyle_blocks={blocks}: give conv block indices in 0..{n - 1} "
+            f"(model.filters has {n} blocks)"
+        )
+    if mixstyle_prob > 0 and float(model_cfg.get("mixstyle_alpha", 0.1)) <= 0:
+        raise ConfigError(
+            f"model.mixstyle_alpha={model_cfg.get('mixstyle_alpha')}: must be > 0 "
+            "(the mixing weight is drawn from Beta(alpha, alpha))"
+        )
     return CNNLSTM(
         num_classes=num_classes,
         filters=tuple(int(f) for f in model_cfg.filters),
@@ -314,4 +382,7 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         head_hidden=int(model_cfg.head_hidden),
         speaker_classes=int(model_cfg.get("speaker_classes", 0)),
         speaker_reversal=float(model_cfg.get("speaker_reversal", 1.0)),
+        mixstyle_prob=mixstyle_prob,
+        mixstyle_alpha=float(model_cfg.get("mixstyle_alpha", 0.1)),
+        mixstyle_blocks=blocks,
     )

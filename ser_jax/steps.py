@@ -247,7 +247,10 @@ def train_step(
             feats,
             frames,
             train=True,
-            rngs={"dropout": jax.random.fold_in(step_key, 1)},
+            rngs={
+                "dropout": jax.random.fold_in(step_key, 1),
+                "mixstyle": jax.random.fold_in(step_key, 3),
+            },
             mutable=["batch_stats", "intermediates"] if adversary else ["batch_stats"],
         )
         loss = classification_loss(

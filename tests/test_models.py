@@ -187,3 +187,96 @@ def test_bad_option_lengths_are_refused():
         CNNLSTM(num_classes=2, filters=(4,), pools=((2, 2),), pooling="max").init(
             jax.random.key(0), jnp.ones((1, 16, 8)), jnp.array([16])
         )
+
+
+def test_mix_statistics_gives_each_example_the_mixed_style_and_keeps_padding_zero():
+    """Example b comes out with per-channel mean lam mu_b + (1 - lam) mu_perm[b] and standard
+    deviation lam sigma_b + (1 - lam) sigma_perm[b] over its valid steps; lam = 1 is the
+    identity; padded steps stay 0; the statistics pass no gradient."""
+    from ser_jax.models import mix_statistics, style_statistics
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 10, 4, 2)) * np.array([1.0, 3.0]) + np.array([[[[0.5, -2.0]]]])
+    x[1] = x[1] * 0.2 + 4.0  # another "speaker": other level and spread
+    valid = np.arange(10)[None, :] < np.array([10, 7, 10])[:, None]
+    x = jnp.asarray(np.where(valid[:, :, None, None], x, 0.0), jnp.float32)
+    valid = jnp.asarray(valid)
+    perm, lam = jnp.array([1, 0, 2]), jnp.array([0.25, 1.0, 0.5])
+    out = mix_statistics(x, valid, perm, lam)
+    mean, std = style_statistics(x, valid)
+    got_mean, got_std = style_statistics(out, valid)
+    want_mean = 0.25 * mean[0] + 0.75 * mean[1]
+    want_std = 0.25 * std[0] + 0.75 * std[1]
+    np.testing.assert_allclose(got_mean[0], want_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_std[0], want_std, rtol=1e-4)
+    np.testing.assert_array_equal(out[1], x[1])  # lam = 1: untouched
+    np.testing.assert_allclose(out[2], x[2], rtol=1e-5, atol=1e-5)  # mixed with itself
+    assert np.all(np.asarray(out[1, 7:]) == 0.0)
+    # the same second example with garbage in its padding: the same output on its valid steps
+    spoiled = x.at[1, 7:].set(100.0)
+    again = mix_statistics(spoiled, valid, perm, lam)
+    np.testing.assert_allclose(again[0], out[0], rtol=1e-5, atol=1e-5)
+    # gradient: the statistics are constants, so d out_0 / d x_0 = std_mix / std_0 elementwise
+    g = jax.grad(lambda v: mix_statistics(v, valid, perm, lam)[0].sum())(x)
+    np.testing.assert_allclose(g[0], jnp.broadcast_to(want_std / std[0], g[0].shape), rtol=1e-5)
+    np.testing.assert_array_equal(g[1], 0.0)  # example 1's statistics reach no gradient
+
+
+def test_mixstyle_acts_in_training_only_and_only_with_its_own_random_stream():
+    """Scoring (train=False) and the BatchNorm statistics pass (train=True, no "mixstyle"
+    stream) give what the model without MixStyle gives; the train step's stream changes the
+    output; bad settings are refused naming the field."""
+    from ml_collections import ConfigDict
+
+    from ser_jax.models import create_model
+
+    kw = dict(num_classes=4, filters=(4, 4, 6), pools=POOLS, lstm_hidden=8)
+    mixed, plain = CNNLSTM(**kw, mixstyle_prob=1.0, mixstyle_alpha=0.5), CNNLSTM(**kw)
+    rng = np.random.default_rng(6)
+    feats = jnp.asarray(rng.normal(size=(4, 40, 16)) * rng.uniform(0.2, 3, (4, 1, 1)), jnp.float32)
+    lengths = jnp.array([40, 33, 40, 21])
+    v = plain.init(jax.random.key(0), feats, lengths)
+    for train in (False, True):
+        kwargs = dict(mutable=["batch_stats"]) if train else {}
+        a = mixed.apply(
+            v, feats, lengths, train=train, rngs={"dropout": jax.random.key(1)}, **kwargs
+        )
+        b = plain.apply(
+            v, feats, lengths, train=train, rngs={"dropout": jax.random.key(1)}, **kwargs
+        )
+        np.testing.assert_array_equal(np.asarray(jax.tree.leaves(a)[0]), jax.tree.leaves(b)[0])
+    rngs = {"dropout": jax.random.key(1), "mixstyle": jax.random.key(2)}
+    a, _ = mixed.apply(v, feats, lengths, train=True, rngs=rngs, mutable=["batch_stats"])
+    b, _ = plain.apply(v, feats, lengths, train=True, rngs=rngs, mutable=["batch_stats"])
+    assert np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-3
+    cfg = ConfigDict(
+        dict(
+            name="cnn_lstm",
+            filters=(4, 4),
+            kernel=(3, 3),
+            pools=((2, 2), (2, 2)),
+            activation="relu",
+            lstm_hidden=8,
+            dropout=0.0,
+            bn_momentum=0.9,
+            dilations=(),
+            residual=(),
+            bidirectional=False,
+            pooling="last",
+            projection=0,
+            head_hidden=0,
+            mixstyle_prob=0.5,
+            mixstyle_alpha=0.1,
+            mixstyle_blocks=(0, 2),
+        )
+    )
+    with pytest.raises(ConfigError, match=r"model.mixstyle_blocks=\(0, 2\): .* 0..1"):
+        create_model(cfg, 4)
+    cfg.mixstyle_blocks, cfg.mixstyle_prob = (1,), 1.5
+    with pytest.raises(ConfigError, match=r"model.mixstyle_prob=1.5"):
+        create_model(cfg, 4)
+    cfg.mixstyle_prob, cfg.mixstyle_alpha = 0.5, 0.0
+    with pytest.raises(ConfigError, match=r"model.mixstyle_alpha=0.0"):
+        create_model(cfg, 4)
+    cfg.mixstyle_alpha = 0.1
+    assert create_model(cfg, 4).mixstyle_blocks == (1,)

@@ -385,3 +385,18 @@ def test_a_run_with_the_clip_channel_trains_restores_and_predicts(tmp_path):
     assert np.isfinite(results["test_loss"])
     probs = model.probabilities([np.random.default_rng(1).normal(size=12000).astype(np.float32)])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_train_step_feeds_mixstyle_its_random_stream():
+    """With MixStyle on (probability 1) the step's loss differs from the same model's without
+    it, from the same state and batch: the train step hands the model the "mixstyle" stream."""
+    kw = dict(num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8)
+    state, step, batch = _tiny_step_and_batch(CNNLSTM(**kw), optax.sgd(0.0))
+    mixed_state, mixed_step, _ = _tiny_step_and_batch(
+        CNNLSTM(**kw, mixstyle_prob=1.0, mixstyle_alpha=0.5), optax.sgd(0.0)
+    )
+    classes = class_terms(jnp.ones(3), jnp.zeros(3))
+    _, plain = step(state, batch, classes)
+    _, mixed = mixed_step(mixed_state, batch, classes)
+    assert np.isfinite(mixed["loss"])
+    assert abs(float(mixed["loss"]) - float(plain["loss"])) > 1e-4
