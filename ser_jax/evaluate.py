@@ -109,6 +109,13 @@ def prediction_rows(
     return rows
 
 
+def read_predictions(run_dir: str | Path, name: str = "test") -> dict[str, dict[str, Any]]:
+    """``<name>_predictions.jsonl`` of a run (``write_report``): utt_id → row (label,
+    predicted, probs)."""
+    with open(Path(run_dir) / f"{name}_predictions.jsonl") as f:
+        return {r["utt_id"]: r for r in map(json.loads, f)}
+
+
 def write_report(
     out_dir: Path, split: str, metrics: dict[str, Any], predictions: list[dict[str, Any]]
 ) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import classification_metrics, format_table
+from ser_jax.evaluate import classification_metrics, format_table, read_predictions
 from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
 from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
@@ -114,10 +114,7 @@ def seed_ensemble(run_dirs: Sequence[Path]) -> dict[str, Any] | None:
     A fixed rule (the mean), chosen before looking at test data, so it selects nothing on test.
     Returns None when the runs' test sets differ (each seed drew its own split).
     """
-    runs = []
-    for d in run_dirs:
-        with open(Path(d) / "test_predictions.jsonl") as f:
-            runs.append({r["utt_id"]: r for r in map(json.loads, f)})
+    runs = [read_predictions(d) for d in run_dirs]
     if len(runs) < 2 or any(set(r) != set(runs[0]) for r in runs[1:]):
         return None
     ids = sorted(runs[0])
@@ -260,12 +257,6 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
         print("\n".join(lines))
         print(format_table(pooled[min(pooled)]))
     return summary
-
-
-def read_predictions(run_dir: Path, name: str = "test") -> dict[str, dict[str, Any]]:
-    """``<name>_predictions.jsonl`` of a run: utt_id → row (label, predicted, probs)."""
-    with open(Path(run_dir) / f"{name}_predictions.jsonl") as f:
-        return {r["utt_id"]: r for r in map(json.loads, f)}
 
 
 def pool_by_seed(

@@ -353,6 +353,7 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
     n = len(model_cfg.filters)
     mixstyle_prob = float(model_cfg.get("mixstyle_prob", 0.0))
     blocks = tuple(int(b) for b in model_cfg.get("mixstyle_blocks", (0, 1)))
+    mixstyle_alpha = float(model_cfg.get("mixstyle_alpha", 0.1))
     if not 0.0 <= mixstyle_prob <= 1.0:
         raise ConfigError(f"model.mixstyle_prob={mixstyle_prob}: must be in [0, 1]")
     if mixstyle_prob > 0 and (not blocks or any(not 0 <= b < n for b in blocks)):
@@ -360,9 +361,9 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
             f"model.mixstyle_blocks={blocks}: give conv block indices in 0..{n - 1} "
             f"(model.filters has {n} blocks)"
         )
-    if mixstyle_prob > 0 and float(model_cfg.get("mixstyle_alpha", 0.1)) <= 0:
+    if mixstyle_prob > 0 and mixstyle_alpha <= 0:
         raise ConfigError(
-            f"model.mixstyle_alpha={model_cfg.get('mixstyle_alpha')}: must be > 0 "
+            f"model.mixstyle_alpha={mixstyle_alpha}: must be > 0 "
             "(the mixing weight is drawn from Beta(alpha, alpha))"
         )
     return CNNLSTM(
@@ -383,6 +384,6 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         speaker_classes=int(model_cfg.get("speaker_classes", 0)),
         speaker_reversal=float(model_cfg.get("speaker_reversal", 1.0)),
         mixstyle_prob=mixstyle_prob,
-        mixstyle_alpha=float(model_cfg.get("mixstyle_alpha", 0.1)),
+        mixstyle_alpha=mixstyle_alpha,
         mixstyle_blocks=blocks,
     )

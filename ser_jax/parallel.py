@@ -127,6 +127,17 @@ def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
         )
 
 
+def to_replicated(tree: Any, mesh: Mesh) -> Any:
+    """A host pytree (the same on every process) → arrays replicated over ``mesh``."""
+    repl = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(
+            np.shape(x), repl, lambda idx, x=x: np.asarray(x)[idx]
+        ),
+        tree,
+    )
+
+
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
     """The global batch (the same on every process) → arrays laid out by ``sharding``; each
     process copies only the slices of the devices it drives."""

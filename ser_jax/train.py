@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import sys
@@ -42,13 +41,14 @@ from ser_jax.evaluate import (
     classification_metrics,
     format_table,
     prediction_rows,
+    read_predictions,
     write_report,
 )
 from ser_jax.features import dataset_feature_stats, speaker_feature_stats
 from ser_jax.frontend import num_frames
 from ser_jax.models import check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
-from ser_jax.restore import MODEL_FILE, write_model_file
+from ser_jax.restore import MODEL_FILE, read_model_file, write_model_file
 from ser_jax.rundir import (
     MetricWriter,
     RunDir,
@@ -229,10 +229,7 @@ class Trainer:
             max_samples=self.spec.max_samples,
             bucket_samples=self.spec.bucket_samples,
         )
-        repl = parallel.replicated(self.mesh)
-        return jax.tree.map(
-            lambda x: jax.make_array_from_callback(x.shape, repl, lambda idx, x=x: x[idx]), stats
-        )
+        return parallel.to_replicated(stats, self.mesh)
 
     def predict(
         self,
@@ -956,17 +953,8 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
         own.eval.speaker_bn = need_bn
     data = data if data is not None else prepare(own, progress=False)
     recorded = _recorded_probabilities(run, data)
-    from ser_jax.restore import read_model_file
-
     trainer = build_trainer([own], [data], stacked=False)
-    saved, _ = read_model_file(run / MODEL_FILE)
-    repl = parallel.replicated(trainer.mesh)
-    variables = jax.tree.map(
-        lambda x: jax.make_array_from_callback(
-            np.shape(x), repl, lambda idx, x=x: np.asarray(x)[idx]
-        ),
-        saved,
-    )
+    variables = parallel.to_replicated(read_model_file(run / MODEL_FILE)[0], trainer.mesh)
     drift = float(np.abs(trainer.predict(data.test, variables) - recorded).max())
     if drift > REPRODUCE_TOLERANCE:
         raise ConfigError(
@@ -997,8 +985,7 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
 def _recorded_probabilities(run: RunDir, data: PreparedData) -> np.ndarray:
     """The run's ``test_predictions.jsonl`` probabilities in the order of ``data.test``;
     refuses a run whose recorded test files are not those."""
-    with open(run / "test_predictions.jsonl") as f:
-        rows = {r["utt_id"]: r for r in map(json.loads, f)}
+    rows = read_predictions(run.path)
     ids = [u.utt_id for u in data.test.utts]
     if sorted(ids) != sorted(rows):
         raise ConfigError(
