@@ -111,6 +111,7 @@ LEVERS = (
     ("abl_v0_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
     ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
+    ("abl_v0_spkbatch", "+ one speaker per training batch (BatchNorm per speaker in training)"),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),

@@ -29,6 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.trim_silence = False
     c.data.max_seconds = 4.0  # longer clips are cropped (random crop in training, centre in eval)
     c.data.bucket_seconds = 0.5  # batches are padded to a multiple of this (fewer recompiles)
+    # True: each training batch holds one speaker's clips, so BatchNorm normalises by that
+    # speaker's statistics in training as eval.speaker_bn does for the test speaker (a batch
+    # short of train.batch_size is filled with empty rows that count nothing)
+    c.data.speaker_batches = False
     c.data.split = "stratified"  # stratified | speakers | loso | speaker_kfold
     c.data.fractions = (0.70, 0.15, 0.15)  # stratified: per label, MATLAB splitEachLabel
     c.data.test_speakers = ()  # speakers: held out for test

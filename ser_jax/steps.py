@@ -231,6 +231,9 @@ def train_step(
         offline=offline,
     )
     weights = batch["weight"]
+    # A row that counts nothing (the filling of a speaker batch) has no valid frame, so the
+    # masked BatchNorm statistics never see it (an empty clip would still count one frame).
+    frames = jnp.where(weights > 0, frames, 0)
     mixup = None
     if mixup_alpha > 0:
         feats, frames, perm, lam = mix(jax.random.fold_in(step_key, 2), feats, frames, mixup_alpha)

@@ -352,12 +352,12 @@ def _class_terms(spec: RunSpec, data: PreparedData) -> dict[str, np.ndarray]:
 
 
 def clip_speakers(clips: ClipSet) -> list[str]:
-    """The speaker of each clip (``frontend.normalize="speaker"``, ``eval.speaker_bn`` and
-    ``model.speaker_classes`` need them)."""
+    """The speaker of each clip (``frontend.normalize="speaker"``, ``eval.speaker_bn``,
+    ``model.speaker_classes`` and ``data.speaker_batches`` need them)."""
     if len(clips.utts) != len(clips):
         raise ConfigError(
-            "frontend.normalize='speaker', eval.speaker_bn and model.speaker_classes need each "
-            "clip's speaker, and these clips have none"
+            "frontend.normalize='speaker', eval.speaker_bn, model.speaker_classes and "
+            "data.speaker_batches need each clip's speaker, and these clips have none"
         )
     return [str(u.speaker) for u in clips.utts]
 
@@ -420,6 +420,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         bucket_samples=spec.bucket_samples,
         copies=spec.copies,
         extra=extra,
+        speakers=clip_speakers(data.train) if config.data.get("speaker_batches") else None,
     )
     return Member(
         config=config,

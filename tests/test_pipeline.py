@@ -117,3 +117,40 @@ def test_score_clips_averages_window_probabilities():
 def test_batch_larger_than_training_set_is_refused():
     with pytest.raises(ConfigError, match="larger than the training set"):
         TrainBatches(clips(3), 4, seed=0, max_samples=100, bucket_samples=0)
+
+
+def test_speaker_batches_hold_one_speaker_each_and_every_file_once_an_epoch():
+    cs = clips(23, seed=1)
+    speakers = ["a"] * 9 + ["b"] * 10 + ["c"] * 4  # parts: a 5+4, b 4+3+3, c 4
+    tb = TrainBatches(cs, 5, seed=2, max_samples=1000, bucket_samples=50, speakers=speakers)
+    assert tb.steps_per_epoch == 2 + 2 + 1  # ceil(9/5) + ceil(10/5) + ceil(4/5)
+    epochs = []
+    for e in range(3):
+        seen = []
+        for s in range(tb.steps_per_epoch):
+            batch = tb[e * tb.steps_per_epoch + s]
+            real = batch["weight"] > 0
+            rows = batch["index"][real]
+            assert len({speakers[i] for i in rows}) == 1  # one speaker a batch
+            assert batch["audio"].shape[0] == 5 and len(batch["label"]) == 5
+            # near-equal parts: a speaker's parts differ by at most one clip
+            who = speakers[rows[0]]
+            n = speakers.count(who)
+            k = -(-n // 5)
+            assert len(rows) in (n // k, -(-n // k))
+            # the filling rows are empty and count nothing
+            assert (batch["length"][~real] == 0).all() and (batch["audio"][~real] == 0).all()
+            assert (batch["index"][~real] == -1).all() and not batch["augment"][~real].any()
+            assert (batch["label"][real] == cs.labels[rows]).all()
+            for r in np.flatnonzero(real):
+                assert (batch["audio"][r, : batch["length"][r]] == batch["index"][r] + 1).all()
+            seen.extend(rows.tolist())
+        assert sorted(seen) == list(range(23))  # every file once an epoch, none dropped
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]  # a fresh plan each epoch
+    again = TrainBatches(cs, 5, seed=2, max_samples=1000, bucket_samples=50, speakers=speakers)
+    for step in (7, 0, 3):  # a function of (seed, step), in any order
+        for k, v in tb[step].items():
+            np.testing.assert_array_equal(again[step][k], v)
+    with pytest.raises(ValueError, match="2 speakers for 23 clips"):
+        TrainBatches(cs, 5, seed=2, max_samples=1000, bucket_samples=50, speakers=["a", "b"])

@@ -400,3 +400,33 @@ def test_train_step_feeds_mixstyle_its_random_stream():
     _, mixed = mixed_step(mixed_state, batch, classes)
     assert np.isfinite(mixed["loss"])
     assert abs(float(mixed["loss"]) - float(plain["loss"])) > 1e-4
+
+
+@pytest.mark.parametrize("pooling", ["last", "attention"])
+def test_empty_filling_rows_change_nothing_in_a_train_step(tiny_step, pooling):
+    """Speaker batches fill a short batch with empty rows (length 0, weight 0): the step's
+    loss, its update of the weights and of the BatchNorm statistics equal those of the real
+    rows alone (with attention pooling too: a row without a valid frame must give no NaN)."""
+    state, step, batch = tiny_step
+    if pooling == "attention":
+        model = CNNLSTM(
+            num_classes=3, filters=(4, 4), pools=((2, 2), (2, 2)), lstm_hidden=8, pooling=pooling
+        )
+        state, step, batch = _tiny_step_and_batch(model, optax.adam(1e-2))
+    classes = class_terms(jnp.ones(3), jnp.zeros(3))
+    real = {k: v[:3] for k, v in batch.items()}
+    filled = {
+        k: jnp.concatenate([v, jnp.full((2, *v.shape[1:]), -1 if k == "aug_id" else 0, v.dtype)])
+        for k, v in real.items()
+    }
+    assert float(filled["weight"].sum()) == 3 and int(filled["length"][-1]) == 0
+    a, ma = step(state, real, classes)
+    b, mb = step(state, filled, classes)
+    assert bool(mb["finite"]) and float(mb["count"]) == 3
+    np.testing.assert_allclose(mb["loss"], ma["loss"], rtol=1e-5)
+    assert float(mb["correct"]) == float(ma["correct"])
+    for tree in ("params", "batch_stats"):
+        for x, y in zip(
+            jax.tree.leaves(getattr(a, tree)), jax.tree.leaves(getattr(b, tree)), strict=True
+        ):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)

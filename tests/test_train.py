@@ -323,3 +323,24 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     np.testing.assert_allclose(windows.mean(0), model.probabilities(waves)[0], atol=1e-5)
     with pytest.raises(ConfigError, match="normalize='speaker'.*no input"):
         export_model(model, tmp_path / "m.jaxexport")
+
+
+def test_speaker_batches_train_a_run_with_one_step_per_part_of_each_speaker(tmp_path):
+    """data.speaker_batches: an epoch is ceil(n / batch) steps per training speaker, and the
+    training accuracy of the epoch counts every training clip once (the filling rows none)."""
+    from ser_jax.data.prepare import prepare
+
+    c = tiny_config(epochs=1)
+    c.data.speaker_batches = True
+    data = prepare(c)
+    per_speaker: dict[str, int] = {}
+    for u in data.train.utts:
+        per_speaker[u.speaker] = per_speaker.get(u.speaker, 0) + 1
+    assert len(per_speaker) == 4
+    results = train_and_evaluate(c, tmp_path / "run", data=data)
+    assert np.isfinite(results["test_loss"])
+    (row,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert row["step"] == sum(-(-n // c.train.batch_size) for n in per_speaker.values())
+    assert row["step"] > len(data.train) // c.train.batch_size  # not the mixed batches' count
+    correct = row["train_accuracy"] * len(data.train)
+    assert abs(correct - round(correct)) < 1e-6  # a fraction of the real clips

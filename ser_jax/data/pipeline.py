@@ -101,6 +101,14 @@ class TrainBatches:
     (``copies = N``, MATLAB's NumAugmentations): every file appears N+1 times an epoch, the
     original (``augment=False``) and N copies whose ``aug_id`` is fixed across epochs, so each
     copy is the same augmented clip every time, as if written to disk once.
+
+    Speaker batches (``speakers`` given, ``data.speaker_batches``): every batch holds the clips
+    of one speaker, so BatchNorm normalises each training batch by that speaker's statistics,
+    as speaker-adaptive BatchNorm (``eval.speaker_bn``) does for the test speaker. Each epoch
+    every speaker's items are shuffled and cut into ``ceil(n / batch_size)`` near-equal parts,
+    the parts of all speakers are shuffled together, and a part short of ``batch_size`` is
+    filled with empty rows (``length`` 0, ``weight`` 0), which the loss and the masked
+    BatchNorm never see: every file still appears once an epoch and nothing is dropped.
     """
 
     def __init__(
@@ -113,6 +121,7 @@ class TrainBatches:
         bucket_samples: int,
         copies: int = 0,
         extra: dict[str, np.ndarray] | None = None,
+        speakers: Sequence[str] | None = None,
     ):
         if batch_size <= 0:
             raise ConfigError(f"train.batch_size={batch_size} must be positive")
@@ -134,6 +143,14 @@ class TrainBatches:
             )
         self.steps_per_epoch = self.items // batch_size
         self._lengths = np.minimum(clips.lengths, max_samples)
+        self._groups: list[np.ndarray] = []
+        self._plan: tuple[int, list[np.ndarray]] | None = None
+        if speakers is not None:
+            if len(speakers) != len(clips):
+                raise ValueError(f"{len(speakers)} speakers for {len(clips)} clips")
+            of_item = np.tile(np.asarray([str(s) for s in speakers]), copies + 1)
+            self._groups = [np.flatnonzero(of_item == s) for s in sorted(set(of_item.tolist()))]
+            self.steps_per_epoch = sum(-(-len(g) // batch_size) for g in self._groups)
         import grain  # here, not at the top: scoring a model needs no grain (nor its orbax)
 
         self._order = (
@@ -143,8 +160,24 @@ class TrainBatches:
             .batch(batch_size, drop_remainder=True)
         )
 
+    def _speaker_part(self, step: int) -> np.ndarray:
+        """The items of ``step``'s batch under speaker batches (the epoch's plan is cached)."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        if self._plan is None or self._plan[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, len(self._groups)])
+            parts = [
+                part
+                for g in self._groups
+                for part in np.array_split(rng.permutation(g), -(-len(g) // self.batch_size))
+            ]
+            self._plan = (epoch, [parts[i] for i in rng.permutation(len(parts))])
+        return self._plan[1][k]
+
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
-        items = np.asarray(self._order[step], dtype=np.int64)
+        if self._groups:
+            items = self._speaker_part(step)
+        else:
+            items = np.asarray(self._order[step], dtype=np.int64)
         epoch = step // self.steps_per_epoch
         files = items % len(self.clips)
         copy = items // len(self.clips)
@@ -163,6 +196,13 @@ class TrainBatches:
         batch = _pack(rows, length)
         for k, v in self.extra.items():
             batch[k] = v[files]
+        empty = self.batch_size - len(items)
+        if empty:  # speaker batches: fill with rows that count nothing
+            for k, v in batch.items():
+                fill = np.zeros((empty, *v.shape[1:]), v.dtype)
+                if k in ("index", "aug_id"):
+                    fill -= 1
+                batch[k] = np.concatenate([v, fill])
         return batch
 
 
