@@ -48,6 +48,13 @@ def _define_flags() -> None:
     flags.DEFINE_string("model", None, "A shipped model's name (ser-jax models lists them).")
     flags.DEFINE_string("timeline", None, "A PNG of each file's class probabilities over time.")
     flags.DEFINE_string("csv", None, "A CSV of each file's window probabilities, a row a window.")
+    flags.DEFINE_bool(
+        "speaker_bn",
+        False,
+        "Speaker-adaptive BatchNorm: predict takes its files as one speaker's recordings, "
+        "evaluate groups clips by speaker; each speaker's BatchNorm statistics from their own "
+        "clips (several recordings of the speaker needed).",
+    )
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
@@ -107,7 +114,9 @@ def _evaluate(rest: list[str]) -> None:
     from ser_jax.inference import evaluate_run
 
     run = _need("run", "evaluate", "a run directory")
-    evaluate_run(run, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out)
+    evaluate_run(
+        run, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out, speaker_bn=FLAGS.speaker_bn
+    )
 
 
 def _predict(rest: list[str]) -> int:
@@ -122,6 +131,7 @@ def _predict(rest: list[str]) -> int:
         model_name=FLAGS.model,
         timeline=FLAGS.timeline,
         csv_path=FLAGS.csv,
+        speaker_bn=FLAGS.speaker_bn,
     )
 
 
@@ -228,14 +238,14 @@ VERBS: dict[str, Verb] = {
         Verb(
             "evaluate",
             "score a run's selected model on its own test split or on another corpus",
-            ("run", "data", "corpus", "out"),
+            ("run", "data", "corpus", "out", "speaker_bn"),
             "ser-jax evaluate --run runs/best/seed10 --data /data/other_emodb --corpus emodb",
             _evaluate,
         ),
         Verb(
             "predict",
             "label and class probabilities for audio files (any length, any sample rate)",
-            ("run", "model", "json", "timeline", "csv"),
+            ("run", "model", "json", "timeline", "csv", "speaker_bn"),
             "ser-jax predict clip1.wav long.flac --timeline timeline.png   (the shipped model)",
             _predict,
         ),

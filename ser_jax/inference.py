@@ -24,8 +24,12 @@ from ser_jax.evaluate import classification_metrics, format_table, prediction_ro
 from ser_jax.restore import LoadedModel, load_model
 
 
-def predict_files(model: LoadedModel, paths: Sequence[str]) -> list[dict[str, Any]]:
-    """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause."""
+def predict_files(
+    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool = False
+) -> list[dict[str, Any]]:
+    """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause.
+    ``speaker_bn``: the files are one speaker's recordings, scored with BatchNorm statistics of
+    their own (speaker-adaptive BatchNorm)."""
     out: list[dict[str, Any]] = []
     good, waves = [], []
     for p in paths:
@@ -36,13 +40,14 @@ def predict_files(model: LoadedModel, paths: Sequence[str]) -> list[dict[str, An
         except SerJaxError as err:
             out.append({"path": str(p), "error": str(err)})
     if waves:
-        if model.per_speaker:
+        if model.per_speaker or speaker_bn:
+            what = "normalises by" if model.per_speaker else "adapts its BatchNorm to"
             print(
-                f"{model.source}: this model normalises by the speaker's own statistics; the "
+                f"{model.source}: this model {what} the speaker's own statistics; the "
                 f"{len(waves)} file(s) given are taken as one speaker's recordings",
                 file=sys.stderr,
             )
-        probs = model.probabilities(waves)
+        probs = model.probabilities(waves, speaker_bn=speaker_bn)
         names = model.label_names
         for row, wave, p in zip(good, waves, probs, strict=True):
             out[row]["label"] = names[int(p.argmax())]
@@ -59,6 +64,7 @@ def predict_command(
     model_name: str | None = None,
     timeline: str | None = None,
     csv_path: str | None = None,
+    speaker_bn: bool = False,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -69,7 +75,7 @@ def predict_command(
         from ser_jax.package import load_shipped
 
         model = load_shipped(model_name)
-    rows = predict_files(model, paths)
+    rows = predict_files(model, paths, speaker_bn=speaker_bn)
     names = model.label_names
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -84,21 +90,30 @@ def predict_command(
                     + " ".join(f"{r['probs'][n]:7.3f}" for n in names)
                 )
     if timeline or csv_path:
-        write_timelines(model, [r["path"] for r in rows if "error" not in r], timeline, csv_path)
+        good = [r["path"] for r in rows if "error" not in r]
+        write_timelines(model, good, timeline, csv_path, speaker_bn=speaker_bn)
     return 1 if any("error" in r for r in rows) else 0
 
 
 def write_timelines(
-    model: LoadedModel, paths: Sequence[str], png: str | None, csv_path: str | None
+    model: LoadedModel,
+    paths: Sequence[str],
+    png: str | None,
+    csv_path: str | None,
+    *,
+    speaker_bn: bool = False,
 ) -> None:
     """Each file's half-overlapping windows scored alone: a PNG of the class probabilities
     over time (one panel a file) and/or a CSV with one row a window."""
     tracks, lines = [], []
     waves = [model.load_audio(p) for p in paths]
-    # per-speaker models: the files of one call are one speaker's, as in predict_files
-    stats = model.speaker_stats(waves)["-"] if model.per_speaker else None
+    # per-speaker models and speaker_bn: the files of one call are one speaker's, as in
+    # predict_files
+    variables = None
+    if (model.per_speaker or speaker_bn) and waves:
+        variables = model.speaker_variables(waves, speaker_bn=speaker_bn)
     for p, wave in zip(paths, waves, strict=True):
-        start, end, probs = model.window_probabilities(wave, stats=stats)
+        start, end, probs = model.window_probabilities(wave, variables=variables)
         tracks.append((Path(p).name, (start + end) / 2, probs))
         for s, e, row in zip(start, end, probs, strict=True):
             lines.append([p, f"{s:.3f}", f"{e:.3f}", *(f"{v:.5f}" for v in row)])
@@ -115,9 +130,13 @@ def write_timelines(
         print(f"wrote {csv_path}")
 
 
-def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str, *, data: str | None, corpus: str, out: str | None, speaker_bn: bool = False
+) -> dict[str, Any]:
     """Score the run's selected model on its own test split (no ``data``) or on every file of
-    another corpus; writes metrics, predictions and confusion PNGs to ``out``."""
+    another corpus; writes metrics, predictions and confusion PNGs to ``out``. ``speaker_bn``:
+    each speaker's clips with BatchNorm statistics of their own (the files ``<split>_speaker_bn_*``,
+    as training's ``eval.speaker_bn`` names them)."""
     model = load_model(run_dir)
     names = model.label_names
     if data:
@@ -145,8 +164,9 @@ def evaluate_run(run_dir: str, *, data: str | None, corpus: str, out: str | None
             stats = model.speaker_stats(
                 [w for c in parts for w in c.waves], [u.speaker for c in parts for u in c.utts]
             )
-    speakers = [u.speaker for u in clips.utts] if model.per_speaker else None
-    probs = model.probabilities(clips.waves, speakers=speakers, stats=stats)
+    speakers = [u.speaker for u in clips.utts] if model.per_speaker or speaker_bn else None
+    probs = model.probabilities(clips.waves, speakers=speakers, stats=stats, speaker_bn=speaker_bn)
+    split = f"{split}_speaker_bn" if speaker_bn else split
     metrics = classification_metrics(clips.labels, probs.argmax(-1), names)
     metrics["model_step"] = model.step
     metrics["run_finished"] = model.finished

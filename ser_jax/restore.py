@@ -25,9 +25,9 @@ from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
-from ser_jax.scoring import score_by_speaker, score_clips, score_windows
+from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips, score_windows
 from ser_jax.spec import RunSpec, resolve
-from ser_jax.steps import ModelVariables, predict_step
+from ser_jax.steps import ModelVariables, batchnorm_stats_step, predict_step
 
 MODEL_FILE = "model.msgpack"
 VARIABLE_FIELDS = ("params", "batch_stats", "feature_stats")
@@ -89,6 +89,49 @@ class LoadedModel:
     def _predict(self):
         return lambda batch: self._predict_with(self.variables, batch)
 
+    @functools.cached_property
+    def _bn_stats_with(self):
+        model = create_model(self.config.model, len(self.label_names))
+        if not hasattr(model, "bn_momentum"):
+            raise ConfigError(
+                f"{self.source}: speaker-adaptive BatchNorm needs a model with BatchNorm; "
+                f"{type(model).__name__} has none"
+            )
+        return jax.jit(
+            functools.partial(
+                batchnorm_stats_step,
+                model.clone(bn_momentum=0.0).apply,
+                frontend=self.spec.frontend,
+            )
+        )
+
+    def speaker_variables(
+        self,
+        waves: Sequence[np.ndarray],
+        *,
+        speaker_bn: bool,
+        stats: dict[str, np.ndarray] | None = None,
+    ) -> ModelVariables:
+        """The variables that score ``waves``, one speaker's recordings: a ``per_speaker``
+        model's log-mel statistics (``stats``; None: from ``waves``) and, with ``speaker_bn``,
+        BatchNorm statistics of ``waves`` themselves in place of the training ones (speaker-
+        adaptive BatchNorm, as ``eval.speaker_bn`` scored the run's test speaker)."""
+        v = self.variables
+        if self.per_speaker:
+            v = v.replace(
+                feature_stats=stats if stats is not None else self.speaker_stats(waves)["-"]
+            )
+        if speaker_bn:
+            bn = batchnorm_statistics(
+                lambda b: self._bn_stats_with(v, {"audio": b["audio"], "length": b["length"]}),
+                waves,
+                batch_size=self.spec.batch_size,  # batched as training's eval.speaker_bn
+                max_samples=self.spec.max_samples,
+                bucket_samples=self.spec.bucket_samples,
+            )
+            v = v.replace(batch_stats=bn)
+        return v
+
     @property
     def per_speaker(self) -> bool:
         """The model normalises each speaker's log-mel by that speaker's own statistics
@@ -117,17 +160,19 @@ class LoadedModel:
         batch_size: int = 32,
         *,
         stats: dict[str, np.ndarray] | None = None,
+        variables: ModelVariables | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(start_s, end_s, probs (windows, classes))``: each half-overlapping window of
         ``wave`` scored alone (a timeline of a long recording; their mean is the clip's). A
         ``per_speaker`` model uses the speaker's ``stats`` (``{"mean", "std"}``; None: the
-        recording's own)."""
+        recording's own); ``variables`` (``speaker_variables``) replace the model's."""
         starts = np.asarray(window_starts(len(wave), self.max_samples))
         pieces = [wave[s : s + self.max_samples] for s in starts]
         predict = self._predict
-        if self.per_speaker:  # the recording is one speaker's
-            stats = stats if stats is not None else self.speaker_stats([wave])["-"]
-            v = self.variables.replace(feature_stats=stats)
+        if variables is None and self.per_speaker:  # the recording is one speaker's
+            variables = self.speaker_variables([wave], speaker_bn=False, stats=stats)
+        if variables is not None:
+            v = variables
             predict = lambda batch: self._predict_with(v, batch)  # noqa: E731
         probs = score_windows(
             predict,
@@ -147,13 +192,15 @@ class LoadedModel:
         *,
         speakers: Sequence[str] | None = None,
         stats: dict[str, dict[str, np.ndarray]] | None = None,
+        speaker_bn: bool = False,
     ) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training
         (``ser_jax.scoring``: long clips as half-overlapping windows, averaged).
 
         A ``per_speaker`` model scores each speaker's clips with that speaker's statistics:
         ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
-        by ``speakers`` (None: all ``waves`` are one speaker's)."""
+        by ``speakers`` (None: all ``waves`` are one speaker's). ``speaker_bn``: each
+        speaker's clips with BatchNorm statistics of their own (``speaker_variables``)."""
 
         def score(predict, group):
             return score_clips(
@@ -165,13 +212,16 @@ class LoadedModel:
                 bucket_samples=self.spec.bucket_samples,
             )
 
-        if not self.per_speaker:
+        if not self.per_speaker and not speaker_bn:
             return score(self._predict, waves)
         names = list(speakers) if speakers is not None else ["-"] * len(waves)
-        stats = stats if stats is not None else self.speaker_stats(waves, names)
+        if self.per_speaker and stats is None:
+            stats = self.speaker_stats(waves, names)
 
         def one_speaker(speaker: str, group: Sequence[np.ndarray]) -> np.ndarray:
-            v = self.variables.replace(feature_stats=stats[speaker])
+            v = self.speaker_variables(
+                group, speaker_bn=speaker_bn, stats=stats[speaker] if stats else None
+            )
             return score(lambda batch: self._predict_with(v, batch), group)
 
         return score_by_speaker(one_speaker, waves, names, len(self.label_names))

@@ -113,6 +113,30 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
         assert any(r["probs"] != p["probs"] for r, p in zip(rows, plain, strict=True))
         hits = np.mean([r["label"] == r["predicted"] for r in rows])
         assert results[key]["test_accuracy"] == pytest.approx(hits)
+    # the restored model with speaker-adaptive BatchNorm (ser-jax evaluate/predict
+    # --speaker_bn) gives what training's eval.speaker_bn recorded, and not the plain scores
+    from ser_jax.data.prepare import prepare
+    from ser_jax.inference import evaluate_run, predict_files
+    from ser_jax.restore import load_model
+
+    recorded = [json.loads(x) for x in (run0 / "test_speaker_bn_predictions.jsonl").open()]
+    metrics = evaluate_run(
+        str(run0), data=None, corpus="demo", out=str(tmp_path / "ev"), speaker_bn=True
+    )
+    got = [json.loads(x) for x in (tmp_path / "ev" / "test_speaker_bn_predictions.jsonl").open()]
+    assert [r["utt_id"] for r in got] == [r["utt_id"] for r in recorded]
+    for g, r in zip(got, recorded, strict=True):
+        assert g["probs"] == pytest.approx(r["probs"], abs=2e-3)
+    assert metrics["accuracy"] == pytest.approx(results["speaker_bn"]["test_accuracy"])
+    model = load_model(run0)
+    test = prepare(model.config, progress=False).test  # one speaker: the fold's
+    rows = predict_files(model, [u.path for u in test.utts], speaker_bn=True)
+    by_utt = {r["utt_id"]: r["probs"] for r in recorded}
+    for u, row in zip(test.utts, rows, strict=True):
+        assert row["probs"] == pytest.approx(by_utt[u.utt_id], abs=2e-3)
+    plain = predict_files(model, [u.path for u in test.utts])
+    assert any(p["probs"] != row["probs"] for p, row in zip(plain, rows, strict=True))
+
     # scoring what is there already does nothing; a saved model that no longer gives its
     # recorded test probabilities is refused, naming the run
     stamp = (run0 / "results.json").stat().st_mtime_ns
