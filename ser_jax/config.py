@@ -121,6 +121,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False  # a bidirectional LSTM (forward and backward halves)
     c.model.pooling = "last"  # over LSTM steps: last (valid step) | mean | attention (masked)
     c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
+    # model.name="functionals": widths of the perceptron over the utterance statistics
+    c.model.mlp_hidden = (256, 128)
     # Speaker-adversarial training: a speaker head over the utterance embedding, behind a
     # gradient reversal of scale speaker_reversal, trained on the training speakers (the
     # corpus's speakers in sorted order index it, so it needs at least that many classes);

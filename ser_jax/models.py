@@ -387,3 +387,104 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         mixstyle_alpha=mixstyle_alpha,
         mixstyle_blocks=blocks,
     )
+
+
+def masked_functionals(x: jax.Array, frame_lengths: jax.Array) -> jax.Array:
+    """Statistics over the valid frames of each row: ``x (batch, time, features)`` →
+    ``(batch, 7 * features)``: mean, standard deviation, the 10th, 50th and 90th
+    percentiles, the mean absolute frame-to-frame change, and the least-squares slope over
+    the row's valid span (time scaled to 0..1). Padding never enters them; a row with no
+    valid frame gives zeros."""
+    t = x.shape[1]
+    n = frame_lengths.astype(jnp.int32)
+    valid = (jnp.arange(t)[None, :] < n[:, None])[..., None]
+    count = jnp.maximum(n, 1).astype(x.dtype)[:, None]
+    xs = jnp.where(valid, x, 0.0)
+    mean = xs.sum(1) / count
+    centred = jnp.where(valid, x - mean[:, None], 0.0)
+    std = jnp.sqrt((centred**2).sum(1) / count + 1e-6)
+    ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1)
+
+    def quantile(q: float) -> jax.Array:
+        k = jnp.floor(q * (jnp.maximum(n, 1) - 1)).astype(jnp.int32)
+        return jnp.take_along_axis(ordered, k[:, None, None], axis=1)[:, 0]
+
+    pairs = valid[:, 1:] & valid[:, :-1]
+    change = jnp.where(pairs, jnp.abs(x[:, 1:] - x[:, :-1]), 0.0).sum(1)
+    change = change / jnp.maximum(n - 1, 1).astype(x.dtype)[:, None]
+    # time scaled to 0..1 over each row's valid frames, centred on its valid mean
+    time = jnp.arange(t, dtype=x.dtype)[None, :, None] / count[:, :, None]
+    time = jnp.where(
+        valid, time - jnp.where(valid, time, 0.0).sum(1, keepdims=True) / count[:, :, None], 0.0
+    )
+    slope = (time * centred).sum(1) / jnp.maximum((time**2).sum(1), 1e-6)
+    out = jnp.concatenate(
+        [mean, std, quantile(0.1), quantile(0.5), quantile(0.9), change, slope], axis=-1
+    )
+    return jnp.where(n[:, None] > 0, out, 0.0)
+
+
+class Functionals(nn.Module):
+    """Utterance-level statistics of the front-end's features (``masked_functionals`` of
+    every mel band and channel over the valid frames), BatchNorm over the examples that have
+    frames, and a multi-layer perceptron: the classic "functionals" recipe of speech emotion
+    recognition on our front-end, trained end to end. Its input BatchNorm is what
+    speaker-adaptive BatchNorm replaces with a speaker's statistics: the per-speaker
+    standardisation of the functionals."""
+
+    num_classes: int
+    hidden: Sequence[int] = (256, 128)
+    activation: str = "relu"
+    dropout: float = 0.0
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(
+        self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
+    ) -> jax.Array:
+        b, t = feats.shape[:2]
+        x = feats.reshape(b, t, -1)
+        stats = masked_functionals(x, frame_lengths)
+        stats = FunctionalsNorm(self.bn_momentum, name="norm")(
+            stats, frame_lengths > 0, train=train
+        )
+        act = ACTIVATIONS[self.activation]
+        h = stats
+        for i, units in enumerate(self.hidden):
+            h = act(nn.Dense(int(units), name=f"hidden{i}")(h))
+            if self.dropout > 0:
+                h = nn.Dropout(self.dropout)(h, deterministic=not train)
+        return nn.Dense(self.num_classes, name="head")(h)
+
+
+class FunctionalsNorm(nn.Module):
+    """BatchNorm over the rows that have frames (``rows``), sowing how many values it
+    averaged (``bn_count``, read by speaker-adaptive BatchNorm as ``ConvBlock``'s is)."""
+
+    momentum: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rows: jax.Array, *, train: bool) -> jax.Array:
+        self.sow("intermediates", "bn_count", rows.sum())
+        mask = jnp.broadcast_to(rows[:, None], x.shape)
+        return nn.BatchNorm(momentum=self.momentum, epsilon=1e-5)(
+            x, use_running_average=not train, mask=mask
+        )
+
+
+@register_model("functionals")
+def _functionals(model_cfg: Any, num_classes: int) -> nn.Module:
+    if model_cfg.activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"model.activation={model_cfg.activation!r}; choose one of {sorted(ACTIVATIONS)}"
+        )
+    hidden = tuple(int(h) for h in model_cfg.get("mlp_hidden", (256, 128)))
+    if any(h <= 0 for h in hidden):
+        raise ConfigError(f"model.mlp_hidden={hidden}: every layer needs a positive width")
+    return Functionals(
+        num_classes=num_classes,
+        hidden=hidden,
+        activation=model_cfg.activation,
+        dropout=float(model_cfg.dropout),
+        bn_momentum=float(model_cfg.bn_momentum),
+    )

@@ -280,3 +280,59 @@ def test_mixstyle_acts_in_training_only_and_only_with_its_own_random_stream():
         create_model(cfg, 4)
     cfg.mixstyle_alpha = 0.1
     assert create_model(cfg, 4).mixstyle_blocks == (1,)
+
+
+def test_masked_functionals_match_numpy_on_the_valid_frames_only():
+    from ser_jax.models import masked_functionals
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 40, 5)).astype(np.float32)
+    n = np.array([40, 17, 0])
+    garbage = x.copy()
+    garbage[1, 17:] = 1e4  # padding must not enter any statistic
+    out = np.asarray(masked_functionals(jnp.asarray(garbage), jnp.asarray(n)))
+    assert out.shape == (3, 7 * 5)
+    for r in range(2):
+        v, k = x[r, : n[r]], n[r]
+        s = np.sort(v, axis=0)
+        want = [
+            v.mean(0),
+            v.std(0),
+            s[int(0.1 * (k - 1))],
+            s[int(0.5 * (k - 1))],
+            s[int(0.9 * (k - 1))],
+            np.abs(np.diff(v, axis=0)).mean(0),
+            np.polyfit(np.arange(k) / k, v, 1)[0],  # slope over the span scaled to 0..1
+        ]
+        np.testing.assert_allclose(out[r], np.concatenate(want), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out[2], 0.0)  # no valid frame: zeros, no NaN
+
+
+def test_functionals_model_ignores_padding_and_empty_rows_in_its_batchnorm():
+    from flax.traverse_util import flatten_dict
+
+    from ser_jax.config import get_config
+    from ser_jax.models import create_model
+
+    cfg = get_config().model
+    cfg.name = "functionals"
+    cfg.mlp_hidden = (8,)
+    model = create_model(cfg, 3)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(3, 30, 6)), jnp.float32)
+    n = jnp.array([30, 12, 0])
+    v = model.init(jax.random.key(0), x, n)
+    logits = model.apply(v, x, n)
+    padded = x.at[1, 12:].set(50.0).at[2].set(-7.0)
+    np.testing.assert_allclose(model.apply(v, padded, n), logits, rtol=1e-6)
+    # training-mode statistics come from the two rows with frames only, and say so
+    _, upd = model.apply(v, padded, n, train=True, mutable=["batch_stats", "intermediates"])
+    _, ref = model.apply(v, x[:2], n[:2], train=True, mutable=["batch_stats", "intermediates"])
+    for a, b in zip(
+        jax.tree.leaves(upd["batch_stats"]), jax.tree.leaves(ref["batch_stats"]), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(flatten_dict(upd["intermediates"])[("norm", "bn_count")][0]) == 2
+    cfg.mlp_hidden = (8, 0)
+    with pytest.raises(ConfigError, match="model.mlp_hidden"):
+        create_model(cfg, 3)
