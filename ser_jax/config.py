@@ -123,6 +123,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
     # model.name="functionals": widths of the perceptron over the utterance statistics
     c.model.mlp_hidden = (256, 128)
+    # model.name="functionals": the last channels of the input are per-frame tracks (the pitch
+    # channels of frontend.pitch: 3, or 2 with pitch_level=False), summarised once, not per band
+    c.model.track_channels = 0
     # Speaker-adversarial training: a speaker head over the utterance embedding, behind a
     # gradient reversal of scale speaker_reversal, trained on the training speakers (the
     # corpus's speakers in sorted order index it, so it needs at least that many classes);

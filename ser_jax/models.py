@@ -437,13 +437,25 @@ class Functionals(nn.Module):
     activation: str = "relu"
     dropout: float = 0.0
     bn_momentum: float = 0.9
+    track_channels: int = 0  # the last channels are per-frame tracks (pitch), read once
 
     @nn.compact
     def __call__(
         self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
     ) -> jax.Array:
         b, t = feats.shape[:2]
-        x = feats.reshape(b, t, -1)
+        k = self.track_channels
+        if k:
+            if feats.ndim != 4 or feats.shape[-1] <= k:
+                raise ConfigError(
+                    f"model.track_channels={k}: the input has "
+                    f"{feats.shape[-1] if feats.ndim == 4 else 1} channel(s); the tracks "
+                    "(frontend.pitch: 3, or 2 with pitch_level=False) come after the log-mel"
+                )
+            # a track is repeated along the mel axis (ser_jax.pitch.with_pitch): band 0 holds it
+            x = jnp.concatenate([feats[..., :-k].reshape(b, t, -1), feats[:, :, 0, -k:]], axis=-1)
+        else:
+            x = feats.reshape(b, t, -1)
         stats = masked_functionals(x, frame_lengths)
         stats = FunctionalsNorm(self.bn_momentum, name="norm")(
             stats, frame_lengths > 0, train=train
@@ -487,4 +499,5 @@ def _functionals(model_cfg: Any, num_classes: int) -> nn.Module:
         activation=model_cfg.activation,
         dropout=float(model_cfg.dropout),
         bn_momentum=float(model_cfg.bn_momentum),
+        track_channels=int(model_cfg.get("track_channels", 0)),
     )

@@ -336,3 +336,12 @@ def test_functionals_model_ignores_padding_and_empty_rows_in_its_batchnorm():
     cfg.mlp_hidden = (8, 0)
     with pytest.raises(ConfigError, match="model.mlp_hidden"):
         create_model(cfg, 3)
+    # pitch-like tracks repeated along the mel axis are summarised once: 7 x (6 bands + 2)
+    cfg.mlp_hidden = (8,)
+    cfg.track_channels = 2
+    model = create_model(cfg, 3)
+    track = jnp.broadcast_to(x[:, :, :1, None], (3, 30, 6, 2))
+    v = model.init(jax.random.key(0), jnp.concatenate([x[..., None], track], -1), n)
+    assert v["params"]["hidden0"]["kernel"].shape == (7 * (6 + 2), 8)
+    with pytest.raises(ConfigError, match="model.track_channels=2"):
+        model.init(jax.random.key(0), x, n)
