@@ -112,6 +112,12 @@ LEVERS = (
     ("abl_v0_la", "+ logit-adjusted loss, tau 1 (no bonus for a frequent class)"),
     ("abl_v0_spknorm", "+ per-speaker log-mel normalisation (own protocol)"),
     ("abl_v0_spkbatch", "+ one speaker per training batch (BatchNorm per speaker in training)"),
+    (
+        "abl_v0_twoview_func",
+        "both log-mel views + a branch over their utterance statistics (128 units)",
+    ),
+    ("func_v0", "utterance statistics + perceptron instead of the CNN-LSTM (functionals.py)"),
+    ("func_v0_pitch", "utterance statistics + perceptron, with the pitch tracks (functionals.py)"),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),

@@ -121,6 +121,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.bidirectional = False  # a bidirectional LSTM (forward and backward halves)
     c.model.pooling = "last"  # over LSTM steps: last (valid step) | mean | attention (masked)
     c.model.head_hidden = 0  # Dense units (with the activation) before the output; 0 = none
+    # cnn_lstm: a branch of this many Dense units over the input's utterance statistics
+    # (models.masked_functionals of every band and channel), concatenated with the pooled LSTM
+    # output before the head; 0 = none
+    c.model.functionals = 0
     # model.name="functionals": widths of the perceptron over the utterance statistics
     c.model.mlp_hidden = (256, 128)
     # model.name="functionals": the last channels of the input are per-frame tracks (the pitch

@@ -159,6 +159,7 @@ class CNNLSTM(nn.Module):
     mixstyle_prob: float = 0.0  # MixStyle after the mixstyle_blocks in training; 0 = off
     mixstyle_alpha: float = 0.1  # the mixing weight's Beta(alpha, alpha)
     mixstyle_blocks: Sequence[int] = (0, 1)  # after which conv blocks (0-based)
+    functionals: int = 0  # a branch: Dense units over the input's utterance statistics; 0 = none
 
     @nn.compact
     def __call__(
@@ -237,6 +238,14 @@ class CNNLSTM(nn.Module):
             pooled = (outputs * w).sum(1) / w.sum(1)
         else:
             pooled = attention_pool(outputs, valid, name="attention")
+        if self.functionals:  # the utterance-statistics view beside the sequence model's
+            b, t = feats.shape[:2]
+            stats = masked_functionals(feats.reshape(b, t, -1), lengths)
+            stats = FunctionalsNorm(self.bn_momentum, name="functionals_norm")(
+                stats, lengths > 0, train=train
+            )
+            branch = act(nn.Dense(self.functionals, name="functionals_dense")(stats))
+            pooled = jnp.concatenate([pooled, branch], axis=-1)
         if self.head_hidden:
             pooled = act(nn.Dense(self.head_hidden, name="head_hidden")(pooled))
         if self.speaker_classes:
@@ -386,6 +395,7 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         mixstyle_prob=mixstyle_prob,
         mixstyle_alpha=mixstyle_alpha,
         mixstyle_blocks=blocks,
+        functionals=int(model_cfg.get("functionals", 0)),
     )
 
 

@@ -110,6 +110,7 @@ OPTIONS = {
     "bidirectional, last": dict(bidirectional=True),
     "attention": dict(pooling="attention", projection=12, head_hidden=5),
     "bidirectional, mean": dict(bidirectional=True, pooling="mean"),
+    "functionals branch": dict(functionals=6, head_hidden=5),
 }
 
 
