@@ -78,6 +78,12 @@ MAIN = (
         "single models, never instead)",
         "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm ...",
     ),
+    (
+        "ens_families",
+        "ensemble of two model families: the best config's CNN-LSTM and the functionals model "
+        "with pitch, 2 seeds each (averaged probabilities; beside the single models)",
+        "ser-jax ensemble --out runs/ens_families runs/abl_v0_last runs/func_v0_pitch",
+    ),
 )
 
 # The LOSO ablation: each lever switched on against one base, the best config with no
