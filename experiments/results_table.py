@@ -124,6 +124,10 @@ LEVERS = (
     ),
     ("func_v0", "utterance statistics + perceptron instead of the CNN-LSTM (functionals.py)"),
     ("func_v0_pitch", "utterance statistics + perceptron, with the pitch tracks (functionals.py)"),
+    (
+        "func_v0_pitch_wide",
+        "utterance statistics + pitch, wider perceptron (512-256) with dropout 0.1",
+    ),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),
