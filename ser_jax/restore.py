@@ -27,7 +27,7 @@ from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
 from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips, score_windows
 from ser_jax.spec import RunSpec, resolve
-from ser_jax.steps import ModelVariables, batchnorm_stats_step, predict_step
+from ser_jax.steps import ModelVariables, batchnorm_stats_fn, predict_step
 
 MODEL_FILE = "model.msgpack"
 VARIABLE_FIELDS = ("params", "batch_stats", "feature_stats")
@@ -92,18 +92,7 @@ class LoadedModel:
     @functools.cached_property
     def _bn_stats_with(self):
         model = create_model(self.config.model, len(self.label_names))
-        if not hasattr(model, "bn_momentum"):
-            raise ConfigError(
-                f"{self.source}: speaker-adaptive BatchNorm needs a model with BatchNorm; "
-                f"{type(model).__name__} has none"
-            )
-        return jax.jit(
-            functools.partial(
-                batchnorm_stats_step,
-                model.clone(bn_momentum=0.0).apply,
-                frontend=self.spec.frontend,
-            )
-        )
+        return jax.jit(batchnorm_stats_fn(model, self.spec.frontend))
 
     def speaker_variables(
         self,

@@ -10,6 +10,7 @@ uninterrupted one. ``predict_step`` scores clean audio with :class:`ModelVariabl
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
@@ -20,6 +21,7 @@ import optax
 from flax.training import train_state
 
 from ser_jax.augment import AugmentConfig
+from ser_jax.errors import ConfigError
 from ser_jax.features import make_features
 from ser_jax.frontend import FrontendConfig
 from ser_jax.optim import set_learning_rate
@@ -358,6 +360,20 @@ def batchnorm_stats_step(
                 raise ValueError(f"BatchNorm layer {'/'.join(path[:-1])}: its block sows no count")
             counts[path] = sown[block + ("bn_count",)][0].astype(jnp.float32)
     return updates["batch_stats"], flax.traverse_util.unflatten_dict(counts)
+
+
+def batchnorm_stats_fn(model: nn.Module, frontend: FrontendConfig) -> Any:
+    """``batchnorm_stats_step(variables, batch)`` for ``model``: bound to a copy of it whose
+    BatchNorm momentum is 0 (speaker-adaptive BatchNorm, in training and for a restored
+    model alike); a model without BatchNorm is refused."""
+    if not hasattr(model, "bn_momentum"):
+        raise ConfigError(
+            f"speaker-adaptive BatchNorm (eval.speaker_bn) needs a model with BatchNorm "
+            f"(bn_momentum); {type(model).__name__} has none"
+        )
+    return functools.partial(
+        batchnorm_stats_step, model.clone(bn_momentum=0.0).apply, frontend=frontend
+    )
 
 
 def predict_step(

@@ -62,7 +62,7 @@ from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import (
     ModelVariables,
     TrainState,
-    batchnorm_stats_step,
+    batchnorm_stats_fn,
     class_terms,
     create_train_state,
     members_train_step,
@@ -204,17 +204,8 @@ class Trainer:
         """BatchNorm statistics of ``waves`` (one speaker's clean clips) under ``variables``
         (``ser_jax.scoring.batchnorm_statistics``), replicated over the mesh."""
         if self._bn_stats is None:
-            if not hasattr(self.model, "bn_momentum"):
-                raise ConfigError(
-                    f"eval.speaker_bn needs a model with BatchNorm (bn_momentum); "
-                    f"{type(self.model).__name__} has none"
-                )
             self._bn_stats = jax.jit(
-                functools.partial(
-                    batchnorm_stats_step,
-                    self.model.clone(bn_momentum=0.0).apply,
-                    frontend=self.spec.frontend,
-                ),
+                batchnorm_stats_fn(self.model, self.spec.frontend),
                 in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
                 out_shardings=parallel.replicated(self.mesh),
             )
