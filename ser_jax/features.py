@@ -77,7 +77,7 @@ def make_features(
 
     if augment is None or not augment.enabled or keys is None:
         feats, flen = log_mel(audio, lengths, frontend)
-        return standardise(feats, flen, audio, lengths), flen
+        return standardise(feats, flen, audio, lengths), _no_frames_if_empty(flen, lengths)
     # Independent streams for the waveform and the spectrogram stage of each example.
     split = jax.vmap(jax.random.split)(keys)
     wave_keys, spec_keys = split[:, 0], split[:, 1]
@@ -90,7 +90,14 @@ def make_features(
             warp = None  # the static filterbank: exactly the clean front-end
     feats, flen = log_mel(audio, lengths, frontend, warp)
     feats = standardise(feats, flen, audio, lengths, warp)
-    return spec_augment(spec_keys, feats, flen, augment, apply), flen
+    return spec_augment(spec_keys, feats, flen, augment, apply), _no_frames_if_empty(flen, lengths)
+
+
+def _no_frames_if_empty(flen: jax.Array, lengths: jax.Array) -> jax.Array:
+    """The frame counts the model gets: an empty row (batch filling) has none, so masked
+    BatchNorm statistics never count it (librosa's count for 0 samples is 1 frame, which the
+    features above keep, so the clips' own features are unchanged)."""
+    return jnp.where(jnp.asarray(lengths) > 0, flen, 0)
 
 
 _log_mel = jax.jit(log_mel, static_argnums=2)  # one compiled front-end per settings and shape

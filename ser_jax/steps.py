@@ -233,9 +233,6 @@ def train_step(
         offline=offline,
     )
     weights = batch["weight"]
-    # A row that counts nothing (the filling of a speaker batch) has no valid frame, so the
-    # masked BatchNorm statistics never see it (an empty clip would still count one frame).
-    frames = jnp.where(weights > 0, frames, 0)
     mixup = None
     if mixup_alpha > 0:
         feats, frames, perm, lam = mix(jax.random.fold_in(step_key, 2), feats, frames, mixup_alpha)
@@ -342,7 +339,6 @@ def batchnorm_stats_step(
     feats, frames = make_features(
         batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
     )
-    frames = jnp.where(batch["length"] > 0, frames, 0)  # an empty row (filler) has 1 frame
     _, updates = apply_fn(
         {"params": variables.params, "batch_stats": variables.batch_stats},
         feats,
