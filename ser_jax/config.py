@@ -81,6 +81,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.frontend.clip_channel = False
     c.frontend.pitch_fmin = 60.0
     c.frontend.pitch_fmax = 500.0
+    # > 0: that many cepstral coefficients (orthonormal DCT-II of the log-mel) replace the bands
+    c.frontend.mfcc = 0
+    # + 6 spectral descriptors per frame as more bands: log energy, zero-crossing rate, log
+    # centroid, bandwidth, 85% roll-off and flatness (ser_jax.frontend.DESCRIPTORS)
+    c.frontend.descriptors = False
 
     # --- augmentation, training batches only (ser_jax.augment.AugmentConfig) -------------------
     c.augment = ml_collections.ConfigDict()

@@ -45,15 +45,15 @@ def make_features(
       keys: ``(batch,)`` typed PRNG keys, one per example, or None (clean features).
       frontend: static front-end settings.
       augment: static augmentation settings, or None.
-      stats: ``(mean, std)``, ``(n_mels,)`` training-set statistics (``frontend.normalize ==
-        "dataset"``) or ``(batch, n_mels)`` per-example ones (``"speaker"``), applied before
+      stats: ``(mean, std)``, ``(n_bands,)`` training-set statistics (``frontend.normalize ==
+        "dataset"``) or ``(batch, n_bands)`` per-example ones (``"speaker"``), applied before
         SpecAugment, so masks sit at the mean.
       apply: optional ``(batch,)`` bool: augment only these examples, the others come out
         clean (offline augmentation keeps each file's original copy clean). One front-end pass
         serves both.
 
     Returns:
-      ``feats`` ``(batch, frames, n_mels)`` (``(batch, frames, n_mels, frontend.channels)``
+      ``feats`` ``(batch, frames, n_bands)`` (``(batch, frames, n_bands, frontend.channels)``
       with ``frontend.deltas`` or ``frontend.pitch``: SpecAugment masks the same stripes in
       every channel) and
       ``frame_lengths`` ``(batch,)`` int32.
@@ -111,11 +111,11 @@ def dataset_feature_stats(
     max_samples: int,
     bucket_samples: int,
 ) -> dict[str, np.ndarray]:
-    """Mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over every valid frame of
+    """Mean and std ``(n_bands,)`` of the clean, unnormalised log-mel over every valid frame of
     ``waves`` (windowed as in evaluation, see ``ser_jax.scoring``)."""
     raw = dataclasses.replace(frontend, normalize="none", clip_channel=False)
-    total = np.zeros(frontend.n_mels)
-    total_sq = np.zeros(frontend.n_mels)
+    total = np.zeros(frontend.n_bands)
+    total_sq = np.zeros(frontend.n_bands)
     count = 0
     pieces, _ = windows(waves, max_samples)
     for _, batch in window_batches(
@@ -143,7 +143,7 @@ def speaker_feature_stats(
     max_samples: int,
     bucket_samples: int,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per speaker, the mean and std ``(n_mels,)`` of the clean, unnormalised log-mel over
+    """Per speaker, the mean and std ``(n_bands,)`` of the clean, unnormalised log-mel over
     every valid frame of that speaker's ``waves`` (``normalize="speaker"``): the statistics
     need the speaker's audio only, never a label."""
     if len(speakers) != len(waves):

@@ -77,6 +77,11 @@ class FrontendConfig:
     clip_channel: bool = False
     pitch_fmin: float = 60.0  # Hz, the lowest F0 searched
     pitch_fmax: float = 500.0  # Hz, the highest F0 searched
+    # > 0: the first ``mfcc`` cepstral coefficients (orthonormal DCT-II of the log-mel, as
+    # librosa.feature.mfcc) replace the mel bands
+    mfcc: int = 0
+    # + 6 spectral descriptors per frame as more bands (``DESCRIPTORS``, ``descriptors``)
+    descriptors: bool = False
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -129,6 +134,12 @@ class FrontendConfig:
                 f"needs normalize='dataset' or 'speaker' (normalize={self.normalize!r} leaves "
                 "nothing beside the clip-normalised log-mel)",
             )
+        if isinstance(self.mfcc, bool) or not isinstance(self.mfcc, int | np.integer):
+            raise bad("mfcc", "must be an integer (0: the log-mel bands themselves)")
+        if not 0 <= self.mfcc <= self.n_mels:
+            raise bad("mfcc", f"must be in 0..n_mels={self.n_mels} (coefficients of the log-mel)")
+        if not isinstance(self.descriptors, bool):
+            raise bad("descriptors", "must be true or false")
         if self.pitch and not self.center:
             raise bad("pitch", "needs center=True (pitch frames share the log-mel's centres)")
         if not 0 < self.pitch_fmin < self.pitch_fmax <= nyquist:
@@ -147,6 +158,12 @@ class FrontendConfig:
         return self.n_fft // 2 + 1
 
     @property
+    def n_bands(self) -> int:
+        """Features per frame and channel: the mel bands (or ``mfcc`` coefficients), then the
+        spectral descriptors."""
+        return (self.mfcc or self.n_mels) + (len(DESCRIPTORS) if self.descriptors else 0)
+
+    @property
     def channels(self) -> int:
         """Input channels of the features: log-mel, its deltas, the clip-normalised log-mel,
         the pitch track's three (two without the log-F0 level)."""
@@ -156,7 +173,16 @@ class FrontendConfig:
 
 _CONVERTERS = {
     **dict.fromkeys(
-        ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "deltas", "delta_width"),
+        (
+            "sample_rate",
+            "n_fft",
+            "win_length",
+            "hop_length",
+            "n_mels",
+            "deltas",
+            "delta_width",
+            "mfcc",
+        ),
         as_int,
     ),
     **dict.fromkeys(("power", "fmin", "log_floor", "pitch_fmin", "pitch_fmax"), float),
@@ -165,6 +191,7 @@ _CONVERTERS = {
     "pitch": as_bool,
     "pitch_level": as_bool,
     "clip_channel": as_bool,
+    "descriptors": as_bool,
     "mel_norm": lambda v: None if v in (None, "none", "None", "") else str(v),
 }
 
@@ -439,28 +466,103 @@ def log_mel(
       warp: optional ``(batch,)`` frequency-warp factors (pitch shift, 1.0 = none).
 
     Returns:
-      ``feats`` ``(batch, frames, n_mels)`` float32 with ``frames = num_frames(samples)``, 0 on
-      padded frames (index >= frame length), and ``frame_lengths`` ``(batch,)`` int32.
+      ``feats`` ``(batch, frames, cfg.n_bands)`` float32 (the log-mel, or its ``cfg.mfcc``
+      cepstral coefficients, then the ``cfg.descriptors``) with ``frames =
+      num_frames(samples)``, 0 on padded frames (index >= frame length), and ``frame_lengths``
+      ``(batch,)`` int32.
     """
     audio = jnp.asarray(audio, jnp.float32)
     lengths = jnp.minimum(jnp.asarray(lengths, jnp.int32), audio.shape[-1])
     t = _checked_num_frames(audio.shape[-1], cfg)
     flen = frame_lengths(lengths, cfg)
     fb_np = mel_filterbank(cfg)
-    bins = _used_bins(fb_np) if warp is None else (0, cfg.n_freq)
+    whole = warp is not None or cfg.descriptors  # the descriptors read every bin
+    bins = (0, cfg.n_freq) if whole else _used_bins(fb_np)
     fb_const = jnp.asarray(fb_np[bins[0] : bins[1]])
 
     def one(x: jax.Array, length: jax.Array, fl: jax.Array, *w: jax.Array) -> jax.Array:
-        p = _spectrum(_frames(x, length, t, cfg), cfg, bins)
+        frames = _frames(x, length, t, cfg)
+        p = _spectrum(frames, cfg, bins)
         fb = mel_filterbank(cfg, w[0][None])[0] if w else fb_const
         m = jnp.dot(p, fb, precision=jax.lax.Precision.HIGHEST)
         valid = jnp.arange(t) < fl
-        return _normalize_one(_to_log(m, valid, cfg), valid, cfg.normalize)
+        feats = _to_log(m, valid, cfg)
+        if cfg.mfcc:
+            feats = jnp.dot(feats, jnp.asarray(dct_matrix(cfg.n_mels, cfg.mfcc)), precision=_HI)
+        if cfg.descriptors:
+            feats = jnp.concatenate([feats, _descriptors(frames, p, cfg)], axis=-1)
+        return _normalize_one(feats, valid, cfg.normalize)
 
     args = (audio, lengths, flen)
     if warp is not None:
         args = (*args, jnp.asarray(warp, jnp.float32))
     return _map_examples(one, args, t), flen
+
+
+# --------------------------------------------------------------------------------------------
+# Cepstral coefficients and spectral descriptors (frontend.mfcc, frontend.descriptors)
+# --------------------------------------------------------------------------------------------
+
+_HI = jax.lax.Precision.HIGHEST
+# Per frame, from the magnitude spectrum |X| of the same windowed frame as the log-mel:
+DESCRIPTORS = (
+    "log_energy",  # ln(sum |X|^2), floored at log_floor
+    "zero_crossing_rate",  # sign changes / sample pairs inside the window
+    "log_centroid",  # ln(1 + spectral centroid in Hz)
+    "log_bandwidth",  # ln(1 + spectral spread around the centroid in Hz)
+    "log_rolloff",  # ln(1 + frequency below which 85% of sum |X| lies)
+    "log_flatness",  # ln(geometric / arithmetic mean of |X|^2)
+)
+ROLLOFF = 0.85
+_FLATNESS_FLOOR = 1e-10  # librosa.feature.spectral_flatness's amin
+
+
+@functools.cache
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_in, n_out)`` float32 orthonormal DCT-II (``scipy.fft.dct(x, type=2,
+    norm="ortho")[:n_out]`` as ``x @ matrix``)."""
+    n = np.arange(n_in)[:, None]
+    k = np.arange(n_out)[None, :]
+    m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    m[:, 0] /= np.sqrt(2.0)
+    return m.astype(np.float32)
+
+
+def _descriptors(frames: jax.Array, p: jax.Array, cfg: FrontendConfig) -> jax.Array:
+    """``(frames, 6)`` spectral descriptors (``DESCRIPTORS``) of one example from its windowed
+    frames ``(frames, n_fft)`` and spectrum ``p`` ``(frames, n_freq)`` (``|X|**power``).
+
+    librosa's ``spectral_centroid``, ``spectral_bandwidth``, ``spectral_rolloff`` and
+    ``spectral_flatness`` on the same magnitude spectrogram, log-compressed; a silent frame
+    gives 0 for the first four of them after compression."""
+    mag = p if cfg.power == 1.0 else jnp.sqrt(p)
+    power = mag * mag
+    freqs = jnp.asarray(_fft_freqs(cfg).astype(np.float32))
+    total = jnp.sum(mag, axis=-1)
+    safe = jnp.maximum(total, 1e-30)
+    centroid = jnp.sum(mag * freqs, axis=-1) / safe
+    spread = jnp.sqrt(jnp.sum(mag * jnp.square(freqs - centroid[:, None]), axis=-1) / safe)
+    reached = jnp.cumsum(mag, axis=-1) >= ROLLOFF * total[:, None]
+    rolloff = jnp.take(freqs, jnp.argmax(reached, axis=-1))
+    floored = jnp.maximum(power, _FLATNESS_FLOOR)
+    flatness = jnp.exp(jnp.mean(jnp.log(floored), axis=-1)) / jnp.mean(floored, axis=-1)
+    energy = jnp.log(jnp.maximum(jnp.sum(power, axis=-1), cfg.log_floor))
+    inside = np.flatnonzero(window(cfg) > 0)  # samples the window keeps (sign unchanged)
+    seg = frames[:, inside[0] : inside[-1] + 1]
+    changes = jnp.signbit(seg[:, 1:]) != jnp.signbit(seg[:, :-1])
+    zcr = jnp.mean(changes.astype(jnp.float32), axis=-1)
+    silent = total <= 0
+    return jnp.stack(
+        [
+            energy,
+            zcr,
+            jnp.where(silent, 0.0, jnp.log1p(centroid)),
+            jnp.where(silent, 0.0, jnp.log1p(spread)),
+            jnp.where(silent, 0.0, jnp.log1p(rolloff)),
+            jnp.log(flatness),
+        ],
+        axis=-1,
+    )
 
 
 @functools.cache

@@ -32,7 +32,7 @@ AUG_STREAM = 0x5EED  # fold_in constant that separates augmentation keys from dr
 @flax.struct.dataclass
 class ModelVariables:
     """What a trained model is: params, BatchNorm statistics, and the training-set log-mel
-    mean/std ``(n_mels,)`` for ``frontend.normalize="dataset"`` (0 and 1 otherwise)."""
+    mean/std ``(n_bands,)`` for ``frontend.normalize="dataset"`` (0 and 1 otherwise)."""
 
     params: Any
     batch_stats: Any
@@ -52,9 +52,9 @@ class TrainState(train_state.TrainState):
         return ModelVariables(params, self.batch_stats, self.feature_stats)
 
 
-def init_variables(model: nn.Module, seed: int, n_mels: int, channels: int = 1) -> ModelVariables:
+def init_variables(model: nn.Module, seed: int, n_bands: int, channels: int = 1) -> ModelVariables:
     """Freshly initialised variables (feature statistics 0 / 1)."""
-    shape = (2, 32, n_mels) if channels == 1 else (2, 32, n_mels, channels)
+    shape = (2, 32, n_bands) if channels == 1 else (2, 32, n_bands, channels)
     feats = jnp.zeros(shape, jnp.float32)
     lengths = jnp.array([32, 20], jnp.int32)
     # One compiled init instead of ~100 eagerly compiled ops (~4 s of start-up); same values.
@@ -64,8 +64,8 @@ def init_variables(model: nn.Module, seed: int, n_mels: int, channels: int = 1) 
         params=variables["params"],
         batch_stats=variables.get("batch_stats", {}),
         feature_stats={
-            "mean": jnp.zeros((n_mels,), jnp.float32),
-            "std": jnp.ones((n_mels,), jnp.float32),
+            "mean": jnp.zeros((n_bands,), jnp.float32),
+            "std": jnp.ones((n_bands,), jnp.float32),
         },
     )
 
@@ -74,12 +74,12 @@ def create_train_state(
     model: nn.Module,
     tx: optax.GradientTransformation,
     seed: int,
-    n_mels: int,
+    n_bands: int,
     *,
     channels: int = 1,
     ema: bool = False,
 ) -> TrainState:
-    v = init_variables(model, seed, n_mels, channels)
+    v = init_variables(model, seed, n_bands, channels)
     return TrainState.create(
         apply_fn=model.apply,
         params=v.params,
@@ -102,7 +102,7 @@ def training_features(
     """``(feats (batch, frames, mel), frame_lengths)`` of a training batch, augmented when
     ``augment`` is on; in offline mode each file's original copy (``batch["augment"]`` False)
     stays clean. ``frontend.normalize == "speaker"``: each example's speaker's statistics come
-    with the batch (``norm_mean``, ``norm_std`` ``(batch, n_mels)``)."""
+    with the batch (``norm_mean``, ``norm_std`` ``(batch, n_bands)``)."""
     if frontend.normalize == "speaker":
         stats = (batch["norm_mean"], batch["norm_std"])
     else:

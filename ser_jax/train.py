@@ -458,7 +458,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
             model,
             tx,
             m.spec.seed,
-            spec.frontend.n_mels,
+            spec.frontend.n_bands,
             channels=spec.frontend.channels,
             ema=spec.ema_decay > 0,
         )

@@ -125,14 +125,14 @@ def write_augmentation_figure(
     for r, (name, probs) in enumerate(_ROWS):
         cfg = dataclasses.replace(base, **probs)
         candidates = jax.random.split(jax.random.fold_in(key, r), _CANDIDATES)
-        k = candidates[_strongest(name, candidates, cfg, sr, frontend.n_mels, frames)][None]
+        k = candidates[_strongest(name, candidates, cfg, sr, frontend.n_bands, frames)][None]
         p = draw_waveform_params(k, cfg, sr)
         wave, new_len, warp = apply_waveform(p, audio, lengths, cfg)
         feats, flen = mel(wave, new_len, show, warp if cfg.pitch_shift_prob > 0 else None)
         feats = np.array(feats[0, : int(flen[0])])
         masks = None
         if cfg.spec_enabled:
-            masks = jax.tree.map(np.asarray, draw_spec_masks(k, flen, frontend.n_mels, cfg))
+            masks = jax.tree.map(np.asarray, draw_spec_masks(k, flen, frontend.n_bands, cfg))
             t, f = np.arange(feats.shape[0]), np.arange(feats.shape[1])
             for s, w in zip(masks["time_start"][0], masks["time_width"][0], strict=True):
                 feats[(t >= s) & (t < s + w), :] = np.nan
