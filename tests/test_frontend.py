@@ -330,6 +330,9 @@ def test_from_config_reads_config_dict_and_rejects_unknown_keys():
         ({"log": "log10"}, "log"),
         ({"normalize": "global"}, "normalize"),
         ({"power": 3.0}, "power"),
+        ({"mfcc": 65}, "mfcc"),
+        ({"mfcc": -1}, "mfcc"),
+        ({"descriptors": "maybe"}, "descriptors"),
     ],
 )
 def test_from_config_validates_values(fields, setting):
@@ -401,3 +404,82 @@ def test_features_with_deltas_have_three_channels_and_masks_hit_all():
     np.testing.assert_array_equal(zeroed[..., 0], zeroed[..., 1])
     np.testing.assert_array_equal(zeroed[..., 0], zeroed[..., 2])
     assert zeroed.any()
+
+
+# ------------------------------------------------------------------------------------------
+# Cepstral coefficients and spectral descriptors
+# ------------------------------------------------------------------------------------------
+
+
+def test_mfcc_and_descriptors_match_librosa_on_each_clip_whatever_the_padding():
+    """``frontend.mfcc`` equals librosa.feature.mfcc on power_to_db of the mel spectrogram;
+    the descriptors equal librosa's spectral centroid, bandwidth, roll-off and flatness of the
+    same STFT (log-compressed), the log energy ln(sum |X|^2), and the zero-crossing rate the
+    sign changes inside each window; padding changes none of them and reads as 0."""
+    from ser_jax.frontend import DESCRIPTORS
+
+    cfg = FrontendConfig(log="db", normalize="none", mfcc=13, descriptors=True)
+    assert cfg.n_bands == 13 + len(DESCRIPTORS) == 19
+    clips = [speech_like(5000, 11), speech_like(2300, 12)]
+    audio, lengths = batch(clips, 6400)
+    audio[1, 2300:] = 0.7  # junk after the true length
+    feats, flen = log_mel_jit(audio, lengths, cfg)
+    assert feats.shape == (2, num_frames(6400, cfg), 19)
+    w = window(cfg)
+    inside = np.flatnonzero(w > 0)
+    for i, y in enumerate(clips):
+        n = int(flen[i])
+        got = np.asarray(feats[i, :n], np.float64)
+        assert np.all(np.asarray(feats[i, n:]) == 0)
+        mel = librosa_mel(y, cfg).T
+        ref = librosa.feature.mfcc(
+            S=librosa.power_to_db(mel, ref=1.0, amin=cfg.log_floor, top_db=cfg.top_db), n_mfcc=13
+        ).T
+        np.testing.assert_allclose(got[:, :13], ref, atol=2e-3 * np.abs(ref).max(), rtol=0)
+        mag = np.abs(librosa.stft(y.astype(np.float64), n_fft=512, hop_length=160, win_length=400))
+        kw = dict(S=mag, sr=SR, n_fft=512, hop_length=160)
+        centroid = librosa.feature.spectral_centroid(**kw)[0]
+        spread = librosa.feature.spectral_bandwidth(**kw)[0]
+        rolloff = librosa.feature.spectral_rolloff(**kw, roll_percent=0.85)[0]
+        flat = librosa.feature.spectral_flatness(S=mag)[0]
+        energy = np.log(np.maximum((mag**2).sum(0), cfg.log_floor))
+        loud = (mag**2).sum(0) > 1e-6 * (mag**2).sum(0).max()  # roll-off ties need a spectrum
+        for k, want in [(0, energy), (2, np.log1p(centroid)), (3, np.log1p(spread))]:
+            np.testing.assert_allclose(got[:, 13 + k], want, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(got[loud, 13 + 4], np.log1p(rolloff)[loud], atol=1e-4)
+        np.testing.assert_allclose(got[:, 13 + 5], np.log(flat), atol=5e-3)
+        # zero crossings: sign changes between neighbours inside each (centred) window
+        padded = np.pad(y, 256)
+        frames = np.stack([padded[t * 160 : t * 160 + 512] for t in range(n)])[:, inside]
+        rate = (np.signbit(frames[:, 1:]) != np.signbit(frames[:, :-1])).mean(1)
+        np.testing.assert_allclose(got[:, 13 + 1], rate, atol=1e-6)
+        assert rate.min() < rate.max()  # a real check: the rate varies across frames
+
+
+def test_mfcc_features_are_normalised_and_take_deltas_like_the_log_mel():
+    """With mfcc and descriptors the normalisations, deltas and dataset statistics work on the
+    bands the front-end hands on (19 here), not on n_mels."""
+    from ser_jax.features import dataset_feature_stats, make_features
+
+    cfg = FrontendConfig(n_mels=32, mfcc=13, descriptors=True, deltas=2, normalize="dataset")
+    waves = [speech_like(4000, 20), speech_like(6000, 21)]
+    stats = dataset_feature_stats(
+        waves, cfg, batch_size=2, max_samples=8000, bucket_samples=8000
+    )
+    assert stats["mean"].shape == stats["std"].shape == (19,)
+    audio, lengths = batch(waves, 8000)
+    feats, flen = make_features(
+        jnp.asarray(audio),
+        jnp.asarray(lengths),
+        None,
+        frontend=cfg,
+        augment=None,
+        stats=(jnp.asarray(stats["mean"]), jnp.asarray(stats["std"])),
+    )
+    assert feats.shape == (2, num_frames(8000, cfg), 19, 3)
+    valid = np.concatenate([np.asarray(feats[i, : int(flen[i]), :, 0]) for i in range(2)])
+    np.testing.assert_allclose(valid.mean(0), 0.0, atol=1e-3)
+    # 1 up to the variance floor of the statistics (1e-5: it shows on the zero-crossing rate,
+    # whose variance is ~1e-4)
+    assert np.all(valid.std(0) <= 1.0 + 1e-3) and np.all(valid.std(0) > 0.9)
+    np.testing.assert_allclose(np.median(valid.std(0)), 1.0, atol=1e-3)
