@@ -79,6 +79,20 @@ MAIN = (
         "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm ...",
     ),
     (
+        "func_mfcc_v1",
+        "cepstral functionals, per-speaker standardised, linear classifier "
+        "(functionals_mfcc.py), leave-one-speaker-out; its own protocol: the figure to read is "
+        "the speaker-adaptive one",
+        "ser-jax cv --config experiments/configs/functionals_mfcc.py --config.train.progress=False "
+        "--seeds 2 --workdir runs/func_mfcc_v1",
+    ),
+    (
+        "ens_committees",
+        "ensemble of the best config's CNN-LSTM and the cepstral functionals, 2 seeds each "
+        "(averaged probabilities; beside the single models)",
+        "ser-jax ensemble --out runs/ens_committees runs/abl_v0_last runs/func_mfcc_v1",
+    ),
+    (
         "ens_families",
         "ensemble of two model families: the best config's CNN-LSTM and the functionals model "
         "with pitch, 2 seeds each (averaged probabilities; beside the single models)",
@@ -128,6 +142,24 @@ LEVERS = (
         "func_v0_pitch_wide",
         "utterance statistics + pitch, wider perceptron (512-256) with dropout 0.1",
     ),
+    (
+        "func_mfcc",
+        "cepstral functionals (20 MFCC + 6 spectral descriptors, deltas), speaker batches of "
+        "32, augmentation on (functionals_mfcc.py at 4fb7eca)",
+    ),
+    (
+        "func_mfcc_whole",
+        "cepstral functionals, one whole speaker a batch (72), 80 epochs, augmentation on",
+    ),
+    (
+        "func_mfcc_whole_noaug",
+        "cepstral functionals, one whole speaker a batch, 80 epochs, no augmentation",
+    ),
+    (
+        "func_mfcc_linear",
+        "cepstral functionals, whole-speaker batches, no augmentation, linear classifier "
+        "(L2 0.03)",
+    ),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),
@@ -146,11 +178,15 @@ def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     return None if got is None else got["test_uar"]["mean"]
 
 
-def fold_uars(run_root: Path) -> dict[str, list[float]]:
-    """Test UAR of each finished fold run of a cv directory, by fold (``fold0-03``)."""
+def fold_uars(run_root: Path, speaker_bn: bool = False) -> dict[str, list[float]]:
+    """Test UAR of each finished fold run of a cv directory, by fold (``fold0-03``);
+    ``speaker_bn``: the UAR with speaker-adaptive BatchNorm, of the runs that scored it."""
     out: dict[str, list[float]] = {}
     for path in sorted(run_root.glob("fold*/seed*/results.json")):
-        out.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text())["test_uar"])
+        r = json.loads(path.read_text())
+        uar = (r.get("speaker_bn") or {}).get("test_uar") if speaker_bn else r["test_uar"]
+        if uar is not None:
+            out.setdefault(path.parent.parent.name, []).append(uar)
     return out
 
 
@@ -164,6 +200,7 @@ def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
     ours = [u for us in done.values() for u in us]
     theirs = [u for f in done for u in base.get(f, [])]
     delta = f"{np.mean(ours) - np.mean(theirs):+.3f} (same folds)" if theirs else ""
+    adapted = [u for us in fold_uars(run_root, speaker_bn=True).values() for u in us]
     infos = sorted(run_root.glob("fold*/seed*/run_info.json"))
     cmd = json.loads(infos[0].read_text()).get("command", "") if infos else ""
     return [
@@ -173,7 +210,7 @@ def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
         f"{np.mean(ours):.3f}",
         "",
         delta,
-        "",
+        f"{np.mean(adapted):.3f} (fold mean)" if adapted else "",
         f"`{cmd}`" if cmd else "",
         provenance(run_root),
     ]
@@ -290,11 +327,22 @@ def cv_extras(run_root: Path) -> list[list[str]]:
     ensemble = run_root / "ensemble_summary.json"
     if ensemble.exists():
         s = json.loads(ensemble.read_text())
-        if "pooled_speaker_bn" not in s:
-            return []
-        a = s["pooled_speaker_bn"]
-        row = ["↳ with speaker-adaptive BatchNorm (own protocol)", "pooled"]
-        return [row + [f"{a[m]:.3f}" for m in ("accuracy", "uar", "macro_f1")]]
+        rows = []
+        if "pooled_speaker_bn" in s:
+            a = s["pooled_speaker_bn"]
+            row = ["↳ with speaker-adaptive BatchNorm (own protocol)", "pooled"]
+            rows.append(row + [f"{a[m]:.3f}" for m in ("accuracy", "uar", "macro_f1")])
+        c = s.get("committees")
+        for key, what in (("pooled", ""), ("pooled_speaker_bn", ", speaker-adaptive BatchNorm")):
+            if c and key in c:
+                rows.append(
+                    [
+                        f"↳ committees of one model per run (the runs' k-th seeds){what}",
+                        f"{c['count']} committees, pooled",
+                        *(fmt(c[key][m], 3) for m in ("accuracy", "uar", "macro_f1")),
+                    ]
+                )
+        return rows
     path = run_root / "cv_summary.json"
     if not path.exists():
         return []

@@ -359,6 +359,45 @@ def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     return summary, runs
 
 
+def seed_committees(
+    found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
+    label_names: Sequence[str],
+    kinds: Sequence[str],
+) -> dict[str, Any] | None:
+    """Committees of one model per cv run: committee k averages, per file, the k-th seed of
+    every run (their seeds sorted), so an ensemble recipe gets one pooled figure per
+    committee and a mean ± std over them, like a single config over its seeds. The number of
+    committees is the fewest seeds of any run; None when that is 1 (the one committee would
+    be the ensemble itself)."""
+    seeds = []
+    for _, summary, runs in found:
+        of_run = [int(r["seed"]) for r in summary["per_fold"]]
+        seeds.append((sorted(set(of_run)), of_run, runs))
+    count = min(len(s) for s, _, _ in seeds)
+    if count < 2:
+        return None
+    out: dict[str, Any] = {"count": count}
+    for kind, key in zip(kinds, [dict(ENSEMBLE_KINDS)[k] for k in kinds], strict=True):
+        each: dict[str, list[float]] = {"accuracy": [], "uar": [], "macro_f1": []}
+        for k in range(count):
+            probs: dict[str, list[np.ndarray]] = {}
+            truth: dict[str, int] = {}
+            for unique, of_run, runs in seeds:
+                chosen = [run for run, s in zip(runs, of_run, strict=True) if s == unique[k]]
+                got, labels = file_probabilities(chosen, label_names, kind)
+                truth |= labels
+                for utt, ps in got.items():
+                    probs.setdefault(utt, []).extend(ps)
+            m = score_mean(probs, truth, label_names)
+            for metric in each:
+                each[metric].append(float(m[metric]))
+        out[key] = {
+            metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "each": v}
+            for metric, v in each.items()
+        }
+    return out
+
+
 def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[str, Any]:
     """``ser-jax ensemble``: average, per test file, the class probabilities of every model of
     several finished cv runs over the same speakers (each fold run of each directory is one
@@ -432,6 +471,9 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
         m = score_mean(probs[kind], truth, label_names)
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
+    committees = seed_committees(found, label_names, [kind for kind, _ in kinds])
+    if committees:
+        out["committees"] = committees
     commit, dirty = git_state()
     info = {
         "command": out["command"],
@@ -472,6 +514,31 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             ],
         ),
     ]
+    if committees:
+        lines += [
+            "",
+            f"Committees of one model per run (the runs' k-th seeds, k = 1..{committees['count']}): "
+            "pooled UAR, mean ± std over the committees",
+            "",
+            markdown(
+                ["averaged probabilities", "accuracy", "UAR", "macro-F1", "UAR per committee"],
+                [
+                    [
+                        name,
+                        *(
+                            f"{c[m]['mean']:.4f} ± {c[m]['std']:.4f}"
+                            for m in ("accuracy", "uar", "macro_f1")
+                        ),
+                        ", ".join(f"{u:.4f}" for u in c["uar"]["each"]),
+                    ]
+                    for key, name in (
+                        ("pooled", "pooled"),
+                        ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
+                    )
+                    if (c := committees.get(key))
+                ],
+            ),
+        ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out

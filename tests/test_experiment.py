@@ -218,6 +218,41 @@ def _fake_cv(root: Path, folds: dict[str, list[tuple[str, str, float]]], seeds=(
     (root / "cv_summary.json").write_text(json.dumps(summary))
 
 
+def test_ensemble_committees_pair_the_runs_kth_seeds(tmp_path):
+    """Committee k averages the k-th seed of every run (seeds 0, 1 of run a with seeds 3, 7
+    of run b); its pooled metrics give a mean ± std over the committees."""
+    from ser_jax.experiment import ensemble_runs
+
+    def set_p(root: Path, seed: int, ps: dict[str, float]) -> None:
+        path = root / "fold0-01" / f"seed{seed}" / "test_predictions.jsonl"
+        rows = [json.loads(line) for line in path.open()]
+        for row in rows:
+            p = ps[row["utt_id"]]
+            row["probs"] = {"anger": p, "boredom": 1 - p}
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    files = [("x", "anger", 0.5), ("y", "boredom", 0.5)]
+    _fake_cv(tmp_path / "a", {"01": files}, seeds=(0, 1), bn=False)
+    _fake_cv(tmp_path / "b", {"01": files}, seeds=(3, 7), bn=False)
+    set_p(tmp_path / "a", 0, {"x": 0.9, "y": 0.6})
+    set_p(tmp_path / "a", 1, {"x": 0.3, "y": 0.2})
+    set_p(tmp_path / "b", 3, {"x": 0.2, "y": 0.1})
+    set_p(tmp_path / "b", 7, {"x": 0.65, "y": 0.45})
+    ens = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
+    # committee 1 (a0, b3): x 0.55 -> anger, y 0.35 -> boredom: UAR 1
+    # committee 2 (a1, b7): x 0.475 -> boredom (wrong), y 0.325 -> boredom: UAR 0.5
+    c = ens["committees"]
+    assert c["count"] == 2 and "pooled_speaker_bn" not in c
+    assert c["pooled"]["uar"]["each"] == [1.0, 0.5]
+    assert c["pooled"]["uar"]["mean"] == pytest.approx(0.75)
+    assert c["pooled"]["uar"]["std"] == pytest.approx(0.25)
+    assert c["pooled"]["accuracy"]["each"] == [1.0, 0.5]
+    # all four models at once: x 0.5125 -> anger, y 0.3375 -> boredom
+    assert ens["pooled"]["uar"] == 1.0
+    md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
+    assert "| pooled | 0.7500 ± 0.2500 | 0.7500 ± 0.2500 |" in md and "1.0000, 0.5000" in md
+
+
 def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_path):
     from ser_jax.errors import ConfigError
     from ser_jax.experiment import ensemble_runs
@@ -231,6 +266,7 @@ def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_pa
     assert ens["models_per_file"] == 3 and ens["models"] == 3 and ens["files"] == 2
     assert ens["pooled"]["confusion"] == [[1, 0], [0, 1]]
     assert "pooled_speaker_bn" not in ens  # run b has none: not mixed from run a's alone
+    assert "committees" not in ens  # run b has one seed: the only committee is the ensemble
     assert ens["member_mean_uar"] == pytest.approx(0.5)
     assert [m["models"] for m in ens["members"]] == [2, 1]
     written = json.loads((tmp_path / "ens_levers" / "ensemble_summary.json").read_text())
