@@ -157,8 +157,7 @@ LEVERS = (
     ),
     (
         "func_mfcc_linear",
-        "cepstral functionals, whole-speaker batches, no augmentation, linear classifier "
-        "(L2 0.03)",
+        "cepstral functionals, whole-speaker batches, no augmentation, linear classifier (L2 0.03)",
     ),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),

@@ -39,7 +39,11 @@ def _define_flags() -> None:
         return
     flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
     flags.DEFINE_integer("seeds", 1, "Number of seeds (config.seed, +1, ...); mean ± std.")
-    flags.DEFINE_string("run", None, "A run directory written by train.")
+    flags.DEFINE_string(
+        "run",
+        None,
+        "A run directory written by train (predict: several, comma-separated: a committee).",
+    )
     flags.DEFINE_string("data", None, "Corpus folder (or CSV file).")
     flags.DEFINE_string("corpus", "emodb", "Corpus reader name for --data (emodb, folder, csv).")
     flags.DEFINE_string("out", None, "Output path.")

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ser_jax.data.pipeline import ClipSet
 from ser_jax.data.prepare import load_all, prepare
 from ser_jax.errors import ConfigError, SerJaxError
@@ -56,6 +58,38 @@ def predict_files(
     return out
 
 
+def committee_files(
+    models: Sequence[LoadedModel], paths: Sequence[str], *, speaker_bn: bool = False
+) -> list[dict[str, Any]]:
+    """``predict_files`` of several models (a committee, e.g. two model families), each
+    file's class probabilities averaged over them (``speaker_bn``: each model adapts its
+    BatchNorm to the files, as alone). The models must share their classes."""
+    names = list(models[0].label_names)
+    for m in models[1:]:
+        if list(m.label_names) != names:
+            raise ConfigError(
+                f"{m.source}: its classes {list(m.label_names)} differ from "
+                f"{models[0].source}'s {names}; a committee needs the same classes"
+            )
+    each = [predict_files(m, paths, speaker_bn=speaker_bn) for m in models]
+    out = []
+    for rows in zip(*each, strict=True):
+        failed = next((r for r in rows if "error" in r), None)
+        if failed is not None:
+            out.append({"path": failed["path"], "error": failed["error"]})
+            continue
+        mean = np.mean([[r["probs"][n] for n in names] for r in rows], axis=0)
+        out.append(
+            {
+                "path": rows[0]["path"],
+                "label": names[int(mean.argmax())],
+                "probs": {n: round(float(v), 5) for n, v in zip(names, mean, strict=True)},
+                "seconds": rows[0]["seconds"],
+            }
+        )
+    return out
+
+
 def predict_command(
     run_dir: str | None,
     paths: Sequence[str],
@@ -68,14 +102,28 @@ def predict_command(
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
-    of each file's window probabilities. Exit code 1 if any file failed."""
-    if run_dir:
-        model = load_model(run_dir)
+    of each file's window probabilities. Exit code 1 if any file failed.
+
+    ``run_dir`` may name several runs, comma-separated: a committee, whose probabilities are
+    each model's averaged per file (``committee_files``)."""
+    runs = [r for r in (run_dir or "").split(",") if r]
+    if len(runs) > 1:
+        if timeline or csv_path:
+            raise ConfigError(
+                f"--run={run_dir}: a committee of {len(runs)} runs has no timeline or CSV of "
+                "windows; give one run for --timeline/--csv"
+            )
+        models = [load_model(r) for r in runs]
+        rows = committee_files(models, paths, speaker_bn=speaker_bn)
+        model = models[0]
+    elif runs:
+        model = load_model(runs[0])
+        rows = predict_files(model, paths, speaker_bn=speaker_bn)
     else:
         from ser_jax.package import load_shipped
 
         model = load_shipped(model_name)
-    rows = predict_files(model, paths, speaker_bn=speaker_bn)
+        rows = predict_files(model, paths, speaker_bn=speaker_bn)
     names = model.label_names
     if as_json:
         print(json.dumps(rows, indent=2))

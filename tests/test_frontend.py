@@ -463,9 +463,7 @@ def test_mfcc_features_are_normalised_and_take_deltas_like_the_log_mel():
 
     cfg = FrontendConfig(n_mels=32, mfcc=13, descriptors=True, deltas=2, normalize="dataset")
     waves = [speech_like(4000, 20), speech_like(6000, 21)]
-    stats = dataset_feature_stats(
-        waves, cfg, batch_size=2, max_samples=8000, bucket_samples=8000
-    )
+    stats = dataset_feature_stats(waves, cfg, batch_size=2, max_samples=8000, bucket_samples=8000)
     assert stats["mean"].shape == stats["std"].shape == (19,)
     audio, lengths = batch(waves, 8000)
     feats, flen = make_features(

@@ -346,7 +346,7 @@ def test_speaker_batches_train_a_run_with_one_step_per_part_of_each_speaker(tmp_
     assert abs(correct - round(correct)) < 1e-6  # a fraction of the real clips
 
 
-def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path):
+def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path, trained, capsys):
     """The functionals_mfcc recipe on the demo corpus (shrunk): cepstral coefficients and
     spectral descriptors with deltas, dataset statistics of 19 bands, speaker batches and
     speaker-adaptive BatchNorm; the restored model reproduces the run's speaker-BN
@@ -368,7 +368,9 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path)
     assert np.isfinite(results["test_loss"]) and "test_uar" in results["speaker_bn"]
     model = load_model(tmp_path / "run")
     assert model.variables.feature_stats["mean"].shape == (19,)
-    rows = [json.loads(line) for line in (tmp_path / "run/test_speaker_bn_predictions.jsonl").open()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run/test_speaker_bn_predictions.jsonl").open()
+    ]
     names = model.label_names
     recorded = np.array([[r["probs"][n] for n in names] for r in rows])
     by_id = {u.utt_id: (w, u.speaker) for u, w in zip(data.test.utts, data.test.waves, strict=True)}
@@ -378,3 +380,24 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path)
     np.testing.assert_allclose(adapted, recorded, atol=2e-3)
     plain = model.probabilities(waves)
     assert np.abs(plain - adapted).max() > 1e-2
+    # a committee with the CNN-LSTM of the session's run: each file's probabilities are the
+    # two models' own (speaker-adaptive) probabilities averaged
+    from ser_jax.inference import committee_files, predict_command, predict_files
+
+    paths = [r["path"] for r in rows[:4]]
+    cnn = load_model(trained[0])
+    alone = [predict_files(m, paths, speaker_bn=True) for m in (model, cnn)]
+    both = committee_files([model, cnn], paths, speaker_bn=True)
+    for i, row in enumerate(both):
+        want = [(alone[0][i]["probs"][n] + alone[1][i]["probs"][n]) / 2 for n in names]
+        np.testing.assert_allclose([row["probs"][n] for n in names], want, atol=2e-5)
+        assert row["label"] == names[int(np.argmax(want))]
+    capsys.readouterr()  # what training printed
+    assert (
+        predict_command(f"{tmp_path / 'run'},{trained[0]}", paths, as_json=True, speaker_bn=True)
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["probs"] for r in printed] == [r["probs"] for r in both]
+    with pytest.raises(ConfigError, match="a committee of 2 runs has no timeline"):
+        predict_command(f"{tmp_path / 'run'},{trained[0]}", paths, as_json=True, timeline="t.png")
