@@ -123,7 +123,7 @@ def test_class_terms_from_training_labels():
 def _tiny_step_and_batch(model, tx, ema_decay=0.0):
     """``(state, jitted train_step, batch)`` of 4 short noise clips on a tiny front-end."""
     frontend = FrontendConfig(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
-    state = create_train_state(model, tx, seed=0, n_mels=16, ema=ema_decay > 0)
+    state = create_train_state(model, tx, seed=0, n_bands=16, ema=ema_decay > 0)
     step = jax.jit(
         functools.partial(
             train_step,
