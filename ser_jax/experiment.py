@@ -406,8 +406,8 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     A fixed rule chosen before looking at the test data (the mean of every model), so nothing is
     selected on test; it is reported beside the single models, never instead of them. Also
     averaged, when every model has them: the speaker-adaptive BatchNorm probabilities (their own
-    protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` and
-    ``run_info.json`` (commit, processor, command) to ``workdir``."""
+    protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` (and
+    ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command) to ``workdir``."""
     from ser_jax.rundir import git_state, processor_name
 
     if len(cv_dirs) < 1:
@@ -493,6 +493,16 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             f"UAR {out['pooled']['uar']:.3f}"
         ),
     )
+    if "pooled_speaker_bn" in out:
+        plot_confusion(
+            np.asarray(out["pooled_speaker_bn"]["confusion"]),
+            label_names,
+            workdir / "ensemble_speaker_bn_confusion.png",
+            title=(
+                f"ensemble of {len(members)} cv runs, speaker-adaptive BatchNorm: "
+                f"UAR {out['pooled_speaker_bn']['uar']:.3f}"
+            ),
+        )
     rows = [[m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")] for m in members]
     lines = [
         f"# Ensemble of {len(members)} cv runs: {out['models_per_file']} models score each of "

@@ -284,6 +284,8 @@ def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_pa
     alone = ensemble_runs([tmp_path / "a"], tmp_path / "out_a")
     assert alone["pooled"]["confusion"] == [[1, 0], [1, 0]]
     assert alone["pooled_speaker_bn"]["confusion"] == [[0, 1], [0, 1]]
+    assert (tmp_path / "out_a" / "ensemble_speaker_bn_confusion.png").stat().st_size > 0
+    assert not (tmp_path / "ens_levers" / "ensemble_speaker_bn_confusion.png").exists()
     # other test files, an unfinished cv directory: refused, naming the directory
     _fake_cv(tmp_path / "c", {"02": [("z", "anger", 0.9)]})
     with pytest.raises(ConfigError, match="c: its test files differ"):
