@@ -9,6 +9,9 @@ with ``--config.section.field=value``.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
 
 
@@ -195,3 +198,13 @@ def get_config() -> ml_collections.ConfigDict:
     # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
     c.train.members_loop = "auto"
     return c
+
+
+def config_beside(here: str, name: str) -> ml_collections.ConfigDict:
+    """``get_config()`` of the config file ``name`` in the folder of ``here`` (a preset's
+    ``__file__``): presets build on one another without being a package."""
+    path = Path(here).with_name(name)
+    spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()

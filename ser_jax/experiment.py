@@ -484,25 +484,17 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "ensemble_summary.json").write_text(json.dumps(out, indent=2) + "\n")
     (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    plot_confusion(
-        np.asarray(out["pooled"]["confusion"]),
-        label_names,
-        workdir / "ensemble_confusion.png",
-        title=(
-            f"ensemble of {len(members)} cv runs, {out['models_per_file']} models a file: "
-            f"UAR {out['pooled']['uar']:.3f}"
-        ),
-    )
-    if "pooled_speaker_bn" in out:
-        plot_confusion(
-            np.asarray(out["pooled_speaker_bn"]["confusion"]),
-            label_names,
-            workdir / "ensemble_speaker_bn_confusion.png",
-            title=(
-                f"ensemble of {len(members)} cv runs, speaker-adaptive BatchNorm: "
-                f"UAR {out['pooled_speaker_bn']['uar']:.3f}"
-            ),
-        )
+    for key, png, what in (
+        ("pooled", "ensemble_confusion.png", f"{out['models_per_file']} models a file"),
+        ("pooled_speaker_bn", "ensemble_speaker_bn_confusion.png", "speaker-adaptive BatchNorm"),
+    ):
+        if key in out:
+            plot_confusion(
+                np.asarray(out[key]["confusion"]),
+                label_names,
+                workdir / png,
+                title=f"ensemble of {len(members)} cv runs, {what}: UAR {out[key]['uar']:.3f}",
+            )
     rows = [[m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")] for m in members]
     lines = [
         f"# Ensemble of {len(members)} cv runs: {out['models_per_file']} models score each of "

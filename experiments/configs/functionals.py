@@ -14,22 +14,11 @@ functionals.
     ser-jax cv --config experiments/configs/functionals.py --config.eval.speaker_bn=True
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _best():
-    """The best config (``best.py`` beside this file)."""
-    spec = importlib.util.spec_from_file_location(
-        "_best_config", Path(__file__).with_name("best.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from ser_jax.config import config_beside
 
 
 def get_config():
-    c = _best()
+    c = config_beside(__file__, "best.py")
     c.name = "functionals"
     c.frontend.normalize = "dataset"
     c.model.name = "functionals"

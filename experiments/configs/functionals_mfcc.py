@@ -21,22 +21,11 @@ README's lever table). The classifier is linear (logistic regression: no hidden 
     ser-jax cv --config experiments/configs/functionals_mfcc.py
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _functionals():
-    """The functionals preset (``functionals.py`` beside this file)."""
-    spec = importlib.util.spec_from_file_location(
-        "_functionals_config", Path(__file__).with_name("functionals.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from ser_jax.config import config_beside
 
 
 def get_config():
-    c = _functionals()
+    c = config_beside(__file__, "functionals.py")
     c.name = "functionals_mfcc"
     c.frontend.mfcc = 20
     c.frontend.descriptors = True

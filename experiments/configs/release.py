@@ -11,16 +11,11 @@ epoch tested. The shipped model adds the eighth speaker.
         --reference $SER_EMODB_DIR/wav/08a01Wa.wav --reference $SER_EMODB_DIR/wav/13a05Tc.wav
 """
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("best", Path(__file__).with_name("best.py"))
-best = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(best)
+from ser_jax.config import config_beside
 
 
 def get_config():
-    c = best.get_config()
+    c = config_beside(__file__, "best.py")
     c.name = "release"
     c.data.split = "all"
     c.train.select = "last"
