@@ -182,6 +182,15 @@ class CNNLSTM(nn.Module):
         act = ACTIVATIONS[self.activation]
         lengths = frame_lengths.astype(jnp.int32)
         x = feats if feats.ndim == 4 else feats[..., None]
+        bands = x.shape[2]
+        for pool in self.pools:
+            bands //= int(pool[1])
+        if bands < 1:
+            raise ConfigError(
+                f"model.pools {tuple(tuple(p) for p in self.pools)} pool the {x.shape[2]} bands "
+                "of the front-end (frontend.n_mels, or frontend.mfcc + descriptors) away: give "
+                "smaller band pools or more bands"
+            )
         valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
         x = jnp.where(valid[:, :, None, None], x, 0.0)
         for i, (filters, pool) in enumerate(zip(self.filters, self.pools, strict=True)):

@@ -188,6 +188,16 @@ def test_bad_option_lengths_are_refused():
         CNNLSTM(num_classes=2, filters=(4,), pools=((2, 2),), pooling="max").init(
             jax.random.key(0), jnp.ones((1, 16, 8)), jnp.array([16])
         )
+    # 26 bands (20 cepstral coefficients + 6 descriptors) pooled 2 x 4 x 4 = 32x: none left
+    pools = ((2, 2), (2, 4), (2, 4))
+    with pytest.raises(ConfigError, match=r"pool the 26 bands of the front-end"):
+        CNNLSTM(num_classes=2, filters=(4, 4, 4), pools=pools).init(
+            jax.random.key(0), jnp.ones((1, 16, 26)), jnp.array([16])
+        )
+    # 32 bands keep one after 32x pooling: accepted
+    CNNLSTM(num_classes=2, filters=(4, 4, 4), pools=pools, lstm_hidden=4).init(
+        jax.random.key(0), jnp.ones((1, 16, 32)), jnp.array([16])
+    )
 
 
 def test_mix_statistics_gives_each_example_the_mixed_style_and_keeps_padding_zero():
