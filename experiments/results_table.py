@@ -159,6 +159,10 @@ LEVERS = (
         "func_mfcc_linear",
         "cepstral functionals, whole-speaker batches, no augmentation, linear classifier (L2 0.03)",
     ),
+    (
+        "abl_v0_spkwhole_noaug",
+        "one whole speaker a batch (72), no augmentation: the cepstral recipe's training",
+    ),
     ("abl_v0_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
     ("abl_v0_b16", "batch 16 (twice the updates: 880 a fold)"),
     ("abl_v0_noaug", "no augmentation at all (no shift, gain, noise or SpecAugment)"),
