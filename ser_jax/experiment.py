@@ -362,7 +362,7 @@ def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
 def seed_committees(
     found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
     label_names: Sequence[str],
-    kinds: Sequence[str],
+    kinds: Sequence[tuple[str, str]],
 ) -> dict[str, Any] | None:
     """Committees of one model per cv run: committee k averages, per file, the k-th seed of
     every run (their seeds sorted), so an ensemble recipe gets one pooled figure per
@@ -377,7 +377,7 @@ def seed_committees(
     if count < 2:
         return None
     out: dict[str, Any] = {"count": count}
-    for kind, key in zip(kinds, [dict(ENSEMBLE_KINDS)[k] for k in kinds], strict=True):
+    for kind, key in kinds:  # (predictions file prefix, summary key), as in ENSEMBLE_KINDS
         each: dict[str, list[float]] = {"accuracy": [], "uar": [], "macro_f1": []}
         for k in range(count):
             probs: dict[str, list[np.ndarray]] = {}
@@ -407,7 +407,8 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     selected on test; it is reported beside the single models, never instead of them. Also
     averaged, when every model has them: the speaker-adaptive BatchNorm probabilities (their own
     protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` (and
-    ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command) to ``workdir``."""
+    ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command)
+    to ``workdir``."""
     from ser_jax.rundir import git_state, processor_name
 
     if len(cv_dirs) < 1:
@@ -471,7 +472,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
         m = score_mean(probs[kind], truth, label_names)
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
-    committees = seed_committees(found, label_names, [kind for kind, _ in kinds])
+    committees = seed_committees(found, label_names, kinds)
     if committees:
         out["committees"] = committees
     commit, dirty = git_state()

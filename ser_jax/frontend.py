@@ -488,7 +488,11 @@ def log_mel(
         valid = jnp.arange(t) < fl
         feats = _to_log(m, valid, cfg)
         if cfg.mfcc:
-            feats = jnp.dot(feats, jnp.asarray(dct_matrix(cfg.n_mels, cfg.mfcc)), precision=_HI)
+            feats = jnp.dot(
+                feats,
+                jnp.asarray(dct_matrix(cfg.n_mels, cfg.mfcc)),
+                precision=jax.lax.Precision.HIGHEST,
+            )
         if cfg.descriptors:
             feats = jnp.concatenate([feats, _descriptors(frames, p, cfg)], axis=-1)
         return _normalize_one(feats, valid, cfg.normalize)
@@ -503,7 +507,6 @@ def log_mel(
 # Cepstral coefficients and spectral descriptors (frontend.mfcc, frontend.descriptors)
 # --------------------------------------------------------------------------------------------
 
-_HI = jax.lax.Precision.HIGHEST
 # Per frame, from the magnitude spectrum |X| of the same windowed frame as the log-mel:
 DESCRIPTORS = (
     "log_energy",  # ln(sum |X|^2), floored at log_floor

@@ -26,36 +26,53 @@ from ser_jax.evaluate import classification_metrics, format_table, prediction_ro
 from ser_jax.restore import LoadedModel, load_model
 
 
+def _score_files(
+    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool
+) -> tuple[list[dict[str, Any]], list[int], np.ndarray | None]:
+    """``(rows, good, probs)``: one row per file (``path`` and ``seconds``, or ``error``
+    naming the cause), the rows that decoded, and their class probabilities (None if none
+    decoded)."""
+    out: list[dict[str, Any]] = []
+    good, waves = [], []
+    for p in paths:
+        try:
+            wave = model.load_audio(p)
+        except SerJaxError as err:
+            out.append({"path": str(p), "error": str(err)})
+            continue
+        good.append(len(out))
+        waves.append(wave)
+        out.append({"path": str(p), "seconds": round(len(wave) / model.sample_rate, 3)})
+    if not waves:
+        return out, good, None
+    if model.per_speaker or speaker_bn:
+        what = "normalises by" if model.per_speaker else "adapts its BatchNorm to"
+        print(
+            f"{model.source}: this model {what} the speaker's own statistics; the "
+            f"{len(waves)} file(s) given are taken as one speaker's recordings",
+            file=sys.stderr,
+        )
+    return out, good, model.probabilities(waves, speaker_bn=speaker_bn)
+
+
+def _labelled(
+    rows: list[dict[str, Any]], good: list[int], probs: np.ndarray, names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``rows`` with each decoded file's ``label`` and rounded ``probs``."""
+    for row, p in zip(good, probs, strict=True):
+        rows[row]["label"] = names[int(p.argmax())]
+        rows[row]["probs"] = {n: round(float(v), 5) for n, v in zip(names, p, strict=True)}
+    return rows
+
+
 def predict_files(
     model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool = False
 ) -> list[dict[str, Any]]:
     """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause.
     ``speaker_bn``: the files are one speaker's recordings, scored with BatchNorm statistics of
     their own (speaker-adaptive BatchNorm)."""
-    out: list[dict[str, Any]] = []
-    good, waves = [], []
-    for p in paths:
-        try:
-            waves.append(model.load_audio(p))
-            good.append(len(out))
-            out.append({"path": str(p)})
-        except SerJaxError as err:
-            out.append({"path": str(p), "error": str(err)})
-    if waves:
-        if model.per_speaker or speaker_bn:
-            what = "normalises by" if model.per_speaker else "adapts its BatchNorm to"
-            print(
-                f"{model.source}: this model {what} the speaker's own statistics; the "
-                f"{len(waves)} file(s) given are taken as one speaker's recordings",
-                file=sys.stderr,
-            )
-        probs = model.probabilities(waves, speaker_bn=speaker_bn)
-        names = model.label_names
-        for row, wave, p in zip(good, waves, probs, strict=True):
-            out[row]["label"] = names[int(p.argmax())]
-            out[row]["probs"] = {n: round(float(v), 5) for n, v in zip(names, p, strict=True)}
-            out[row]["seconds"] = round(len(wave) / model.sample_rate, 3)
-    return out
+    rows, good, probs = _score_files(model, paths, speaker_bn=speaker_bn)
+    return rows if probs is None else _labelled(rows, good, probs, model.label_names)
 
 
 def committee_files(
@@ -71,23 +88,17 @@ def committee_files(
                 f"{m.source}: its classes {list(m.label_names)} differ from "
                 f"{models[0].source}'s {names}; a committee needs the same classes"
             )
-    each = [predict_files(m, paths, speaker_bn=speaker_bn) for m in models]
-    out = []
-    for rows in zip(*each, strict=True):
-        failed = next((r for r in rows if "error" in r), None)
-        if failed is not None:
-            out.append({"path": failed["path"], "error": failed["error"]})
-            continue
-        mean = np.mean([[r["probs"][n] for n in names] for r in rows], axis=0)
-        out.append(
-            {
-                "path": rows[0]["path"],
-                "label": names[int(mean.argmax())],
-                "probs": {n: round(float(v), 5) for n, v in zip(names, mean, strict=True)},
-                "seconds": rows[0]["seconds"],
-            }
-        )
-    return out
+    scored = [_score_files(m, paths, speaker_bn=speaker_bn) for m in models]
+    rows = scored[0][0]
+    for other, _, _ in scored[1:]:  # a file one model could not read fails for the committee
+        for i, row in enumerate(other):
+            if "error" in row:
+                rows[i] = row
+    good = [i for i, row in enumerate(rows) if "error" not in row]
+    if not good:
+        return rows
+    mean = np.mean([p[[g.index(i) for i in good]] for _, g, p in scored], axis=0)
+    return _labelled(rows, good, mean, names)
 
 
 def predict_command(

@@ -182,10 +182,7 @@ class CNNLSTM(nn.Module):
         act = ACTIVATIONS[self.activation]
         lengths = frame_lengths.astype(jnp.int32)
         x = feats if feats.ndim == 4 else feats[..., None]
-        bands = x.shape[2]
-        for pool in self.pools:
-            bands //= int(pool[1])
-        if bands < 1:
+        if pooled_length(x.shape[2], [(p[1],) for p in self.pools]) < 1:
             raise ConfigError(
                 f"model.pools {tuple(tuple(p) for p in self.pools)} pool the {x.shape[2]} bands "
                 "of the front-end (frontend.n_mels, or frontend.mfcc + descriptors) away: give "
