@@ -176,6 +176,43 @@ def test_release_config_is_the_best_config_trained_on_every_file():
     assert recipe_differences(release, best) == ["model.filters", "train.ema_decay"]
 
 
+def test_every_preset_resolves_and_committee_members_change_only_their_model(monkeypatch):
+    """Each experiment config under experiments/configs passes the checks a run applies before
+    it trains (known fields, valid choices); the committee's member presets train as their base
+    preset does and differ from it only in the fields their docstrings name."""
+    import importlib.util
+
+    from ser_jax.package import recipe_differences
+    from ser_jax.spec import resolve
+
+    monkeypatch.setenv("SER_EMODB_DIR", "/nowhere")  # presets read it; resolve needs no data
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, REPO / "experiments/configs" / name)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.get_config()
+
+    presets = sorted(p.name for p in (REPO / "experiments/configs").glob("*.py"))
+    assert {"best.py", "bilstm_attention.py", "functionals_pitch.py"} <= set(presets)
+    for name in presets:
+        spec = resolve(load(name))
+        assert spec.name == load(name).name, name
+
+    def as_json(name):
+        return json.loads(load(name).to_json())
+
+    assert recipe_differences(as_json("bilstm_attention.py"), as_json("best.py")) == [
+        "model.bidirectional",
+        "model.lstm_hidden",
+        "model.pooling",
+    ]
+    assert recipe_differences(as_json("functionals_pitch.py"), as_json("functionals.py")) == [
+        "frontend.pitch",
+        "model.track_channels",
+    ]
+
+
 def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_path):
     """The card reads a cv workdir's cv_summary.json and checks that its runs trained the
     shipped run's recipe; a workdir of another recipe is refused, naming the field."""
