@@ -202,7 +202,9 @@ def _ensemble(rest: list[str]) -> None:
     from ser_jax.experiment import ensemble_runs
 
     if not rest:
-        raise UsageError("ensemble needs one or more cv run directories after the flags")
+        raise UsageError(
+            "ensemble needs one or more cv (or `train --seeds N`) run directories after the flags"
+        )
     ensemble_runs(rest, _need("out", "ensemble", "the folder to write the ensemble's summary to"))
 
 
@@ -297,7 +299,8 @@ VERBS: dict[str, Verb] = {
         ),
         Verb(
             "ensemble",
-            "average the test probabilities of every model of several cv runs (same speakers)",
+            "average the test probabilities of every model of several cv runs (same speakers), "
+            "or committees of seed-protocol runs (`train --seeds N`, same seeds)",
             ("out",),
             "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm",
             _ensemble,

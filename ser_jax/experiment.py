@@ -398,6 +398,98 @@ def seed_committees(
     return out
 
 
+def seed_models(run_dir: Path) -> tuple[dict[str, Any], dict[int, Path]]:
+    """The ``summary.json`` of a finished ``ser-jax train --seeds N`` directory (the seed
+    protocol: each seed draws its own split) and its runs by seed; refuses a listed run without
+    its test predictions."""
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    runs = {int(r["seed"]): Path(run_dir) / f"seed{r['seed']}" for r in summary["per_seed"]}
+    for run in runs.values():
+        if not (run / "test_predictions.jsonl").exists():
+            raise ConfigError(
+                f"{run}: listed in {run_dir}/summary.json, but its "
+                "test_predictions.jsonl is missing"
+            )
+    return summary, runs
+
+
+def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """Committees over ``ser-jax train --seeds N`` directories: committee k averages, per test
+    file, the runs' models of seed k, which share that seed's split and so its test files (each
+    seed's split is a different set of test files, so there is no ensemble over seeds). The
+    committees are the seeds every run has; each is scored on its split, reported as mean ± std
+    over the seeds, like a single config's seed-protocol figure."""
+    found = [(Path(d), *seed_models(Path(d))) for d in run_dirs]
+
+    def labels_of(run: Path) -> list[str]:
+        return list(json.loads((run / "test_metrics.json").read_text())["labels"])
+
+    label_names = labels_of(next(iter(found[0][2].values())))
+    for _, _, runs in found:
+        for run in runs.values():
+            if labels_of(run) != label_names:
+                raise ConfigError(f"{run}: its classes {labels_of(run)} differ from {label_names}")
+    seeds = sorted(set.intersection(*(set(runs) for _, _, runs in found)))
+    if not seeds:
+        raise ConfigError(
+            "the runs share no seed: "
+            + "; ".join(f"{d}: seeds {sorted(runs)}" for d, _, runs in found)
+            + " (a committee averages the models of one seed, which share its split)"
+        )
+    all_runs = [runs[s] for _, _, runs in found for s in seeds]
+    kinds = [
+        (kind, key)
+        for kind, key in ENSEMBLE_KINDS
+        if all((run / f"{kind}_predictions.jsonl").exists() for run in all_runs)
+    ]
+    out: dict[str, Any] = {
+        "protocol": "seeds",
+        "members": [
+            {
+                "run": str(d),
+                "seeds": sorted(runs),
+                "command": summary.get("command", ""),
+                "test_uar": summary["test_uar"]["mean"],
+            }
+            for d, summary, runs in found
+        ],
+        "seeds": seeds,
+        "labels": label_names,
+        "member_mean_uar": float(np.mean([s["test_uar"]["mean"] for _, s, _ in found])),
+    }
+    committees: dict[str, Any] = {"count": len(seeds)}
+    for kind, key in kinds:
+        each: dict[str, list[float]] = {"accuracy": [], "uar": [], "macro_f1": []}
+        confusion = np.zeros((len(label_names), len(label_names)), np.int64)
+        for seed in seeds:
+            probs: dict[str, list[np.ndarray]] = {}
+            truth: dict[str, int] = {}
+            files: set[str] | None = None
+            for d, _, runs in found:
+                got, labels = file_probabilities([runs[seed]], label_names, kind)
+                if files is not None and set(got) != files:
+                    raise ConfigError(
+                        f"{d}: seed {seed}'s test files differ from {found[0][0]}'s "
+                        f"({len(set(got) ^ files)} not in both): the runs' seed {seed} did not "
+                        "draw the same split (another corpus or split setting?)"
+                    )
+                files = set(got)
+                truth |= labels
+                for utt, ps in got.items():
+                    probs.setdefault(utt, []).extend(ps)
+            m = score_mean(probs, truth, label_names)
+            confusion += np.asarray(m["confusion"])
+            for metric in each:
+                each[metric].append(float(m[metric]))
+        committees[key] = {
+            metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "each": v}
+            for metric, v in each.items()
+        }
+        committees[key]["confusion"] = confusion.tolist()
+    out["committees"] = committees
+    return out
+
+
 def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[str, Any]:
     """``ser-jax ensemble``: average, per test file, the class probabilities of every model of
     several finished cv runs over the same speakers (each fold run of each directory is one
@@ -408,12 +500,22 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     averaged, when every model has them: the speaker-adaptive BatchNorm probabilities (their own
     protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` (and
     ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command)
-    to ``workdir``."""
+    to ``workdir``. Directories of ``ser-jax train --seeds N`` (the seed protocol) give their
+    committees instead (:func:`seed_protocol_committees`)."""
     from ser_jax.rundir import git_state, processor_name
 
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")
     workdir = Path(workdir)
+    seed_dirs = [Path(d) for d in cv_dirs if (Path(d) / "summary.json").exists()]
+    if seed_dirs:
+        if len(seed_dirs) != len(cv_dirs):
+            raise ConfigError(
+                f"{', '.join(str(d) for d in cv_dirs if Path(d) not in seed_dirs)}: not a "
+                "`ser-jax train --seeds N` directory like the others (no summary.json): a "
+                "committee takes runs of one protocol"
+            )
+        return _seed_protocol_ensemble(seed_dirs, workdir)
     found = [(Path(d), *cv_models(Path(d))) for d in cv_dirs]
     label_names = list(found[0][1]["labels"])
     for cv_dir, summary, _ in found[1:]:
@@ -542,6 +644,70 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
                 ],
             ),
         ]
+    (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
+
+
+def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str, Any]:
+    """``ser-jax ensemble`` over seed-protocol directories: their committees
+    (:func:`seed_protocol_committees`), written as the cv ensemble writes its summary."""
+    from ser_jax.rundir import git_state, processor_name
+
+    out = {"command": command_line(), **seed_protocol_committees(run_dirs)}
+    commit, dirty = git_state()
+    info = {
+        "command": out["command"],
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "processor": processor_name(),
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "ensemble_summary.json").write_text(json.dumps(out, indent=2) + "\n")
+    (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    c = out["committees"]
+    names = (
+        ("pooled", "each seed's test split"),
+        ("pooled_speaker_bn", "each seed's test split, speaker-adaptive BatchNorm"),
+    )
+    for (key, what), png in zip(
+        names, ("ensemble_confusion.png", "ensemble_speaker_bn_confusion.png"), strict=True
+    ):
+        if key in c:
+            plot_confusion(
+                np.asarray(c[key]["confusion"]),
+                out["labels"],
+                workdir / png,
+                title=f"committees of {len(run_dirs)} runs, seeds {out['seeds']} summed "
+                f"({what}): UAR {c[key]['uar']['mean']:.3f} ± {c[key]['uar']['std']:.3f}",
+            )
+    lines = [
+        f"# Committees of {len(run_dirs)} seed-protocol runs: seeds {out['seeds']}, each scored "
+        "on its own split",
+        "",
+        markdown(
+            ["run", "seeds", "test UAR (mean over its seeds)"],
+            [[m["run"], ", ".join(map(str, m["seeds"])), m["test_uar"]] for m in out["members"]],
+        ),
+        "",
+        f"Mean of the runs' test UAR: {out['member_mean_uar']:.4f}",
+        "",
+        markdown(
+            ["averaged probabilities", "accuracy", "UAR", "macro-F1", "UAR per seed"],
+            [
+                [
+                    what,
+                    *(
+                        f"{c[key][m]['mean']:.4f} ± {c[key][m]['std']:.4f}"
+                        for m in ("accuracy", "uar", "macro_f1")
+                    ),
+                    ", ".join(f"{u:.4f}" for u in c[key]["uar"]["each"]),
+                ]
+                for key, what in names
+                if key in c
+            ],
+        ),
+    ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out

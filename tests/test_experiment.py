@@ -253,6 +253,90 @@ def test_ensemble_committees_pair_the_runs_kth_seeds(tmp_path):
     assert "| pooled | 0.7500 ± 0.2500 | 0.7500 ± 0.2500 |" in md and "1.0000, 0.5000" in md
 
 
+def _fake_seed_runs(root: Path, per_seed: dict[int, dict[str, tuple[str, float]]]) -> None:
+    """A finished ``ser-jax train --seeds N`` directory: per seed, its test files ``{utt:
+    (label, p(anger))}`` with two classes."""
+    rows = []
+    for seed, files in per_seed.items():
+        d = root / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "test_metrics.json").write_text(json.dumps({"labels": ["anger", "boredom"]}))
+        with open(d / "test_predictions.jsonl", "w") as f:
+            for utt, (label, p) in files.items():
+                pred = "anger" if p >= 0.5 else "boredom"
+                f.write(
+                    json.dumps(
+                        {
+                            "utt_id": utt,
+                            "label": label,
+                            "predicted": pred,
+                            "probs": {"anger": p, "boredom": 1 - p},
+                        }
+                    )
+                    + "\n"
+                )
+        rows.append({"seed": seed, "test_uar": 0.5})
+    (root / "summary.json").write_text(
+        json.dumps({"seeds": list(per_seed), "per_seed": rows, "test_uar": {"mean": 0.5}})
+    )
+
+
+def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
+    """On the seed protocol each seed is its own split: committee k averages the runs' models
+    of seed k on that split's files; a seed one run lacks forms no committee, and runs whose
+    seed drew other test files, or a mix with a cv directory, are refused."""
+    from ser_jax.errors import ConfigError
+    from ser_jax.experiment import ensemble_runs
+
+    _fake_seed_runs(
+        tmp_path / "a",
+        {
+            10: {"x": ("anger", 0.9), "y": ("boredom", 0.6)},
+            11: {"u": ("anger", 0.3), "v": ("boredom", 0.2)},
+            12: {"w": ("anger", 0.9)},
+        },
+    )
+    _fake_seed_runs(
+        tmp_path / "b",
+        {
+            10: {"x": ("anger", 0.2), "y": ("boredom", 0.2)},
+            11: {"u": ("anger", 0.8), "v": ("boredom", 0.6)},
+        },
+    )
+    ens = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
+    # seed 10: x 0.55 -> anger, y 0.4 -> boredom: UAR 1; seed 11: u 0.55 -> anger, v 0.4 ->
+    # boredom: UAR 1, though run a alone gets u wrong and run b alone v
+    c = ens["committees"]
+    assert ens["seeds"] == [10, 11] and c["count"] == 2
+    assert c["pooled"]["uar"]["each"] == [1.0, 1.0]
+    assert c["pooled"]["confusion"] == [[2, 0], [0, 2]]
+    assert "pooled_speaker_bn" not in c and "pooled" not in ens  # no ensemble across splits
+    md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
+    assert "| each seed's test split | 1.0000 ± 0.0000 |" in md
+    assert (tmp_path / "ens" / "ensemble_confusion.png").stat().st_size > 0
+    # run c's seed 11 reads u as boredom too: the committee's u 0.2 -> boredom (wrong), v 0.25
+    # -> boredom: UAR 0.5 on that seed's split
+    _fake_seed_runs(
+        tmp_path / "c",
+        {
+            10: {"x": ("anger", 0.2), "y": ("boredom", 0.2)},
+            11: {"u": ("anger", 0.1), "v": ("boredom", 0.3)},
+        },
+    )
+    c2 = ensemble_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")["committees"]
+    assert c2["pooled"]["uar"]["each"] == [1.0, 0.5]
+    assert c2["pooled"]["uar"]["std"] == pytest.approx(0.25)
+    _fake_seed_runs(tmp_path / "d", {10: {"x": ("anger", 0.9), "z": ("boredom", 0.1)}})
+    with pytest.raises(ConfigError, match="d: seed 10's test files differ"):
+        ensemble_runs([tmp_path / "a", tmp_path / "d"], tmp_path / "out_d")
+    _fake_seed_runs(tmp_path / "e", {13: {"x": ("anger", 0.9)}})
+    with pytest.raises(ConfigError, match="the runs share no seed"):
+        ensemble_runs([tmp_path / "a", tmp_path / "e"], tmp_path / "out_e")
+    _fake_cv(tmp_path / "f", {"01": [("x", "anger", 0.9)]})
+    with pytest.raises(ConfigError, match="f: not a `ser-jax train --seeds N` directory"):
+        ensemble_runs([tmp_path / "a", tmp_path / "f"], tmp_path / "out_f")
+
+
 def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_path):
     from ser_jax.errors import ConfigError
     from ser_jax.experiment import ensemble_runs
