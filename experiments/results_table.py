@@ -160,6 +160,11 @@ LEVERS = (
         "cepstral functionals, whole-speaker batches, no augmentation, linear classifier (L2 0.03)",
     ),
     (
+        "func_mfcc_shuffled",
+        "cepstral functionals, shuffled batches of 32 (BatchNorm learns the training set's "
+        "statistics), no augmentation, linear classifier",
+    ),
+    (
         "abl_v0_spkwhole_noaug",
         "one whole speaker a batch (72), no augmentation: the cepstral recipe's training",
     ),
@@ -290,6 +295,13 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     ensemble = run_root / "ensemble_summary.json"
     if ensemble.exists():
         s = json.loads(ensemble.read_text())
+        if s.get("protocol") == "seeds":  # committees of seed-protocol runs, one a seed
+            c = s["committees"]["pooled"]
+            runs = (
+                f"{len(s['members'])} runs, a committee a seed ({', '.join(map(str, s['seeds']))}),"
+                f" each its own split (runs' mean UAR {s['member_mean_uar']:.3f})"
+            )
+            return runs, [fmt(c[m], 3) for m in ("accuracy", "uar", "macro_f1")]
         runs = (
             f"{len(s['members'])} runs, {s['models_per_file']} models a file "
             f"(runs' mean UAR {s['member_mean_uar']:.3f}), pooled"
@@ -336,12 +348,13 @@ def cv_extras(run_root: Path) -> list[list[str]]:
             row = ["↳ with speaker-adaptive BatchNorm (own protocol)", "pooled"]
             rows.append(row + [f"{a[m]:.3f}" for m in ("accuracy", "uar", "macro_f1")])
         c = s.get("committees")
+        seeds = s.get("protocol") == "seeds"  # its committees are the row itself
         for key, what in (("pooled", ""), ("pooled_speaker_bn", ", speaker-adaptive BatchNorm")):
-            if c and key in c:
+            if c and key in c and not (seeds and key == "pooled"):
                 rows.append(
                     [
                         f"↳ committees of one model per run (the runs' k-th seeds){what}",
-                        f"{c['count']} committees, pooled",
+                        f"{c['count']} committees, {'each its own split' if seeds else 'pooled'}",
                         *(fmt(c[key][m], 3) for m in ("accuracy", "uar", "macro_f1")),
                     ]
                 )

@@ -326,6 +326,16 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     c2 = ensemble_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")["committees"]
     assert c2["pooled"]["uar"]["each"] == [1.0, 0.5]
     assert c2["pooled"]["uar"]["std"] == pytest.approx(0.25)
+    # the README's results table: one row, the committees' mean ± std over the seeds
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    rows = rt.main_rows(tmp_path, (("ens2", "committee", "cmd"),), recorded=False)
+    assert (
+        "| committee | 2 runs, a committee a seed (10, 11), each its own split (runs' mean UAR "
+        "0.500) | 0.750 ± 0.250 | 0.750 ± 0.250 |" in rows
+    )
+    assert "↳" not in rows  # no second row repeating the committees
     _fake_seed_runs(tmp_path / "d", {10: {"x": ("anger", 0.9), "z": ("boredom", 0.1)}})
     with pytest.raises(ConfigError, match="d: seed 10's test files differ"):
         ensemble_runs([tmp_path / "a", tmp_path / "d"], tmp_path / "out_d")
