@@ -49,7 +49,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("out", None, "Output path.")
     flags.DEFINE_string("wav", None, "The audio file to show.")
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
-    flags.DEFINE_string("model", None, "A shipped model's name (ser-jax models lists them).")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "A shipped model's name (ser-jax models lists them); predict: several, comma-separated, "
+        "score as a committee (probabilities averaged).",
+    )
     flags.DEFINE_string("timeline", None, "A PNG of each file's class probabilities over time.")
     flags.DEFINE_string("csv", None, "A CSV of each file's window probabilities, a row a window.")
     flags.DEFINE_bool(

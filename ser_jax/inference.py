@@ -115,25 +115,27 @@ def predict_command(
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
     of each file's window probabilities. Exit code 1 if any file failed.
 
-    ``run_dir`` may name several runs, comma-separated: a committee, whose probabilities are
-    each model's averaged per file (``committee_files``)."""
-    runs = [r for r in (run_dir or "").split(",") if r]
-    if len(runs) > 1:
-        if timeline or csv_path:
-            raise ConfigError(
-                f"--run={run_dir}: a committee of {len(runs)} runs has no timeline or CSV of "
-                "windows; give one run for --timeline/--csv"
-            )
-        models = [load_model(r) for r in runs]
-        rows = committee_files(models, paths, speaker_bn=speaker_bn)
-        model = models[0]
-    elif runs:
-        model = load_model(runs[0])
-        rows = predict_files(model, paths, speaker_bn=speaker_bn)
-    else:
-        from ser_jax.package import load_shipped
+    ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated:
+    a committee, whose probabilities are each model's averaged per file (``committee_files``)."""
+    from ser_jax.package import load_shipped
 
-        model = load_shipped(model_name)
+    runs = [r for r in (run_dir or "").split(",") if r]
+    shipped = [n for n in (model_name or "").split(",") if n]
+    flag, given = ("--run", run_dir) if runs else ("--model", model_name)
+    count = len(runs or shipped)
+    if count > 1 and (timeline or csv_path):
+        raise ConfigError(
+            f"{flag}={given}: a committee of {count} models has no timeline or CSV of "
+            f"windows; give one model for --timeline/--csv"
+        )
+    if runs:
+        models = [load_model(r) for r in runs]
+    else:
+        models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
+    model = models[0]
+    if len(models) > 1:
+        rows = committee_files(models, paths, speaker_bn=speaker_bn)
+    else:
         rows = predict_files(model, paths, speaker_bn=speaker_bn)
     names = model.label_names
     if as_json:

@@ -155,6 +155,32 @@ def test_predict_with_no_run_uses_the_shipped_model(emodb_dir):
     assert "(default)" in listed.stdout
 
 
+def test_shipped_models_as_a_committee(emodb_dir, capsys):
+    """``predict --model A,B``: each file's probabilities are the shipped models' own averaged
+    (every shipped model, or the default one twice when only one is shipped); an unknown name
+    is refused, naming it, and a committee has no window timeline."""
+    from ser_jax.errors import ConfigError
+    from ser_jax.inference import predict_command, predict_files
+
+    names = shipped_models()
+    members = names if len(names) > 1 else [names[0], names[0]]
+    paths = [str(p) for p in sorted((emodb_dir / "wav").glob("*.wav"))[:3]]
+    alone = [predict_files(load_shipped(n), paths) for n in members]
+    assert predict_command(None, paths, as_json=True, model_name=",".join(members)) == 0
+    rows = json.loads(capsys.readouterr().out)
+    labels = list(rows[0]["probs"])
+    for i, row in enumerate(rows):
+        want = np.mean([[a[i]["probs"][k] for k in labels] for a in alone], axis=0)
+        np.testing.assert_allclose([row["probs"][k] for k in labels], want, atol=2e-5)
+        assert row["label"] == labels[int(np.argmax(want))]
+    with pytest.raises(ConfigError, match="no shipped model 'nope'"):
+        predict_command(None, paths, as_json=True, model_name=f"{names[0]},nope")
+    with pytest.raises(ConfigError, match="a committee of 2 models has no timeline"):
+        predict_command(
+            None, paths, as_json=True, model_name=f"{names[0]},{names[0]}", timeline="t.png"
+        )
+
+
 def test_release_config_is_the_best_config_trained_on_every_file():
     """The shipped recipe differs from experiments/configs/best.py only in its split and its
     epoch choice, so the best config's LOSO and seed-protocol figures describe it."""

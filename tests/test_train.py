@@ -399,5 +399,5 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     )
     printed = json.loads(capsys.readouterr().out)
     assert [r["probs"] for r in printed] == [r["probs"] for r in both]
-    with pytest.raises(ConfigError, match="a committee of 2 runs has no timeline"):
+    with pytest.raises(ConfigError, match="a committee of 2 models has no timeline"):
         predict_command(f"{tmp_path / 'run'},{trained[0]}", paths, as_json=True, timeline="t.png")
