@@ -220,7 +220,8 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
         return mod.get_config()
 
     presets = sorted(p.name for p in (REPO / "experiments/configs").glob("*.py"))
-    assert {"best.py", "bilstm_attention.py", "functionals_pitch.py"} <= set(presets)
+    members = {"bilstm_attention.py", "functionals_pitch.py", "functionals_mfcc_shuffled.py"}
+    assert members | {"best.py", "functionals_mfcc.py"} <= set(presets)
     for name in presets:
         spec = resolve(load(name))
         assert spec.name == load(name).name, name
@@ -236,6 +237,11 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
     assert recipe_differences(as_json("functionals_pitch.py"), as_json("functionals.py")) == [
         "frontend.pitch",
         "model.track_channels",
+    ]
+    shuffled = as_json("functionals_mfcc_shuffled.py")
+    assert recipe_differences(shuffled, as_json("functionals_mfcc.py")) == [
+        "data.speaker_batches",
+        "train.batch_size",
     ]
 
 
