@@ -79,6 +79,21 @@ MAIN = (
         "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm ...",
     ),
     (
+        "ens_committee",
+        "the committee: one model of each of the five member presets (best.py, "
+        "bilstm_attention.py, functionals_pitch.py, functionals_mfcc.py, "
+        "functionals_mfcc_shuffled.py), averaged probabilities",
+        "ser-jax ensemble --out runs/ens_committee runs/abl_v0_last runs/abl_v0_bilstm_att "
+        "runs/func_v0_pitch runs/func_mfcc_v1 runs/func_mfcc_shuffled",
+    ),
+    (
+        "ens_committee_seeds",
+        "the committee on the seed protocol (stratified 70/15/15): the five member presets' "
+        "models of one seed averaged",
+        "ser-jax ensemble --out runs/ens_committee_seeds runs/best runs/bilstm_attention "
+        "runs/functionals_pitch runs/functionals_mfcc runs/functionals_mfcc_shuffled",
+    ),
+    (
         "func_mfcc_v1",
         "cepstral functionals, per-speaker standardised, linear classifier "
         "(functionals_mfcc.py), leave-one-speaker-out; its own protocol: the figure to read is "
