@@ -74,6 +74,13 @@ def _define_flags() -> None:
     flags.DEFINE_string(
         "seed_runs", None, "The config's seed-protocol run directory (its figures go on the card)."
     )
+    flags.DEFINE_string(
+        "members",
+        None,
+        "package: shipped models, comma-separated, to ship as a committee named --name (its "
+        "card's figures from ensemble directories: --loso over cv runs, --seed_runs over "
+        "seed-protocol runs).",
+    )
     flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
     flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
     flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
@@ -151,10 +158,20 @@ def _models(rest: list[str]) -> None:
 
 
 def _package(rest: list[str]) -> None:
-    from ser_jax.package import PRETRAINED, model_card, package_run
+    from ser_jax.package import PRETRAINED, model_card, package_committee, package_run
 
-    run = _need("run", "package", "the finished run to package")
     name = _need("name", "package", "the shipped model's name")
+    if FLAGS.members:
+        if FLAGS.run or FLAGS.reference or FLAGS.out:
+            raise UsageError(
+                "package --members makes a committee of shipped models: no --run, "
+                "--reference or --out with it"
+            )
+        members = [m for m in FLAGS.members.split(",") if m]
+        done = package_committee(name, members, loso=FLAGS.loso, seeds=FLAGS.seed_runs)
+        print(f"packaged the committee {', '.join(members)} into {done}")
+        return
+    run = _need("run", "package", "the finished run to package")
     out = Path(FLAGS.out) if FLAGS.out else PRETRAINED / name
     card = model_card(run, name=name, loso=FLAGS.loso, seeds=FLAGS.seed_runs)
     done = package_run(run, out, reference_files=FLAGS.reference, card=card)
@@ -269,8 +286,9 @@ VERBS: dict[str, Verb] = {
         ),
         Verb(
             "package",
-            "copy a finished run's selected model into the package (ser_jax/pretrained/NAME)",
-            ("run", "name", "out", "reference", "loso", "seed_runs"),
+            "copy a finished run's selected model into the package (ser_jax/pretrained/NAME), "
+            "or ship a committee of shipped models (--members A,B,...)",
+            ("run", "name", "out", "reference", "loso", "seed_runs", "members"),
             "ser-jax package --run runs/release --name emodb-cnn-lstm --reference 03a01Wa.wav",
             _package,
         ),

@@ -115,12 +115,13 @@ def predict_command(
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
     of each file's window probabilities. Exit code 1 if any file failed.
 
-    ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated:
-    a committee, whose probabilities are each model's averaged per file (``committee_files``)."""
-    from ser_jax.package import load_shipped
+    ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
+    or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
+    averaged per file (``committee_files``)."""
+    from ser_jax.package import load_shipped, shipped_members
 
     runs = [r for r in (run_dir or "").split(",") if r]
-    shipped = [n for n in (model_name or "").split(",") if n]
+    shipped = [m for n in (model_name or "").split(",") if n for m in shipped_members(n)]
     flag, given = ("--run", run_dir) if runs else ("--model", model_name)
     count = len(runs or shipped)
     if count > 1 and (timeline or csv_path):

@@ -6,6 +6,11 @@ statistics), ``config.json`` (the resolved config), ``run_info.json`` (labels, d
 Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``. ``ser_jax.restore.load_model``
 reads it like any run directory: no orbax, no trainer. ``package_run`` copies those files out
 of a finished run (bytes as they are, so packaging the same run twice gives the same files).
+
+A shipped committee is a folder with ``committee.json`` (the names of shipped member models)
+and its ``MODEL_CARD.md`` (the committee's figures, read from ``ser-jax ensemble`` summaries):
+``ser-jax predict --model NAME`` averages the members' probabilities per file
+(``package_committee``, ``shipped_members``).
 """
 
 from __future__ import annotations
@@ -25,17 +30,22 @@ DEFAULT_MODEL = "emodb-cnn-lstm"
 CARD = "MODEL_CARD.md"
 REFERENCE = "reference_predictions.json"
 RUN_FILES = ("config.json", "run_info.json", "results.json", MODEL_FILE)
+COMMITTEE = "committee.json"
 
 
-def shipped_models(root: Path = PRETRAINED) -> list[str]:
-    """Names of the models shipped in the package, sorted."""
+def shipped_models(root: Path | None = None) -> list[str]:
+    """Names of the models (and committees) shipped in the package, sorted."""
+    root = root or PRETRAINED
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / MODEL_FILE).is_file())
+    return sorted(
+        p.name for p in root.iterdir() if (p / MODEL_FILE).is_file() or (p / COMMITTEE).is_file()
+    )
 
 
-def model_dir(name: str | None = None, root: Path = PRETRAINED) -> Path:
-    """The folder of a shipped model (the default one when ``name`` is None)."""
+def model_dir(name: str | None = None, root: Path | None = None) -> Path:
+    """The folder of a shipped model or committee (the default model when ``name`` is None)."""
+    root = root or PRETRAINED
     names = shipped_models(root)
     name = name or DEFAULT_MODEL
     if name not in names:
@@ -44,6 +54,18 @@ def model_dir(name: str | None = None, root: Path = PRETRAINED) -> Path:
             "train one and package it, or pass --run DIR"
         )
     return root / name
+
+
+def shipped_members(name: str | None = None, root: Path | None = None) -> list[str]:
+    """The shipped models a name stands for: a committee's members, else the model itself."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return [folder.name]
+    members = json.loads((folder / COMMITTEE).read_text())["members"]
+    for member in members:
+        if (model_dir(member, root) / COMMITTEE).is_file():
+            raise ConfigError(f"committee {folder.name!r}: its member {member!r} is a committee")
+    return list(members)
 
 
 def card_summary(path: Path) -> str:
@@ -67,7 +89,123 @@ def models_command() -> None:
 
 
 def load_shipped(name: str | None = None) -> LoadedModel:
-    return load_model(model_dir(name))
+    folder = model_dir(name)
+    if (folder / COMMITTEE).is_file():
+        raise ConfigError(
+            f"{folder.name!r} is a committee of shipped models ({', '.join(shipped_members(name))})"
+            ": `ser-jax predict --model` scores it; this command takes one model, name a member"
+        )
+    return load_model(folder)
+
+
+def package_committee(
+    name: str,
+    members: Sequence[str],
+    *,
+    loso: str | Path | None = None,
+    seeds: str | Path | None = None,
+    root: Path | None = None,
+) -> Path:
+    """A shipped committee ``root/name``: ``committee.json`` naming shipped ``members`` (each
+    must be shipped already, one model each, with the same classes) and a model card whose
+    figures come from ``ser-jax ensemble`` summaries of the same recipes (``loso``: over cv
+    runs; ``seeds``: over seed-protocol runs)."""
+    root = root or PRETRAINED
+    if len(members) < 2:
+        raise ConfigError(f"committee {name!r}: needs two or more members, got {list(members)}")
+    labels = None
+    for member in members:
+        folder = model_dir(member, root)
+        if (folder / COMMITTEE).is_file():
+            raise ConfigError(f"committee {name!r}: its member {member!r} is a committee")
+        got = json.loads((folder / "run_info.json").read_text())["data"]["labels"]
+        if labels is not None and got != labels:
+            raise ConfigError(f"committee {name!r}: {member!r} has classes {got}, not {labels}")
+        labels = got
+    out = root / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / COMMITTEE).write_text(json.dumps({"members": list(members)}, indent=2) + "\n")
+    (out / CARD).write_text(committee_card(name, members, loso=loso, seeds=seeds, root=root))
+    return out
+
+
+def committee_card(
+    name: str,
+    members: Sequence[str],
+    *,
+    loso: str | Path | None = None,
+    seeds: str | Path | None = None,
+    root: Path | None = None,
+) -> str:
+    """The model card of a committee: its members (each card's summary line) and the
+    committee's figures read from ``ser-jax ensemble`` summaries."""
+    root = root or PRETRAINED
+    lines = [
+        f"# {name}",
+        "",
+        f"A committee of {len(members)} shipped speech emotion classifiers, trained from scratch "
+        "on Emo-DB: each file's class probabilities are the members' averaged, every member "
+        "weighted alike; research use on acted German speech only.",
+        "",
+        "## Members",
+        *(f"- `{m}`: {card_summary(model_dir(m, root))}" for m in members),
+        "",
+        f"Use: `ser-jax predict --model {name} FILE...`; with `--speaker_bn` when the files of "
+        "one call are one speaker's recordings (each member then normalises its BatchNorm "
+        "layers by their statistics: its own protocol, the figures marked speaker-adaptive).",
+        "",
+        "## How well it does (the same recipes, evaluated on held-out speakers)",
+    ]
+    for given, what in ((loso, "leave-one-speaker-out"), (seeds, "seed-protocol")):
+        if not given:
+            lines.append(
+                f"- No {what} ensemble of the members' recipes was given to the packager: see "
+                "the README's Results for the committee's figures."
+            )
+            continue
+        s = json.loads((Path(given) / "ensemble_summary.json").read_text())
+        c = s.get("committees")
+        if not c:
+            raise ConfigError(
+                f"{given}: its ensemble has no committees (each run needs two or more seeds)"
+            )
+        if len(s["members"]) != len(members):
+            raise ConfigError(
+                f"{given}: an ensemble of {len(s['members'])} runs, but the committee has "
+                f"{len(members)} members"
+            )
+        info = json.loads((Path(given) / "run_info.json").read_text())
+        where = (
+            f"leave-one-speaker-out over {s['files']} files, pooled"
+            if s.get("protocol") != "seeds"
+            else f"stratified 70/15/15 splits of seeds {', '.join(map(str, s['seeds']))}, each "
+            "committee scored on its seed's test files"
+        )
+        figures = [
+            f"{what_bn}UAR {_ms(c[key]['uar'])}, accuracy {_ms(c[key]['accuracy'])}, "
+            f"macro-F1 {_ms(c[key]['macro_f1'])}"
+            for key, what_bn in (
+                ("pooled", ""),
+                ("pooled_speaker_bn", "with speaker-adaptive BatchNorm: "),
+            )
+            if key in c
+        ]
+        lines.append(
+            f"- {what.capitalize()} ({where}), {c['count']} committees of one model per run "
+            f"(the runs' k-th seeds), mean ± std over them: {'; '.join(figures)}. Made by "
+            f"{_made_by(info)}. Command: `{s.get('command') or info.get('command', '?')}`"
+        )
+    lines += [
+        "- The shipped members have no test split: each trained on every shared file. The "
+        "held-out figures are what the same recipes score on speakers (or files) they did not "
+        "train on.",
+        "",
+        "## Intended use and limitations",
+        "- As for each member (see their cards): acted German speech, 8 professional speakers, "
+        "studio recordings, 2 s crops; expect much lower accuracy on spontaneous speech, other "
+        "languages, noisy or far-field audio. Not for decisions about people.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def package_run(

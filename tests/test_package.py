@@ -21,6 +21,7 @@ from ser_jax.package import (
     model_dir,
     package_run,
     reference_predictions,
+    shipped_members,
     shipped_models,
 )
 from ser_jax.restore import load_model
@@ -66,6 +67,71 @@ def test_packaging_is_a_deterministic_copy_loaded_without_the_trainer(packaged, 
     )
     for row, ref in zip(reference_predictions(out), refs, strict=True):
         assert row["file"] == ref.name
+
+
+def test_a_committee_of_shipped_models_is_packaged_and_predicts(
+    packaged, tmp_path, monkeypatch, capsys
+):
+    """``package --members``: a committee folder naming shipped models, its card's figures
+    read from an ensemble summary; ``predict --model NAME`` scores it as the members' average;
+    one-model commands, one member, a committee as member or other classes are refused."""
+    import shutil
+
+    import ser_jax.package as package
+    from ser_jax.errors import ConfigError
+    from ser_jax.inference import predict_command, predict_files
+
+    _, out, refs = packaged
+    root = tmp_path / "pretrained"
+    for name in ("a", "b"):
+        shutil.copytree(out, root / name)
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    ms = {"mean": 0.8, "std": 0.01, "each": [0.79, 0.81]}
+    (ens / "ensemble_summary.json").write_text(
+        json.dumps(
+            {
+                "command": "ser-jax ensemble --out ens x y",
+                "members": [{}, {}],
+                "files": 409,
+                "committees": {
+                    "count": 2,
+                    "pooled": {"uar": ms, "accuracy": ms, "macro_f1": ms},
+                },
+            }
+        )
+    )
+    (ens / "run_info.json").write_text(json.dumps({"git_commit": "abc1234567", "processor": "X"}))
+    folder = package.package_committee("c", ["a", "b"], loso=ens, root=root)
+    assert json.loads((folder / "committee.json").read_text()) == {"members": ["a", "b"]}
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "- `a`: A tiny test model." in card
+    assert "2 committees of one model per run" in card and "UAR 0.800 ± 0.010" in card
+    assert "commit abc1234567 on X" in card and "`ser-jax ensemble --out ens x y`" in card
+    assert "No seed-protocol ensemble" in card
+    assert package.shipped_members("c", root) == ["a", "b"]
+    assert package.shipped_members("a", root) == ["a"]
+    monkeypatch.setattr(package, "PRETRAINED", root)
+    assert package.shipped_models() == ["a", "b", "c"]
+    paths = [str(f) for f in refs]
+    alone = predict_files(load_model(root / "a"), paths)
+    capsys.readouterr()
+    assert predict_command(None, paths, as_json=True, model_name="c") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["probs"] for r in rows] == [r["probs"] for r in alone]  # the mean of a model twice
+    with pytest.raises(ConfigError, match="'c' is a committee of shipped models \\(a, b\\)"):
+        package.load_shipped("c")
+    with pytest.raises(ConfigError, match="needs two or more members"):
+        package.package_committee("d", ["a"], root=root)
+    with pytest.raises(ConfigError, match="its member 'c' is a committee"):
+        package.package_committee("d", ["a", "c"], root=root)
+    info = json.loads((root / "b" / "run_info.json").read_text())
+    info["data"]["labels"] = info["data"]["labels"][::-1]
+    (root / "b" / "run_info.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="'b' has classes"):
+        package.package_committee("d", ["a", "b"], root=root)
+    with pytest.raises(ConfigError, match="no shipped model 'e'"):
+        package.package_committee("d", ["a", "e"], root=root)
 
 
 def test_exported_model_gives_the_probabilities_of_predict(packaged, demo_corpus_dir, tmp_path):
@@ -123,6 +189,10 @@ def test_shipped_model_reproduces_its_recorded_probabilities(emodb_dir):
     assert names, f"no model is shipped in {PRETRAINED}"
     for name in names:
         folder = model_dir(name)
+        if (folder / "committee.json").exists():  # members are shipped models, checked here
+            assert set(shipped_members(name)) <= set(names)
+            assert card_summary(folder) != "(no model card)"
+            continue
         model = load_shipped(name)
         ref = reference_predictions(folder)
         waves = [load_audio(emodb_dir / "wav" / r["file"], model.sample_rate) for r in ref]
@@ -162,7 +232,7 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
     from ser_jax.errors import ConfigError
     from ser_jax.inference import predict_command, predict_files
 
-    names = shipped_models()
+    names = [n for n in shipped_models() if shipped_members(n) == [n]]  # models, not committees
     members = names if len(names) > 1 else [names[0], names[0]]
     paths = [str(p) for p in sorted((emodb_dir / "wav").glob("*.wav"))[:3]]
     alone = [predict_files(load_shipped(n), paths) for n in members]
