@@ -502,7 +502,6 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command)
     to ``workdir``. Directories of ``ser-jax train --seeds N`` (the seed protocol) give their
     committees instead (:func:`seed_protocol_committees`)."""
-    from ser_jax.rundir import git_state, processor_name
 
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")
@@ -577,16 +576,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     committees = seed_committees(found, label_names, kinds)
     if committees:
         out["committees"] = committees
-    commit, dirty = git_state()
-    info = {
-        "command": out["command"],
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "processor": processor_name(),
-    }
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "ensemble_summary.json").write_text(json.dumps(out, indent=2) + "\n")
-    (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    _write_ensemble_summary(workdir, out)
     for key, png, what in (
         ("pooled", "ensemble_confusion.png", f"{out['models_per_file']} models a file"),
         ("pooled_speaker_bn", "ensemble_speaker_bn_confusion.png", "speaker-adaptive BatchNorm"),
@@ -625,23 +615,10 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             f"Committees of one model per run (the runs' k-th seeds, k = 1..{committees['count']}): "
             "pooled UAR, mean ± std over the committees",
             "",
-            markdown(
-                ["averaged probabilities", "accuracy", "UAR", "macro-F1", "UAR per committee"],
-                [
-                    [
-                        name,
-                        *(
-                            f"{c[m]['mean']:.4f} ± {c[m]['std']:.4f}"
-                            for m in ("accuracy", "uar", "macro_f1")
-                        ),
-                        ", ".join(f"{u:.4f}" for u in c["uar"]["each"]),
-                    ]
-                    for key, name in (
-                        ("pooled", "pooled"),
-                        ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
-                    )
-                    if (c := committees.get(key))
-                ],
+            committee_table(
+                committees,
+                (("pooled", "pooled"), ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm")),
+                "UAR per committee",
             ),
         ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
@@ -649,12 +626,30 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
     return out
 
 
-def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str, Any]:
-    """``ser-jax ensemble`` over seed-protocol directories: their committees
-    (:func:`seed_protocol_committees`), written as the cv ensemble writes its summary."""
+def committee_table(committees: dict[str, Any], names: Sequence[tuple[str, str]], each: str) -> str:
+    """A markdown table of committees' metrics, mean ± std, a row for each ``(key, name)``
+    that ``committees`` holds, the last column the UAR of each committee (``each``)."""
+    return markdown(
+        ["averaged probabilities", "accuracy", "UAR", "macro-F1", each],
+        [
+            [
+                name,
+                *(
+                    f"{c[m]['mean']:.4f} ± {c[m]['std']:.4f}"
+                    for m in ("accuracy", "uar", "macro_f1")
+                ),
+                ", ".join(f"{u:.4f}" for u in c["uar"]["each"]),
+            ]
+            for key, name in names
+            if (c := committees.get(key))
+        ],
+    )
+
+
+def _write_ensemble_summary(workdir: Path, out: dict[str, Any]) -> None:
+    """``ensemble_summary.json`` and ``run_info.json`` (command, commit, processor)."""
     from ser_jax.rundir import git_state, processor_name
 
-    out = {"command": command_line(), **seed_protocol_committees(run_dirs)}
     commit, dirty = git_state()
     info = {
         "command": out["command"],
@@ -665,6 +660,13 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "ensemble_summary.json").write_text(json.dumps(out, indent=2) + "\n")
     (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str, Any]:
+    """``ser-jax ensemble`` over seed-protocol directories: their committees
+    (:func:`seed_protocol_committees`), written as the cv ensemble writes its summary."""
+    out = {"command": command_line(), **seed_protocol_committees(run_dirs)}
+    _write_ensemble_summary(workdir, out)
     c = out["committees"]
     names = (
         ("pooled", "each seed's test split"),
@@ -692,21 +694,7 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str
         "",
         f"Mean of the runs' test UAR: {out['member_mean_uar']:.4f}",
         "",
-        markdown(
-            ["averaged probabilities", "accuracy", "UAR", "macro-F1", "UAR per seed"],
-            [
-                [
-                    what,
-                    *(
-                        f"{c[key][m]['mean']:.4f} ± {c[key][m]['std']:.4f}"
-                        for m in ("accuracy", "uar", "macro_f1")
-                    ),
-                    ", ".join(f"{u:.4f}" for u in c[key]["uar"]["each"]),
-                ]
-                for key, what in names
-                if key in c
-            ],
-        ),
+        committee_table(c, names, "UAR per seed"),
     ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
