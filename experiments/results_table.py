@@ -50,7 +50,7 @@ REPRODUCTIONS = (
         "Meng et al. 2019, ADRNN (3-D log-mel, dilated residual CNN, BiLSTM, attention)",
         "85.39% speaker-independent accuracy",
         "their speaker-independent protocol, full-length files",
-        "LOSO over 8 speakers, 2 seeds; widths divided by 4 (32-64-64-64, linear 192, BiLSTM 32, FC 16) for the CPU; no center loss; 2 s crops",
+        "LOSO over 8 speakers, 1 seed; each fold trains on 6 speakers and selects its epoch on the 7th; widths divided by 4 (32-64-64-64, linear 192, BiLSTM 32, FC 16) for the CPU; no center loss; 2 s crops",
         LOSO_CMD.format(
             cfg="meng2019",
             extra="'--config.model.filters=(32,64,64,64)' --config.model.projection=192 "
