@@ -86,6 +86,19 @@ MAIN = (
         "ser-jax ensemble --out runs/ens_committee runs/abl_v0_last runs/abl_v0_bilstm_att "
         "runs/func_v0_pitch runs/func_mfcc_v1 runs/func_mfcc_shuffled",
     ),
+    *(
+        (
+            d,
+            f"committee member {d}.py, stratified 70/15/15 (the seed protocol)",
+            SEED_CMD.format(cfg=d, n=3, dir=d),
+        )
+        for d in (
+            "bilstm_attention",
+            "functionals_pitch",
+            "functionals_mfcc",
+            "functionals_mfcc_shuffled",
+        )
+    ),
     (
         "ens_committee_seeds",
         "the committee on the seed protocol (stratified 70/15/15): the five member presets' "
