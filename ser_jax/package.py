@@ -295,6 +295,14 @@ def model_card(
             f"fold runs: UAR {_ms(f['test_uar'])}, accuracy {_ms(f['test_accuracy'])}. {made}"
             + (f" Command: `{cv['command']}`" if cv.get("command") else "")
         )
+        if "pooled_speaker_bn" in cv:
+            a = cv["pooled_speaker_bn"]
+            lines.append(
+                "- The same, each test speaker scored with BatchNorm statistics of its own clips "
+                "(speaker-adaptive BatchNorm, `--speaker_bn`: its own protocol, it reads the "
+                f"speaker's unlabelled recordings): pooled UAR {_ms(a['test_uar'])}, accuracy "
+                f"{_ms(a['test_accuracy'])}."
+            )
     if seeds:
         made = _held_out_recipe(run_dir, seeds, "seed*", "--seed_runs")
         sm = json.loads((Path(seeds) / "summary.json").read_text())
