@@ -376,13 +376,16 @@ def recipe_differences(release: dict[str, Any], other: dict[str, Any]) -> list[s
     """Config fields (dotted) in which ``other`` trains differently from ``release``: any
     field but the split, the epoch selection and bookkeeping (``SPLIT_AND_BOOKKEEPING``)."""
 
+    def listed(v: Any) -> Any:  # a default's tuple and a JSON run's list are one value
+        return [listed(x) for x in v] if isinstance(v, tuple | list) else v
+
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
             if isinstance(v, dict):
                 out.update(flat(v, f"{prefix}{k}."))
             else:
-                out[f"{prefix}{k}"] = v
+                out[f"{prefix}{k}"] = listed(v)
         return out
 
     a, b = flat(release), flat(other)
