@@ -175,12 +175,14 @@ def committee_card(
                 f"{len(members)} members"
             )
         info = json.loads((Path(given) / "run_info.json").read_text())
+        seeds_protocol = s.get("protocol") == "seeds"
         where = (
-            f"leave-one-speaker-out over {s['files']} files, pooled"
-            if s.get("protocol") != "seeds"
-            else f"stratified 70/15/15 splits of seeds {', '.join(map(str, s['seeds']))}, each "
+            f"stratified 70/15/15 splits of seeds {', '.join(map(str, s['seeds']))}, each "
             "committee scored on its seed's test files"
+            if seeds_protocol
+            else f"all {s['files']} files, pooled"
         )
+        which = "the runs' models of one seed" if seeds_protocol else "the runs' k-th seeds"
         figures = [
             f"{what_bn}UAR {_ms(c[key]['uar'])}, accuracy {_ms(c[key]['accuracy'])}, "
             f"macro-F1 {_ms(c[key]['macro_f1'])}"
@@ -192,7 +194,7 @@ def committee_card(
         ]
         lines.append(
             f"- {what.capitalize()} ({where}), {c['count']} committees of one model per run "
-            f"(the runs' k-th seeds), mean ± std over them: {'; '.join(figures)}. Made by "
+            f"({which}), mean ± std over them: {'; '.join(figures)}. Made by "
             f"{_made_by(info)}. Command: `{s.get('command') or info.get('command', '?')}`"
         )
     lines += [
@@ -260,7 +262,8 @@ def model_card(
     lines = [
         f"# {name}",
         "",
-        f"A {config.model.name} speech emotion classifier (7 acted emotions: {labels}) trained "
+        f"A {config.model.name} speech emotion classifier (config `{config.name}`; 7 acted "
+        f"emotions: {labels}) trained "
         f"from scratch on {data['train']['files']} Emo-DB files; research use on acted German "
         "speech only.",
         "",

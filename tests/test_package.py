@@ -106,7 +106,10 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert json.loads((folder / "committee.json").read_text()) == {"members": ["a", "b"]}
     card = (folder / "MODEL_CARD.md").read_text()
     assert "- `a`: A tiny test model." in card
-    assert "2 committees of one model per run" in card and "UAR 0.800 ± 0.010" in card
+    assert (
+        "- Leave-one-speaker-out (all 409 files, pooled), 2 committees of one model per run "
+        "(the runs' k-th seeds), mean ± std over them: UAR 0.800 ± 0.010" in card
+    )
     assert "commit abc1234567 on X" in card and "`ser-jax ensemble --out ens x y`" in card
     assert "No seed-protocol ensemble" in card
     assert package.shipped_members("c", root) == ["a", "b"]
@@ -355,6 +358,8 @@ def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_
     )
     card = model_card(workdir, name="tiny", loso=loso)
     commit = (json.loads((workdir / "run_info.json").read_text()).get("git_commit") or "?")[:10]
+    config_name = json.loads((workdir / "config.json").read_text())["name"]
+    assert f"speech emotion classifier (config `{config_name}`; 7 acted emotions" in card
     line = next(x for x in card.splitlines() if x.startswith("- Leave-one-speaker-out"))
     assert "over the 2 speakers" in line and "1 seed," in line
     assert "(each fold selects its epoch on the next speaker (val_uar))" in line
