@@ -193,6 +193,10 @@ LEVERS = (
         "statistics), no augmentation, linear classifier",
     ),
     (
+        "func_mfcc_shuffled_pitch",
+        "cepstral functionals, shuffled batches, + the three pitch tracks' statistics",
+    ),
+    (
         "abl_v0_spkwhole_noaug",
         "one whole speaker a batch (72), no augmentation: the cepstral recipe's training",
     ),
