@@ -359,6 +359,25 @@ def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     return summary, runs
 
 
+def scored_kinds(runs: Sequence[Path]) -> list[tuple[str, str]]:
+    """The ``ENSEMBLE_KINDS`` every one of ``runs`` scored: never a mix of some models'
+    probabilities."""
+    return [
+        (kind, key)
+        for kind, key in ENSEMBLE_KINDS
+        if all((run / f"{kind}_predictions.jsonl").exists() for run in runs)
+    ]
+
+
+def committee_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, UAR and macro-F1 of each committee's metrics: mean, std and each."""
+    out = {}
+    for metric in ("accuracy", "uar", "macro_f1"):
+        each = [float(m[metric]) for m in scored]
+        out[metric] = {"mean": float(np.mean(each)), "std": float(np.std(each)), "each": each}
+    return out
+
+
 def seed_committees(
     found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
     label_names: Sequence[str],
@@ -378,7 +397,7 @@ def seed_committees(
         return None
     out: dict[str, Any] = {"count": count}
     for kind, key in kinds:  # (predictions file prefix, summary key), as in ENSEMBLE_KINDS
-        each: dict[str, list[float]] = {"accuracy": [], "uar": [], "macro_f1": []}
+        scored = []
         for k in range(count):
             probs: dict[str, list[np.ndarray]] = {}
             truth: dict[str, int] = {}
@@ -388,13 +407,8 @@ def seed_committees(
                 truth |= labels
                 for utt, ps in got.items():
                     probs.setdefault(utt, []).extend(ps)
-            m = score_mean(probs, truth, label_names)
-            for metric in each:
-                each[metric].append(float(m[metric]))
-        out[key] = {
-            metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "each": v}
-            for metric, v in each.items()
-        }
+            scored.append(score_mean(probs, truth, label_names))
+        out[key] = committee_summary(scored)
     return out
 
 
@@ -436,12 +450,7 @@ def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
             + "; ".join(f"{d}: seeds {sorted(runs)}" for d, _, runs in found)
             + " (a committee averages the models of one seed, which share its split)"
         )
-    all_runs = [runs[s] for _, _, runs in found for s in seeds]
-    kinds = [
-        (kind, key)
-        for kind, key in ENSEMBLE_KINDS
-        if all((run / f"{kind}_predictions.jsonl").exists() for run in all_runs)
-    ]
+    kinds = scored_kinds([runs[s] for _, _, runs in found for s in seeds])
     out: dict[str, Any] = {
         "protocol": "seeds",
         "members": [
@@ -459,8 +468,7 @@ def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
     }
     committees: dict[str, Any] = {"count": len(seeds)}
     for kind, key in kinds:
-        each: dict[str, list[float]] = {"accuracy": [], "uar": [], "macro_f1": []}
-        confusion = np.zeros((len(label_names), len(label_names)), np.int64)
+        scored = []
         for seed in seeds:
             probs: dict[str, list[np.ndarray]] = {}
             truth: dict[str, int] = {}
@@ -477,15 +485,9 @@ def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
                 truth |= labels
                 for utt, ps in got.items():
                     probs.setdefault(utt, []).extend(ps)
-            m = score_mean(probs, truth, label_names)
-            confusion += np.asarray(m["confusion"])
-            for metric in each:
-                each[metric].append(float(m[metric]))
-        committees[key] = {
-            metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "each": v}
-            for metric, v in each.items()
-        }
-        committees[key]["confusion"] = confusion.tolist()
+            scored.append(score_mean(probs, truth, label_names))
+        committees[key] = committee_summary(scored)
+        committees[key]["confusion"] = np.sum([m["confusion"] for m in scored], axis=0).tolist()
     out["committees"] = committees
     return out
 
@@ -523,11 +525,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
                 f"{cv_dir}: its classes {summary['labels']} differ from {label_names}"
             )
     all_runs = [run for _, _, runs in found for run in runs]
-    kinds = [  # a kind every model scored: never a mix of some models' probabilities
-        (kind, key)
-        for kind, key in ENSEMBLE_KINDS
-        if all((run / f"{kind}_predictions.jsonl").exists() for run in all_runs)
-    ]
+    kinds = scored_kinds(all_runs)
     probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in kinds}
     truth: dict[str, int] = {}
     files: set[str] | None = None
