@@ -293,7 +293,13 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
         return mod.get_config()
 
     presets = sorted(p.name for p in (REPO / "experiments/configs").glob("*.py"))
-    members = {"bilstm_attention.py", "functionals_pitch.py", "functionals_mfcc_shuffled.py"}
+    members = {
+        "bilstm_attention.py",
+        "functionals_pitch.py",
+        "functionals_mfcc_shuffled.py",
+        "twoview_functionals.py",
+        "functionals_mfcc_shuffled_pitch.py",
+    }
     assert members | {"best.py", "functionals_mfcc.py"} <= set(presets)
     for name in presets:
         spec = resolve(load(name))
@@ -316,6 +322,13 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
         "data.speaker_batches",
         "train.batch_size",
     ]
+    assert recipe_differences(as_json("twoview_functionals.py"), as_json("best.py")) == [
+        "frontend.clip_channel",
+        "frontend.normalize",
+        "model.functionals",
+    ]
+    with_pitch = as_json("functionals_mfcc_shuffled_pitch.py")
+    assert recipe_differences(with_pitch, shuffled) == ["frontend.pitch", "model.track_channels"]
 
 
 def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_path):
