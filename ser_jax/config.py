@@ -138,6 +138,10 @@ def get_config() -> ml_collections.ConfigDict:
     # model.name="functionals": the last channels of the input are per-frame tracks (the pitch
     # channels of frontend.pitch: 3, or 2 with pitch_level=False), summarised once, not per band
     c.model.track_channels = 0
+    # model.name="functionals": the statistics of every feature over the clip, in this order
+    # (models.masked_functionals: mean, std, change, slope, skew, kurtosis, or "pNN" for the
+    # NN-th percentile, p0 the minimum, p100 the maximum)
+    c.model.statistics = ("mean", "std", "p10", "p50", "p90", "change", "slope")
     # Speaker-adversarial training: a speaker head over the utterance embedding, behind a
     # gradient reversal of scale speaker_reversal, trained on the training speakers (the
     # corpus's speakers in sorted order index it, so it needs at least that many classes);

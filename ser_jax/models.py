@@ -405,12 +405,42 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
     )
 
 
-def masked_functionals(x: jax.Array, frame_lengths: jax.Array) -> jax.Array:
+# masked_functionals' statistics: the default set, and the names it knows besides "pNN"
+# (the NN-th percentile, 0..100)
+FUNCTIONALS = ("mean", "std", "p10", "p50", "p90", "change", "slope")
+NAMED_STATISTICS = ("mean", "std", "change", "slope", "skew", "kurtosis")
+
+
+def check_statistics(statistics: Sequence[str], field: str = "model.statistics") -> tuple[str, ...]:
+    """The statistics as a tuple, or a ConfigError naming ``field`` and the bad entry."""
+    names = tuple(str(s) for s in statistics)
+    if not names:
+        raise ConfigError(f"{field}=(): name at least one statistic, e.g. {FUNCTIONALS}")
+    for s in names:
+        if s in NAMED_STATISTICS:
+            continue
+        if not (s.startswith("p") and s[1:].isdigit() and 0 <= int(s[1:]) <= 100):
+            raise ConfigError(
+                f"{field}: unknown statistic {s!r}; choose from {NAMED_STATISTICS} or a "
+                "percentile 'p0'..'p100'"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{field}={names}: a statistic is named twice")
+    return names
+
+
+def masked_functionals(
+    x: jax.Array, frame_lengths: jax.Array, statistics: Sequence[str] = FUNCTIONALS
+) -> jax.Array:
     """Statistics over the valid frames of each row: ``x (batch, time, features)`` →
-    ``(batch, 7 * features)``: mean, standard deviation, the 10th, 50th and 90th
-    percentiles, the mean absolute frame-to-frame change, and the least-squares slope over
-    the row's valid span (time scaled to 0..1). Padding never enters them; a row with no
-    valid frame gives zeros."""
+    ``(batch, len(statistics) * features)``, each statistic's block of ``features`` in the
+    order named. The default: mean, standard deviation, the 10th, 50th and 90th percentiles,
+    the mean absolute frame-to-frame change, and the least-squares slope over the row's valid
+    span (time scaled to 0..1); also known: ``skew`` (third standardised moment),
+    ``kurtosis`` (fourth, minus 3) and any percentile ``pNN`` (the order statistic at
+    ``floor(NN/100 * (n - 1))``, so ``p0`` is the minimum and ``p100`` the maximum). Padding
+    never enters them; a row with no valid frame gives zeros."""
+    statistics = check_statistics(statistics)
     t = x.shape[1]
     n = frame_lengths.astype(jnp.int32)
     valid = (jnp.arange(t)[None, :] < n[:, None])[..., None]
@@ -419,23 +449,42 @@ def masked_functionals(x: jax.Array, frame_lengths: jax.Array) -> jax.Array:
     mean = xs.sum(1) / count
     centred = jnp.where(valid, x - mean[:, None], 0.0)
     std = jnp.sqrt((centred**2).sum(1) / count + 1e-6)
-    ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1)
+    ordered = None
 
     def quantile(q: float) -> jax.Array:
+        nonlocal ordered
+        if ordered is None:
+            ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1)
         k = jnp.floor(q * (jnp.maximum(n, 1) - 1)).astype(jnp.int32)
         return jnp.take_along_axis(ordered, k[:, None, None], axis=1)[:, 0]
 
-    pairs = valid[:, 1:] & valid[:, :-1]
-    change = jnp.where(pairs, jnp.abs(x[:, 1:] - x[:, :-1]), 0.0).sum(1)
-    change = change / jnp.maximum(n - 1, 1).astype(x.dtype)[:, None]
-    # time scaled to 0..1 over each row's valid frames, centred on its valid mean
-    time = jnp.arange(t, dtype=x.dtype)[None, :, None] / count[:, :, None]
-    time = jnp.where(
-        valid, time - jnp.where(valid, time, 0.0).sum(1, keepdims=True) / count[:, :, None], 0.0
-    )
-    slope = (time * centred).sum(1) / jnp.maximum((time**2).sum(1), 1e-6)
+    def change() -> jax.Array:
+        pairs = valid[:, 1:] & valid[:, :-1]
+        total = jnp.where(pairs, jnp.abs(x[:, 1:] - x[:, :-1]), 0.0).sum(1)
+        return total / jnp.maximum(n - 1, 1).astype(x.dtype)[:, None]
+
+    def slope() -> jax.Array:
+        # time scaled to 0..1 over each row's valid frames, centred on its valid mean
+        time = jnp.arange(t, dtype=x.dtype)[None, :, None] / count[:, :, None]
+        time = jnp.where(
+            valid, time - jnp.where(valid, time, 0.0).sum(1, keepdims=True) / count[:, :, None], 0.0
+        )
+        return (time * centred).sum(1) / jnp.maximum((time**2).sum(1), 1e-6)
+
+    def moment(k: int) -> jax.Array:
+        return (centred**k).sum(1) / count / std**k
+
+    compute = {
+        "mean": lambda: mean,
+        "std": lambda: std,
+        "change": change,
+        "slope": slope,
+        "skew": lambda: moment(3),
+        "kurtosis": lambda: moment(4) - 3.0,
+    }
     out = jnp.concatenate(
-        [mean, std, quantile(0.1), quantile(0.5), quantile(0.9), change, slope], axis=-1
+        [compute[s]() if s in compute else quantile(int(s[1:]) / 100) for s in statistics],
+        axis=-1,
     )
     return jnp.where(n[:, None] > 0, out, 0.0)
 
@@ -454,6 +503,7 @@ class Functionals(nn.Module):
     dropout: float = 0.0
     bn_momentum: float = 0.9
     track_channels: int = 0  # the last channels are per-frame tracks (pitch), read once
+    statistics: tuple[str, ...] = FUNCTIONALS  # masked_functionals' statistics, in this order
 
     @nn.compact
     def __call__(
@@ -472,7 +522,7 @@ class Functionals(nn.Module):
             x = jnp.concatenate([feats[..., :-k].reshape(b, t, -1), feats[:, :, 0, -k:]], axis=-1)
         else:
             x = feats.reshape(b, t, -1)
-        stats = masked_functionals(x, frame_lengths)
+        stats = masked_functionals(x, frame_lengths, self.statistics)
         stats = FunctionalsNorm(self.bn_momentum, name="norm")(
             stats, frame_lengths > 0, train=train
         )
@@ -516,4 +566,5 @@ def _functionals(model_cfg: Any, num_classes: int) -> nn.Module:
         dropout=float(model_cfg.dropout),
         bn_momentum=float(model_cfg.bn_momentum),
         track_channels=int(model_cfg.get("track_channels", 0)),
+        statistics=check_statistics(model_cfg.get("statistics", FUNCTIONALS)),
     )

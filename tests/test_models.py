@@ -319,6 +319,53 @@ def test_masked_functionals_match_numpy_on_the_valid_frames_only():
     np.testing.assert_array_equal(out[2], 0.0)  # no valid frame: zeros, no NaN
 
 
+def test_masked_functionals_named_statistics_match_numpy_in_their_order():
+    from ser_jax.config import get_config
+    from ser_jax.models import FUNCTIONALS, create_model, masked_functionals
+
+    assert tuple(get_config().model.statistics) == FUNCTIONALS  # the config's default
+    rng = np.random.default_rng(2)
+    x = rng.gamma(2.0, size=(2, 30, 3)).astype(np.float32)  # skewed, so skew is not ~0
+    n = np.array([30, 11])
+    padded = x.copy()
+    padded[1, 11:] = -1e4
+    names = ("kurtosis", "p0", "p25", "p100", "skew", "mean")
+    out = np.asarray(masked_functionals(jnp.asarray(padded), jnp.asarray(n), names))
+    assert out.shape == (2, 6 * 3)
+    for r in range(2):
+        v, k = x[r, : n[r]].astype(np.float64), n[r]
+        z = (v - v.mean(0)) / v.std(0)
+        want = [
+            (z**4).mean(0) - 3.0,
+            v.min(0),
+            np.sort(v, axis=0)[int(0.25 * (k - 1))],
+            v.max(0),
+            (z**3).mean(0),
+            v.mean(0),
+        ]
+        np.testing.assert_allclose(out[r], np.concatenate(want), rtol=1e-3, atol=1e-4)
+        assert np.all(np.abs(out[r, 12:15]) > 0.05)  # gamma draws: the skew is real
+    # the functionals model reads them: one block of every feature per statistic
+    cfg = get_config().model
+    cfg.name = "functionals"
+    cfg.mlp_hidden = ()
+    cfg.statistics = ("mean", "p5", "p95")
+    model = create_model(cfg, 3)
+    v = model.init(jax.random.key(0), jnp.asarray(x), jnp.asarray(n))
+    assert v["params"]["head"]["kernel"].shape == (3 * 3, 3)
+    for bad, match in [
+        ((), "name at least one"),
+        (("mean", "p101"), "unknown statistic 'p101'"),
+        (("median",), "unknown statistic 'median'"),
+        (("mean", "mean"), "named twice"),
+    ]:
+        cfg.statistics = bad
+        with pytest.raises(ConfigError, match="model.statistics"):
+            create_model(cfg, 3)
+        with pytest.raises(ConfigError, match=match):
+            create_model(cfg, 3)
+
+
 def test_functionals_model_ignores_padding_and_empty_rows_in_its_batchnorm():
     from flax.traverse_util import flatten_dict
 
