@@ -197,6 +197,18 @@ LEVERS = (
         "cepstral functionals, shuffled batches, + the three pitch tracks' statistics",
     ),
     (
+        "func_mfcc_shuffled_stats13",
+        "cepstral functionals, shuffled batches, 13 statistics a feature (+ 1st, 25th, 75th, "
+        "99th percentiles, skew, kurtosis)",
+    ),
+    ("func_mfcc_shuffled_m40", "cepstral functionals, shuffled batches, 40 cepstral coefficients"),
+    ("func_mfcc_shuffled_wd01", "cepstral functionals, shuffled batches, weaker L2 (0.01)"),
+    ("func_mfcc_shuffled_wd1", "cepstral functionals, shuffled batches, stronger L2 (0.1)"),
+    (
+        "func_mfcc_shuffled_mel128",
+        "cepstral functionals, shuffled batches, 40 cepstral coefficients of 128 mel bands",
+    ),
+    (
         "abl_v0_spkwhole_noaug",
         "one whole speaker a batch (72), no augmentation: the cepstral recipe's training",
     ),
