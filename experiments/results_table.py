@@ -164,6 +164,10 @@ LEVERS = (
         "abl_v0_twoview_func",
         "both log-mel views + a branch over their utterance statistics (128 units)",
     ),
+    (
+        "abl_v0_twoview_func_bilstm_att",
+        "both views + statistics branch, with BiLSTM (128 each way) + attention pooling",
+    ),
     ("func_v0", "utterance statistics + perceptron instead of the CNN-LSTM (functionals.py)"),
     ("func_v0_pitch", "utterance statistics + perceptron, with the pitch tracks (functionals.py)"),
     (
@@ -204,10 +208,6 @@ LEVERS = (
     ("func_mfcc_shuffled_m40", "cepstral functionals, shuffled batches, 40 cepstral coefficients"),
     ("func_mfcc_shuffled_wd01", "cepstral functionals, shuffled batches, weaker L2 (0.01)"),
     ("func_mfcc_shuffled_wd1", "cepstral functionals, shuffled batches, stronger L2 (0.1)"),
-    (
-        "func_mfcc_shuffled_mel128",
-        "cepstral functionals, shuffled batches, 40 cepstral coefficients of 128 mel bands",
-    ),
     (
         "abl_v0_spkwhole_noaug",
         "one whole speaker a batch (72), no augmentation: the cepstral recipe's training",
