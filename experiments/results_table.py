@@ -205,6 +205,10 @@ LEVERS = (
         "cepstral functionals, shuffled batches, 13 statistics a feature (+ 1st, 25th, 75th, "
         "99th percentiles, skew, kurtosis)",
     ),
+    (
+        "func_mfcc_shuffled_pitch_stats13",
+        "cepstral functionals, shuffled batches, pitch tracks and 13 statistics a feature",
+    ),
     ("func_mfcc_shuffled_m40", "cepstral functionals, shuffled batches, 40 cepstral coefficients"),
     ("func_mfcc_shuffled_wd01", "cepstral functionals, shuffled batches, weaker L2 (0.01)"),
     ("func_mfcc_shuffled_wd1", "cepstral functionals, shuffled batches, stronger L2 (0.1)"),
