@@ -449,12 +449,11 @@ def masked_functionals(
     mean = xs.sum(1) / count
     centred = jnp.where(valid, x - mean[:, None], 0.0)
     std = jnp.sqrt((centred**2).sum(1) / count + 1e-6)
-    ordered = None
+    # sorted once, and only when a percentile is asked for
+    percentiles = any(s not in NAMED_STATISTICS for s in statistics)
+    ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1) if percentiles else None
 
     def quantile(q: float) -> jax.Array:
-        nonlocal ordered
-        if ordered is None:
-            ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1)
         k = jnp.floor(q * (jnp.maximum(n, 1) - 1)).astype(jnp.int32)
         return jnp.take_along_axis(ordered, k[:, None, None], axis=1)[:, 0]
 
