@@ -8,7 +8,9 @@ commit and the processor that made them (a row whose runs came from different co
 dirty tree, says so). A row whose directory is missing says "not run". Reproduction rows show
 the paper's own figure and protocol beside ours. With ``--readme FILE`` the tables replace
 the blocks of FILE between ``<!-- results:NAME ... -->`` and ``<!-- results:end -->`` (NAME:
-repro, main, levers) instead of being printed.
+repro, main, levers) instead of being printed; a row whose run directory is not under RUNS_DIR
+(made on another machine, whose runs are not here) keeps its text from FILE, with the rows
+under it, so regenerating the tables on a fresh machine rewrites only the rows it can read.
 """
 
 from __future__ import annotations
@@ -272,13 +274,38 @@ def stopped_row(run_root: Path, base_root: Path, what: str) -> list[str]:
     ]
 
 
-def lever_rows(root: Path, levers: tuple[tuple[str, str], ...] = LEVERS) -> str:
+def kept_rows(block: str) -> dict[str, list[list[str]]]:
+    """The rows of a Markdown table by their first cell, each with the ``↳`` rows under it
+    (the README's current block: what a row says when its run directory is not here)."""
+    groups: dict[str, list[list[str]]] = {}
+    current: list[list[str]] | None = None
+    for line in block.splitlines()[2:]:  # below the header and its rule
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip()[1:-1].split(" | ")]
+        if cells[0].startswith("↳"):
+            if current is not None:
+                current.append(cells)
+            continue
+        current = groups.setdefault(cells[0], [])
+        current.append(cells)
+    return groups
+
+
+def lever_rows(
+    root: Path,
+    levers: tuple[tuple[str, str], ...] = LEVERS,
+    kept: dict[str, list[list[str]]] | None = None,
+) -> str:
     """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
     the first row, the UAR with speaker-adaptive BatchNorm when the run scored it (its own
     protocol), the recorded command and who made it."""
     base = pooled_uar(root / levers[0][0])
     rows = []
     for d, what in levers:
+        if not (root / d).exists() and what in (kept or {}):
+            rows += kept[what]
+            continue
         got = metrics(root / d)
         if got is None:
             rows.append(stopped_row(root / d, root / levers[0][0], what))
@@ -467,9 +494,12 @@ def screening_rows(sweep_root: Path) -> str:
     )
 
 
-def reproduction_rows(root: Path) -> str:
+def reproduction_rows(root: Path, kept: dict[str, list[list[str]]] | None = None) -> str:
     rows = []
     for d, what, paper, protocol, differs, cmd in REPRODUCTIONS:
+        if not (root / d).exists() and what in (kept or {}):
+            rows += kept[what]
+            continue
         got = metrics(root / d)
         ours = "not run" if got is None else f"{got[1][0]} acc, {got[1][1]} UAR ({got[0]})"
         cmd = recorded_command(root / d, cmd)
@@ -481,10 +511,16 @@ def reproduction_rows(root: Path) -> str:
 
 
 def main_rows(
-    root: Path, table: tuple[tuple[str, str, str], ...] = MAIN, recorded: bool = True
+    root: Path,
+    table: tuple[tuple[str, str, str], ...] = MAIN,
+    recorded: bool = True,
+    kept: dict[str, list[list[str]]] | None = None,
 ) -> str:
     rows = []
     for d, what, cmd in table:
+        if not (root / d).exists() and what in (kept or {}):
+            rows += kept[what]
+            continue
         got = metrics(root / d)
         if got is None:
             rows.append([what, "not run at this commit", "", "", "", f"`{cmd}`", ""])
@@ -502,13 +538,17 @@ BLOCKS = {"repro": reproduction_rows, "main": main_rows, "levers": lever_rows}
 
 
 def update_readme(text: str, root: Path) -> str:
-    """``text`` with each ``results:NAME`` block of ``BLOCKS`` replaced by its table."""
+    """``text`` with each ``results:NAME`` block of ``BLOCKS`` replaced by its table; a row
+    whose run directory is not under ``root`` keeps the block's current text."""
     for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- results:{name}\b[^\n]*-->\n).*?(<!-- results:end -->)", re.S)
-        if not pattern.search(text):
+        pattern = re.compile(
+            rf"(<!-- results:{name}\b[^\n]*-->\n)(.*?)(<!-- results:end -->)", re.S
+        )
+        found = pattern.search(text)
+        if not found:
             raise SystemExit(f"no <!-- results:{name} ... --> block to update")
-        table = make(root)
-        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text, count=1)
+        table = make(root, kept=kept_rows(found.group(2)))
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(3), text, count=1)
     return text
 
 

@@ -14,6 +14,7 @@ from ser_jax import sweep as sweep_mod
 from ser_jax.data.manifest import EMOTIONS
 from ser_jax.errors import ConfigError
 from ser_jax.experiment import cross_validate, run_seeds
+from ser_jax.tables import HEADLINE
 
 
 def test_loso_cross_validation_pools_every_file_once(tmp_path):
@@ -618,3 +619,45 @@ def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
     assert "| Zhao et al. 2019, 2-D CNN LSTM |" in text and "not run at this commit" in text
     with pytest.raises(SystemExit, match="results:levers"):
         rt.update_readme(blocks.replace("results:levers", "results:other"), tmp_path)
+
+
+def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
+    """A row whose run directory is missing (made on another machine) keeps its README text
+    and the ↳ rows under it; a row whose run is here is rewritten from it; a row neither in
+    the README nor here says "not run"."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    seed_row = next(what for d, what, _ in rt.MAIN if d == "best")
+    loso_row = next(what for d, what, _ in rt.MAIN if d == "abl_v0_last")
+    old = (
+        "<!-- results:main (x) -->\n| experiment | runs |\n|---|---|\n"
+        f"| {seed_row} | 3 seeds | 0.111 ± 0.010 | `old command` | deadbeef on Old CPU |\n"
+        f"| {loso_row} | LOSO | 0.222 | `cmd` | cafe on Old CPU |\n"
+        "| ↳ with speaker-adaptive BatchNorm (own protocol) | pooled | 0.333 |\n"
+        "<!-- results:end -->\n"
+    )
+    run = tmp_path / "abl_v0_last"
+    (run / "fold0-03" / "seed0").mkdir(parents=True)
+    pooled = {m: {"mean": 0.6, "std": 0.0, "n": 1} for m in HEADLINE}
+    summary = {"seeds": [0], "per_fold": [{}] * 8, "pooled": pooled, "command": "new cmd"}
+    summary["fold_mean"] = pooled
+    (run / "cv_summary.json").write_text(json.dumps(summary))
+    info = {"git_commit": "0123456789ab", "git_dirty": False, "processor": "New CPU"}
+    (run / "fold0-03" / "seed0" / "run_info.json").write_text(json.dumps(info))
+
+    kept = rt.kept_rows(old.split("\n", 1)[1])
+    assert [len(rows) for rows in kept.values()] == [1, 2]
+    lines = rt.main_rows(tmp_path, kept=kept).splitlines()
+    seed = next(x for x in lines if x.startswith(f"| {seed_row} |"))
+    assert "0.111 ± 0.010" in seed and "deadbeef on Old CPU" in seed
+    loso = next(x for x in lines if x.startswith(f"| {loso_row} |"))
+    assert "0.600" in loso and "`new cmd`" in loso and "0123456789 on New CPU" in loso
+    assert not any("0.222" in x or "0.333" in x for x in lines)
+    assert any("not run at this commit" in x for x in lines)  # e.g. the committee rows
+    # the whole README path: on an empty runs folder the block comes back as it was
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert f"| {seed_row} | 3 seeds | 0.111 ± 0.010 |" in rt.update_readme(
+        old.replace("main", "repro") + old + old.replace("main", "levers"), empty
+    )
