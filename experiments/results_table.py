@@ -296,11 +296,16 @@ def lever_rows(
     root: Path,
     levers: tuple[tuple[str, str], ...] = LEVERS,
     kept: dict[str, list[list[str]]] | None = None,
+    balanced: bool = False,
 ) -> str:
     """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
     the first row, the UAR with speaker-adaptive BatchNorm when the run scored it (its own
-    protocol), the recorded command and who made it."""
+    protocol), the recorded command and who made it; ``balanced``: also the UAR of the
+    balanced decision (÷ training prior), plain and with speaker-adaptive BatchNorm."""
     base = pooled_uar(root / levers[0][0])
+    beside = ["pooled_speaker_bn"] + (
+        ["pooled_balanced", "pooled_speaker_bn_balanced"] if balanced else []
+    )
     rows = []
     for d, what in levers:
         if not (root / d).exists() and what in (kept or {}):
@@ -308,11 +313,11 @@ def lever_rows(
             continue
         got = metrics(root / d)
         if got is None:
-            rows.append(stopped_row(root / d, root / levers[0][0], what))
+            row = stopped_row(root / d, root / levers[0][0], what)
+            rows.append(row[:7] + [""] * (len(beside) - 1) + row[7:])
             continue
         uar = pooled_uar(root / d)
         delta = "" if d == levers[0][0] or base is None else f"{uar - base:+.3f}"
-        adabn = pooled_uar(root / d, "pooled_speaker_bn")
         cmd = recorded_command(root / d, "")
         rows.append(
             [
@@ -320,11 +325,14 @@ def lever_rows(
                 got[0],
                 *got[1],
                 delta,
-                "" if adabn is None else f"{adabn:.3f}",
+                *("" if (u := pooled_uar(root / d, key)) is None else f"{u:.3f}" for key in beside),
                 f"`{cmd}`",
                 provenance(root / d),
             ]
         )
+    names = ["UAR, speaker-adaptive BN"] + (
+        ["UAR, balanced decision", "UAR, speaker-adaptive BN, balanced"] if balanced else []
+    )
     return markdown(
         [
             "lever",
@@ -333,7 +341,7 @@ def lever_rows(
             "test UAR",
             "test macro-F1",
             "Δ UAR",
-            "UAR, speaker-adaptive BN",
+            *names,
             "command",
             "made by",
         ],
@@ -411,6 +419,18 @@ def tta_note(run_root: Path, summary: dict) -> str:
     return note
 
 
+# (summary key, what) of the evaluations beside the plain pooled ones, as their rows name them.
+ENSEMBLE_BESIDE = (
+    ("pooled", ""),
+    ("pooled_speaker_bn", "speaker-adaptive BatchNorm (own protocol)"),
+    ("pooled_balanced", "the balanced decision (÷ training prior)"),
+    (
+        "pooled_speaker_bn_balanced",
+        "speaker-adaptive BatchNorm and the balanced decision (own protocol)",
+    ),
+)
+
+
 def cv_extras(run_root: Path) -> list[list[str]]:
     """The beside-rows of a cv run: mean ± std over folds, test-time augmentation, the seeds'
     ensemble (each reported next to the single model, never instead of it)."""
@@ -418,13 +438,14 @@ def cv_extras(run_root: Path) -> list[list[str]]:
     if ensemble.exists():
         s = json.loads(ensemble.read_text())
         rows = []
-        if "pooled_speaker_bn" in s:
-            a = s["pooled_speaker_bn"]
-            row = ["↳ with speaker-adaptive BatchNorm (own protocol)", "pooled"]
-            rows.append(row + [f"{a[m]:.3f}" for m in ("accuracy", "uar", "macro_f1")])
+        for key, what in ENSEMBLE_BESIDE[1:]:
+            if key in s:
+                row = [f"↳ with {what}", "pooled"]
+                rows.append(row + [f"{s[key][m]:.3f}" for m in ("accuracy", "uar", "macro_f1")])
         c = s.get("committees")
         seeds = s.get("protocol") == "seeds"  # its committees are the row itself
-        for key, what in (("pooled", ""), ("pooled_speaker_bn", ", speaker-adaptive BatchNorm")):
+        for key, what in ENSEMBLE_BESIDE:
+            what = f", {what.removesuffix(' (own protocol)')}" if what else ""
             if c and key in c and not (seeds and key == "pooled"):
                 rows.append(
                     [
@@ -452,15 +473,9 @@ def cv_extras(run_root: Path) -> list[list[str]]:
             [f"↳ with test-time augmentation{tta_note(run_root, s)}", "pooled"]
             + [fmt(tta[f"test_{k}"], 3) for k in keys]
         )
-    if "pooled_speaker_bn" in s:
-        a = s["pooled_speaker_bn"]
-        rows.append(
-            [
-                "↳ with speaker-adaptive BatchNorm (own protocol)",
-                "pooled",
-                *(fmt(a[f"test_{k}"], 3) for k in keys),
-            ]
-        )
+    for key, what in ENSEMBLE_BESIDE[1:]:
+        if key in s:
+            rows.append([f"↳ with {what}", "pooled", *(fmt(s[key][f"test_{k}"], 3) for k in keys)])
     if "ensemble" in s:
         e = s["ensemble"]
         rows.append(

@@ -3,6 +3,12 @@
 Metrics are plain numpy on host: accuracy, unweighted average recall (UAR, = balanced
 accuracy, the field's headline number for imbalanced corpora), macro-F1, per-class precision and
 recall, and the confusion matrix (rows = true class, columns = predicted class).
+
+The balanced decision (``balanced_probabilities``) is post-hoc logit adjustment (Menon et al.
+2021, "Long-tail learning via logit adjustment", tau = 1): a model's class probabilities divided
+by the class frequencies it was trained on (``training_prior``) and renormalised, so the
+decision is argmax(logit - log prior), the Bayes rule for balanced error (UAR) when the model is
+calibrated to its training prior. A fixed rule, computed from saved predictions.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ser_jax.errors import ConfigError
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
@@ -114,6 +122,35 @@ def read_predictions(run_dir: str | Path, name: str = "test") -> dict[str, dict[
     predicted, probs)."""
     with open(Path(run_dir) / f"{name}_predictions.jsonl") as f:
         return {r["utt_id"]: r for r in map(json.loads, f)}
+
+
+def training_prior(run_dir: str | Path, label_names: Sequence[str]) -> np.ndarray:
+    """The class frequencies a run was trained on, in ``label_names`` order: its
+    ``run_info.json`` ``data.train.per_label`` counts, normalised. Refuses, naming the file, a
+    run that did not record them or had no training file of a class (a zero prior)."""
+    path = Path(run_dir) / "run_info.json"
+    try:
+        per_label = json.loads(path.read_text())["data"]["train"]["per_label"]
+    except (FileNotFoundError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            f"{path}: no training class counts (data.train.per_label), so no balanced "
+            f"decision ({type(err).__name__}: {err})"
+        ) from None
+    counts = np.array([float(per_label.get(n, 0)) for n in label_names])
+    if (counts <= 0).any():
+        missing = [n for n, c in zip(label_names, counts, strict=True) if c <= 0]
+        raise ConfigError(
+            f"{path}: no training files of {', '.join(missing)}, so no balanced decision "
+            "(it divides by each class's training frequency)"
+        )
+    return counts / counts.sum()
+
+
+def balanced_probabilities(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Class probabilities (``(..., classes)``) divided by the training prior and renormalised:
+    the balanced decision, argmax(logit - log prior) (module docstring)."""
+    q = np.asarray(probs, dtype=np.float64) / np.asarray(prior, dtype=np.float64)
+    return q / q.sum(axis=-1, keepdims=True)
 
 
 def write_report(

@@ -25,7 +25,13 @@ import numpy as np
 
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import classification_metrics, format_table, read_predictions
+from ser_jax.evaluate import (
+    balanced_probabilities,
+    classification_metrics,
+    format_table,
+    read_predictions,
+    training_prior,
+)
 from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
 from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
@@ -155,12 +161,11 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     ]
     seed_list = sorted({seed for _, _, seed in keys})
     pooled = pool_by_seed(keys, dirs, label_names, "test")
-    tta = None
-    if all((d / "test_tta_predictions.jsonl").exists() for d in dirs):
-        tta = pool_by_seed(keys, dirs, label_names, "test_tta")
-    adapted = None
-    if all((d / "test_speaker_bn_predictions.jsonl").exists() for d in dirs):
-        adapted = pool_by_seed(keys, dirs, label_names, "test_speaker_bn")
+    beside = {  # summary key → pooled metrics by seed, for the kinds every fold run has
+        key: pool_by_seed(keys, dirs, label_names, kind)
+        for kind, key, _ in BESIDE
+        if all(has_kind(d, kind) for d in dirs)
+    }
     summary = {
         "name": str(config.name),
         "command": command_line(),
@@ -180,13 +185,9 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
             str(s): {k: pooled[s][k] for k in ("accuracy", "uar", "macro_f1")} for s in pooled
         },
     }
-    if tta is not None:  # test-time augmentation: beside the plain numbers, not instead
-        summary["pooled_tta"] = {
-            m: mean_std([tta[s][m.removeprefix("test_")] for s in tta]) for m in HEADLINE
-        }
-    if adapted is not None:  # speaker-adaptive BatchNorm: its own protocol, beside
-        summary["pooled_speaker_bn"] = {
-            m: mean_std([adapted[s][m.removeprefix("test_")] for s in adapted]) for m in HEADLINE
+    for key, by_seed in beside.items():  # beside the plain numbers, never instead
+        summary[key] = {
+            m: mean_std([by_seed[s][m.removeprefix("test_")] for s in by_seed]) for m in HEADLINE
         }
     if len(seed_list) > 1:  # the seeds' probabilities averaged per file: beside, not instead
         ens = ensemble_over_seeds(keys, dirs, label_names)
@@ -224,20 +225,11 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
                 ],
             ),
         ]
-        extra = []
-        if "pooled_tta" in summary:
-            tta_row = [
-                "pooled, test-time augmentation",
-                *(fmt(summary["pooled_tta"][m]) for m in HEADLINE),
-            ]
-            extra.append(tta_row)
-        if "pooled_speaker_bn" in summary:
-            extra.append(
-                [
-                    "pooled, speaker-adaptive BatchNorm",
-                    *(fmt(summary["pooled_speaker_bn"][m]) for m in HEADLINE),
-                ]
-            )
+        extra = [
+            [f"pooled, {what}", *(fmt(summary[key][m]) for m in HEADLINE)]
+            for _, key, what in BESIDE
+            if key in summary
+        ]
         if "ensemble" in summary:
             e = summary["ensemble"]
             extra.append(
@@ -259,6 +251,40 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     return summary
 
 
+# The balanced decision of a kind of predictions (``test_balanced``: the ``test`` predictions
+# divided by the run's training prior, ``ser_jax.evaluate.balanced_probabilities``), computed
+# from the saved probabilities: no file of its own.
+BALANCED = "_balanced"
+
+# (predictions kind, summary key, what) of the evaluations a cv summary reports beside the
+# plain pooled test, when every fold run has them.
+BESIDE = (
+    ("test_tta", "pooled_tta", "test-time augmentation"),
+    ("test_speaker_bn", "pooled_speaker_bn", "speaker-adaptive BatchNorm"),
+    ("test_balanced", "pooled_balanced", "balanced decision (÷ training prior)"),
+    (
+        "test_speaker_bn_balanced",
+        "pooled_speaker_bn_balanced",
+        "speaker-adaptive BatchNorm, balanced decision",
+    ),
+)
+
+
+def has_kind(run_dir: Path, kind: str) -> bool:
+    """Whether a run can give ``kind`` predictions: its ``<kind>_predictions.jsonl`` (for a
+    balanced kind, its source's, and the training class counts to divide by)."""
+    source = kind.removesuffix(BALANCED)
+    if not (Path(run_dir) / f"{source}_predictions.jsonl").exists():
+        return False
+    if source == kind:
+        return True
+    try:
+        json.loads((Path(run_dir) / "run_info.json").read_text())["data"]["train"]["per_label"]
+    except (FileNotFoundError, KeyError, TypeError, json.JSONDecodeError):
+        return False
+    return True
+
+
 def pool_by_seed(
     keys: Sequence[tuple[int, str, int]],
     dirs: Sequence[Path],
@@ -269,6 +295,12 @@ def pool_by_seed(
     by_seed: dict[int, tuple[list[int], list[int]]] = {}
     for (_, _, seed), run_dir in zip(keys, dirs, strict=True):
         truth, pred = by_seed.setdefault(seed, ([], []))
+        if name.endswith(BALANCED):
+            probs, labels = file_probabilities([run_dir], label_names, name)
+            for utt, (p,) in probs.items():
+                truth.append(labels[utt])
+                pred.append(int(np.argmax(p)))
+            continue
         for row in read_predictions(run_dir, name).values():
             truth.append(label_names.index(row["label"]))
             pred.append(label_names.index(row["predicted"]))
@@ -279,12 +311,19 @@ def file_probabilities(
     run_dirs: Sequence[Path], label_names: Sequence[str], name: str = "test"
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, int]]:
     """Per test file, the class probabilities (in ``label_names`` order) of every run that
-    scored it (``<name>_predictions.jsonl``), and its true class."""
+    scored it (``<name>_predictions.jsonl``), and its true class. A ``name`` ending in
+    ``_balanced`` reads the predictions without the suffix and divides each run's by its own
+    training prior (the balanced decision)."""
+    source = name.removesuffix(BALANCED)
     probs: dict[str, list[np.ndarray]] = {}
     truth: dict[str, int] = {}
     for run_dir in run_dirs:
-        for utt, row in read_predictions(run_dir, name).items():
-            probs.setdefault(utt, []).append(np.array([row["probs"][n] for n in label_names]))
+        prior = training_prior(run_dir, label_names) if source != name else None
+        for utt, row in read_predictions(run_dir, source).items():
+            p = np.array([row["probs"][n] for n in label_names])
+            probs.setdefault(utt, []).append(
+                p if prior is None else balanced_probabilities(p, prior)
+            )
             truth[utt] = label_names.index(row["label"])
     return probs, truth
 
@@ -333,7 +372,19 @@ def table_command(root: str | Path) -> None:
     print(write_tables(rows, root / "results.csv", root / "results.md"))
 
 
-ENSEMBLE_KINDS = (("test", "pooled"), ("test_speaker_bn", "pooled_speaker_bn"))
+ENSEMBLE_KINDS = (
+    ("test", "pooled"),
+    ("test_speaker_bn", "pooled_speaker_bn"),
+    ("test_balanced", "pooled_balanced"),
+    ("test_speaker_bn_balanced", "pooled_speaker_bn_balanced"),
+)
+# The names of ENSEMBLE_KINDS' summary keys in tables.
+KIND_NAMES = (
+    ("pooled", "pooled"),
+    ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
+    ("pooled_balanced", "pooled, balanced decision (÷ training prior)"),
+    ("pooled_speaker_bn_balanced", "pooled, speaker-adaptive BatchNorm, balanced decision"),
+)
 
 
 def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
@@ -362,19 +413,16 @@ def cv_models(cv_dir: Path) -> tuple[dict[str, Any], list[Path]]:
 def scored_kinds(runs: Sequence[Path]) -> list[tuple[str, str]]:
     """The ``ENSEMBLE_KINDS`` every one of ``runs`` scored: never a mix of some models'
     probabilities."""
-    return [
-        (kind, key)
-        for kind, key in ENSEMBLE_KINDS
-        if all((run / f"{kind}_predictions.jsonl").exists() for run in runs)
-    ]
+    return [(kind, key) for kind, key in ENSEMBLE_KINDS if all(has_kind(run, kind) for run in runs)]
 
 
 def committee_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, UAR and macro-F1 of each committee's metrics: mean, std and each."""
+    """Accuracy, UAR and macro-F1 of each committee's metrics: mean, sample std (ddof=1, as
+    every mean ± std over seeds here; 0 for one committee) and each."""
     out = {}
     for metric in ("accuracy", "uar", "macro_f1"):
         each = [float(m[metric]) for m in scored]
-        out[metric] = {"mean": float(np.mean(each)), "std": float(np.std(each)), "each": each}
+        out[metric] = mean_std(each) | {"each": each}
     return out
 
 
@@ -599,10 +647,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             ["averaged probabilities", "accuracy", "UAR", "macro-F1"],
             [
                 [name, out[key]["accuracy"], out[key]["uar"], out[key]["macro_f1"]]
-                for key, name in (
-                    ("pooled", "pooled"),
-                    ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
-                )
+                for key, name in KIND_NAMES
                 if key in out
             ],
         ),
@@ -613,11 +658,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             f"Committees of one model per run (the runs' k-th seeds, k = 1..{committees['count']}): "
             "pooled UAR, mean ± std over the committees",
             "",
-            committee_table(
-                committees,
-                (("pooled", "pooled"), ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm")),
-                "UAR per committee",
-            ),
+            committee_table(committees, KIND_NAMES, "UAR per committee"),
         ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -666,12 +707,11 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str
     out = {"command": command_line(), **seed_protocol_committees(run_dirs)}
     _write_ensemble_summary(workdir, out)
     c = out["committees"]
-    names = (
-        ("pooled", "each seed's test split"),
-        ("pooled_speaker_bn", "each seed's test split, speaker-adaptive BatchNorm"),
+    names = tuple(
+        (key, "each seed's test split" + name.removeprefix("pooled")) for key, name in KIND_NAMES
     )
     for (key, what), png in zip(
-        names, ("ensemble_confusion.png", "ensemble_speaker_bn_confusion.png"), strict=True
+        names[:2], ("ensemble_confusion.png", "ensemble_speaker_bn_confusion.png"), strict=True
     ):
         if key in c:
             plot_confusion(

@@ -72,6 +72,13 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
     assert ens["pooled_speaker_bn"]["uar"] == pytest.approx(
         summary["pooled_speaker_bn"]["test_uar"]["mean"]
     )
+    # the balanced decision: the demo corpus trains on every class alike (uniform prior), so
+    # it decides as the plain argmax does
+    for key in ("pooled_balanced", "pooled_speaker_bn_balanced"):
+        assert set(summary[key]) == {"test_accuracy", "test_uar", "test_macro_f1"}
+    assert summary["pooled_balanced"]["test_uar"] == summary["pooled"]["test_uar"]
+    assert ens["pooled_balanced"]["confusion"] == summary["pooled_confusion"]
+    assert "| pooled, balanced decision (÷ training prior) |" in md
 
 
 def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_epoch(tmp_path):
@@ -192,14 +199,24 @@ def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
     assert seed_ensemble(dirs) is None
 
 
-def _fake_cv(root: Path, folds: dict[str, list[tuple[str, str, float]]], seeds=(0,), bn=True):
+def _fake_cv(
+    root: Path,
+    folds: dict[str, list[tuple[str, str, float]]],
+    seeds=(0,),
+    bn=True,
+    trained_on: dict[str, int] | None = None,
+):
     """A cv directory as `ser-jax cv` writes it (summary + each fold run's predictions) with
-    the given P(anger) per file (fold speaker -> [(utt, label, p)]); P(boredom) = 1 - p."""
+    the given P(anger) per file (fold speaker -> [(utt, label, p)]); P(boredom) = 1 - p.
+    ``trained_on``: each run's training class counts (its run_info.json), else none."""
     per_fold = []
     for k, (speaker, rows) in enumerate(folds.items()):
         for seed in seeds:
             run = root / f"fold{k}-{speaker}" / f"seed{seed}"
             run.mkdir(parents=True)
+            if trained_on is not None:
+                info = {"data": {"train": {"per_label": trained_on}}}
+                (run / "run_info.json").write_text(json.dumps(info))
             kinds = ("test", "test_speaker_bn") if bn else ("test",)
             for kind in kinds:
                 with open(run / f"{kind}_predictions.jsonl", "w") as f:
@@ -246,12 +263,54 @@ def test_ensemble_committees_pair_the_runs_kth_seeds(tmp_path):
     assert c["count"] == 2 and "pooled_speaker_bn" not in c
     assert c["pooled"]["uar"]["each"] == [1.0, 0.5]
     assert c["pooled"]["uar"]["mean"] == pytest.approx(0.75)
-    assert c["pooled"]["uar"]["std"] == pytest.approx(0.25)
+    assert c["pooled"]["uar"]["std"] == pytest.approx(0.5**0.5 / 2)  # sample std, ddof=1
     assert c["pooled"]["accuracy"]["each"] == [1.0, 0.5]
     # all four models at once: x 0.5125 -> anger, y 0.3375 -> boredom
     assert ens["pooled"]["uar"] == 1.0
     md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
-    assert "| pooled | 0.7500 ± 0.2500 | 0.7500 ± 0.2500 |" in md and "1.0000, 0.5000" in md
+    assert "| pooled | 0.7500 ± 0.3536 | 0.7500 ± 0.3536 |" in md and "1.0000, 0.5000" in md
+
+
+def test_balanced_decision_divides_by_each_models_training_prior(tmp_path):
+    """The balanced decision: each model's probabilities over its training class frequencies,
+    renormalised, in the cv summary's beside rows and in ensembles and committees."""
+    from ser_jax.evaluate import balanced_probabilities, training_prior
+    from ser_jax.experiment import ensemble_runs, pool_by_seed
+
+    # p = (0.6, 0.4) trained on 3:1 -> (0.8, 1.6) / 2.4 = (1/3, 2/3): the decision flips
+    q = balanced_probabilities(np.array([[0.6, 0.4], [0.9, 0.1]]), np.array([0.75, 0.25]))
+    np.testing.assert_allclose(q, [[1 / 3, 2 / 3], [0.9 / 0.75 / 1.6, 0.1 / 0.25 / 1.6]])
+    # run a trained on anger 3 : boredom 1; x (anger) P(anger) 0.8 -> 1.067 vs 0.8: anger;
+    # y (boredom) 0.6 -> 0.8 vs 1.6: boredom. Plain argmax reads both as anger.
+    files = [("x", "anger", 0.8), ("y", "boredom", 0.6)]
+    _fake_cv(
+        tmp_path / "a",
+        {"01": files},
+        seeds=(0, 1),
+        bn=False,
+        trained_on={"anger": 30, "boredom": 10},
+    )
+    run = tmp_path / "a" / "fold0-01" / "seed0"
+    np.testing.assert_allclose(training_prior(run, ["anger", "boredom"]), [0.75, 0.25])
+    keys, dirs = [(0, "01", 0)], [run]
+    got = pool_by_seed(keys, dirs, ["anger", "boredom"], "test_balanced")[0]
+    assert got["confusion"] == [[1, 0], [0, 1]] and got["uar"] == 1.0
+    ens = ensemble_runs([tmp_path / "a"], tmp_path / "ens")
+    assert ens["pooled"]["uar"] == 0.5 and ens["pooled_balanced"]["uar"] == 1.0
+    assert ens["committees"]["pooled_balanced"]["uar"]["each"] == [1.0, 1.0]
+    assert "pooled_speaker_bn_balanced" not in ens  # no speaker-BN predictions to divide
+    md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
+    assert "| pooled, balanced decision (÷ training prior) | 1.0000 | 1.0000 |" in md
+    # with a run that did not record its training counts: plain ensemble only, not a mix
+    _fake_cv(tmp_path / "b", {"01": files}, seeds=(0, 1), bn=False)
+    mixed = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens2")
+    assert "pooled" in mixed and "pooled_balanced" not in mixed
+    # a prior that cannot be divided by: refused, naming the file and the class
+    with pytest.raises(ConfigError, match=r"b/fold0-01/seed0/run_info.json: no training class"):
+        training_prior(tmp_path / "b" / "fold0-01" / "seed0", ["anger", "boredom"])
+    (run / "run_info.json").write_text(json.dumps({"data": {"train": {"per_label": {"anger": 4}}}}))
+    with pytest.raises(ConfigError, match="seed0/run_info.json: no training files of boredom"):
+        training_prior(run, ["anger", "boredom"])
 
 
 def _fake_seed_runs(root: Path, per_seed: dict[int, dict[str, tuple[str, float]]]) -> None:
@@ -326,7 +385,7 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     )
     c2 = ensemble_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")["committees"]
     assert c2["pooled"]["uar"]["each"] == [1.0, 0.5]
-    assert c2["pooled"]["uar"]["std"] == pytest.approx(0.25)
+    assert c2["pooled"]["uar"]["std"] == pytest.approx(0.5**0.5 / 2)  # ddof=1
     # the README's results table: one row, the committees' mean ± std over the seeds
     sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
     import results_table as rt
@@ -334,7 +393,7 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     rows = rt.main_rows(tmp_path, (("ens2", "committee", "cmd"),), recorded=False)
     assert (
         "| committee | 2 runs, a committee a seed (10, 11), each its own split (runs' mean UAR "
-        "0.500) | 0.750 ± 0.250 | 0.750 ± 0.250 |" in rows
+        "0.500) | 0.750 ± 0.354 | 0.750 ± 0.354 |" in rows
     )
     assert "↳" not in rows  # no second row repeating the committees
     _fake_seed_runs(tmp_path / "d", {10: {"x": ("anger", 0.9), "z": ("boredom", 0.1)}})
