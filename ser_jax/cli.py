@@ -64,6 +64,13 @@ def _define_flags() -> None:
         "evaluate groups clips by speaker; each speaker's BatchNorm statistics from their own "
         "clips (several recordings of the speaker needed).",
     )
+    flags.DEFINE_bool(
+        "balanced",
+        False,
+        "The balanced decision: each model's class probabilities divided by the class "
+        "frequencies it was trained on (its run_info.json), renormalised, so no class wins for "
+        "being frequent in training (aimed at UAR).",
+    )
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
@@ -131,7 +138,12 @@ def _evaluate(rest: list[str]) -> None:
 
     run = _need("run", "evaluate", "a run directory")
     evaluate_run(
-        run, data=FLAGS.data, corpus=FLAGS.corpus, out=FLAGS.out, speaker_bn=FLAGS.speaker_bn
+        run,
+        data=FLAGS.data,
+        corpus=FLAGS.corpus,
+        out=FLAGS.out,
+        speaker_bn=FLAGS.speaker_bn,
+        balanced=FLAGS.balanced,
     )
 
 
@@ -148,6 +160,7 @@ def _predict(rest: list[str]) -> int:
         timeline=FLAGS.timeline,
         csv_path=FLAGS.csv,
         speaker_bn=FLAGS.speaker_bn,
+        balanced=FLAGS.balanced,
     )
 
 
@@ -266,14 +279,14 @@ VERBS: dict[str, Verb] = {
         Verb(
             "evaluate",
             "score a run's selected model on its own test split or on another corpus",
-            ("run", "data", "corpus", "out", "speaker_bn"),
+            ("run", "data", "corpus", "out", "speaker_bn", "balanced"),
             "ser-jax evaluate --run runs/best/seed10 --data /data/other_emodb --corpus emodb",
             _evaluate,
         ),
         Verb(
             "predict",
             "label and class probabilities for audio files (any length, any sample rate)",
-            ("run", "model", "json", "timeline", "csv", "speaker_bn"),
+            ("run", "model", "json", "timeline", "csv", "speaker_bn", "balanced"),
             "ser-jax predict clip1.wav long.flac --timeline timeline.png   (the shipped model)",
             _predict,
         ),

@@ -5,7 +5,9 @@ The model comes from ``ser_jax.restore.load_model`` (a run directory's selected 
 are scored by the one evaluation policy of ``ser_jax.scoring`` (long recordings as
 half-overlapping windows whose probabilities are averaged), so ``evaluate`` on a run's own test
 split gives the numbers training reported. A file that cannot be read gets its error in the
-output; the other files are still scored.
+output; the other files are still scored. ``balanced``: each model's probabilities divided by
+the class frequencies it was trained on (its ``run_info.json``), renormalised: the balanced
+decision of ``ser_jax.evaluate``.
 """
 
 from __future__ import annotations
@@ -22,12 +24,26 @@ import numpy as np
 from ser_jax.data.pipeline import ClipSet
 from ser_jax.data.prepare import load_all, prepare
 from ser_jax.errors import ConfigError, SerJaxError
-from ser_jax.evaluate import classification_metrics, format_table, prediction_rows, write_report
+from ser_jax.evaluate import (
+    balanced_probabilities,
+    classification_metrics,
+    format_table,
+    prediction_rows,
+    training_prior,
+    write_report,
+)
 from ser_jax.restore import LoadedModel, load_model
 
 
+def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarray:
+    """``probs`` as the model decides: divided by its training prior when ``balanced``."""
+    if not balanced:
+        return probs
+    return balanced_probabilities(probs, training_prior(model.source, model.label_names))
+
+
 def _score_files(
-    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool
+    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool, balanced: bool = False
 ) -> tuple[list[dict[str, Any]], list[int], np.ndarray | None]:
     """``(rows, good, probs)``: one row per file (``path`` and ``seconds``, or ``error``
     naming the cause), the rows that decoded, and their class probabilities (None if none
@@ -52,7 +68,7 @@ def _score_files(
             f"{len(waves)} file(s) given are taken as one speaker's recordings",
             file=sys.stderr,
         )
-    return out, good, model.probabilities(waves, speaker_bn=speaker_bn)
+    return out, good, _decision(model, model.probabilities(waves, speaker_bn=speaker_bn), balanced)
 
 
 def _labelled(
@@ -66,21 +82,27 @@ def _labelled(
 
 
 def predict_files(
-    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool = False
+    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool = False, balanced: bool = False
 ) -> list[dict[str, Any]]:
     """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause.
     ``speaker_bn``: the files are one speaker's recordings, scored with BatchNorm statistics of
-    their own (speaker-adaptive BatchNorm)."""
-    rows, good, probs = _score_files(model, paths, speaker_bn=speaker_bn)
+    their own (speaker-adaptive BatchNorm); ``balanced``: the balanced decision."""
+    rows, good, probs = _score_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
     return rows if probs is None else _labelled(rows, good, probs, model.label_names)
 
 
 def committee_files(
-    models: Sequence[LoadedModel], paths: Sequence[str], *, speaker_bn: bool = False
+    models: Sequence[LoadedModel],
+    paths: Sequence[str],
+    *,
+    speaker_bn: bool = False,
+    balanced: bool = False,
 ) -> list[dict[str, Any]]:
     """``predict_files`` of several models (a committee, e.g. two model families), each
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
-    BatchNorm to the files, as alone). The models must share their classes."""
+    BatchNorm to the files, as alone; ``balanced``: each model's own probabilities divided by
+    its own training prior, then averaged, as ``ser-jax ensemble`` scores it). The models must
+    share their classes."""
     names = list(models[0].label_names)
     for m in models[1:]:
         if list(m.label_names) != names:
@@ -88,7 +110,7 @@ def committee_files(
                 f"{m.source}: its classes {list(m.label_names)} differ from "
                 f"{models[0].source}'s {names}; a committee needs the same classes"
             )
-    scored = [_score_files(m, paths, speaker_bn=speaker_bn) for m in models]
+    scored = [_score_files(m, paths, speaker_bn=speaker_bn, balanced=balanced) for m in models]
     rows = scored[0][0]
     for other, _, _ in scored[1:]:  # a file one model could not read fails for the committee
         for i, row in enumerate(other):
@@ -110,6 +132,7 @@ def predict_command(
     timeline: str | None = None,
     csv_path: str | None = None,
     speaker_bn: bool = False,
+    balanced: bool = False,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -135,9 +158,9 @@ def predict_command(
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
     if len(models) > 1:
-        rows = committee_files(models, paths, speaker_bn=speaker_bn)
+        rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced)
     else:
-        rows = predict_files(model, paths, speaker_bn=speaker_bn)
+        rows = predict_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
     names = model.label_names
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -153,7 +176,7 @@ def predict_command(
                 )
     if timeline or csv_path:
         good = [r["path"] for r in rows if "error" not in r]
-        write_timelines(model, good, timeline, csv_path, speaker_bn=speaker_bn)
+        write_timelines(model, good, timeline, csv_path, speaker_bn=speaker_bn, balanced=balanced)
     return 1 if any("error" in r for r in rows) else 0
 
 
@@ -164,9 +187,11 @@ def write_timelines(
     csv_path: str | None,
     *,
     speaker_bn: bool = False,
+    balanced: bool = False,
 ) -> None:
     """Each file's half-overlapping windows scored alone: a PNG of the class probabilities
-    over time (one panel a file) and/or a CSV with one row a window."""
+    over time (one panel a file) and/or a CSV with one row a window (``balanced``: each
+    window's probabilities with the balanced decision)."""
     tracks, lines = [], []
     waves = [model.load_audio(p) for p in paths]
     # per-speaker models and speaker_bn: the files of one call are one speaker's, as in
@@ -176,6 +201,7 @@ def write_timelines(
         variables = model.speaker_variables(waves, speaker_bn=speaker_bn)
     for p, wave in zip(paths, waves, strict=True):
         start, end, probs = model.window_probabilities(wave, variables=variables)
+        probs = _decision(model, probs, balanced)
         tracks.append((Path(p).name, (start + end) / 2, probs))
         for s, e, row in zip(start, end, probs, strict=True):
             lines.append([p, f"{s:.3f}", f"{e:.3f}", *(f"{v:.5f}" for v in row)])
@@ -193,12 +219,19 @@ def write_timelines(
 
 
 def evaluate_run(
-    run_dir: str, *, data: str | None, corpus: str, out: str | None, speaker_bn: bool = False
+    run_dir: str,
+    *,
+    data: str | None,
+    corpus: str,
+    out: str | None,
+    speaker_bn: bool = False,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     """Score the run's selected model on its own test split (no ``data``) or on every file of
     another corpus; writes metrics, predictions and confusion PNGs to ``out``. ``speaker_bn``:
     each speaker's clips with BatchNorm statistics of their own (the files ``<split>_speaker_bn_*``,
-    as training's ``eval.speaker_bn`` names them)."""
+    as training's ``eval.speaker_bn`` names them); ``balanced``: the balanced decision (the
+    files ``<split>[_speaker_bn]_balanced_*``)."""
     model = load_model(run_dir)
     names = model.label_names
     if data:
@@ -228,7 +261,9 @@ def evaluate_run(
             )
     speakers = [u.speaker for u in clips.utts] if model.per_speaker or speaker_bn else None
     probs = model.probabilities(clips.waves, speakers=speakers, stats=stats, speaker_bn=speaker_bn)
+    probs = _decision(model, probs, balanced)
     split = f"{split}_speaker_bn" if speaker_bn else split
+    split = f"{split}_balanced" if balanced else split
     metrics = classification_metrics(clips.labels, probs.argmax(-1), names)
     metrics["model_step"] = model.step
     metrics["run_finished"] = model.finished

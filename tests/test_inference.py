@@ -131,3 +131,55 @@ def test_evaluate_scores_long_test_clips_as_training_did(tmp_path):
     for r in again:
         for name, p in r["probs"].items():
             assert p == pytest.approx(trained[r["utt_id"]]["probs"][name], abs=2e-5), r["utt_id"]
+
+
+def test_balanced_decision_divides_by_the_models_training_prior(trained, demo_corpus_dir, tmp_path):
+    """predict/evaluate --balanced: each model's probabilities over the class frequencies of
+    its own training files (its run_info.json), renormalised; a committee averages those."""
+    import shutil
+
+    from ser_jax.errors import ConfigError
+    from ser_jax.inference import committee_files
+
+    workdir, _ = trained
+    skewed = tmp_path / "skewed"
+    shutil.copytree(workdir, skewed)
+    info = json.loads((skewed / "run_info.json").read_text())
+    names = info["data"]["labels"]
+    counts = {n: 10 * (i + 1) for i, n in enumerate(names)}  # 10, 20, ..., 70
+    info["data"]["train"]["per_label"] = counts
+    (skewed / "run_info.json").write_text(json.dumps(info))
+    model, plain_model = load_model(str(skewed)), load_model(str(workdir))
+    files = [str(p) for p in sorted(demo_corpus_dir.glob("*.wav"))[:3]]
+    plain = predict_files(model, files)
+    balanced = predict_files(model, files, balanced=True)
+
+    def divided(row, per_label):
+        prior = np.array([per_label[n] for n in names], float)
+        q = np.array([row["probs"][n] for n in names]) / (prior / prior.sum())
+        return q / q.sum()
+
+    for p, b in zip(plain, balanced, strict=True):
+        want = divided(p, counts)
+        np.testing.assert_allclose([b["probs"][n] for n in names], want, atol=1e-3)
+        assert b["label"] == names[int(want.argmax())]
+    assert any(
+        not np.allclose([p["probs"][n] for n in names], [b["probs"][n] for n in names], atol=1e-3)
+        for p, b in zip(plain, balanced, strict=True)
+    )
+    # a committee: each model divided by its own prior, then averaged
+    own = json.loads((workdir / "run_info.json").read_text())["data"]["train"]["per_label"]
+    other = predict_files(plain_model, files)
+    both = committee_files([model, plain_model], files, balanced=True)
+    for p, o, c in zip(plain, other, both, strict=True):
+        want = (divided(p, counts) + divided(o, own)) / 2
+        np.testing.assert_allclose([c["probs"][n] for n in names], want, atol=1e-3)
+    # evaluate --balanced writes its own files beside the plain ones
+    metrics = evaluate_run(str(skewed), data=None, corpus="emodb", out=str(tmp_path), balanced=True)
+    written = json.loads((tmp_path / "test_balanced_metrics.json").read_text())
+    assert written["uar"] == pytest.approx(metrics["uar"])
+    # a run whose training counts are not recorded: refused, naming its run_info.json
+    del info["data"]["train"]["per_label"]
+    (skewed / "run_info.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match=r"skewed/run_info.json: no training class counts"):
+        predict_files(load_model(str(skewed)), files, balanced=True)
