@@ -372,6 +372,11 @@ def recorded_command(run_root: Path, template: str) -> str:
     return template
 
 
+def rule_note(summary: dict) -> str:
+    """How an ensemble combined its models, when not by the mean (older summaries: the mean)."""
+    return ", geometric mean" if summary.get("rule") == "geometric" else ""
+
+
 def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     """``(runs, [accuracy, UAR, macro-F1])`` of a run directory, or None if not run."""
     summary, cv = run_root / "summary.json", run_root / "cv_summary.json"
@@ -382,12 +387,12 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
             c = s["committees"]["pooled"]
             runs = (
                 f"{len(s['members'])} runs, a committee a seed ({', '.join(map(str, s['seeds']))}),"
-                f" each its own split (runs' mean UAR {s['member_mean_uar']:.3f})"
+                f" each its own split (runs' mean UAR {s['member_mean_uar']:.3f}){rule_note(s)}"
             )
             return runs, [fmt(c[m], 3) for m in ("accuracy", "uar", "macro_f1")]
         runs = (
             f"{len(s['members'])} runs, {s['models_per_file']} models a file "
-            f"(runs' mean UAR {s['member_mean_uar']:.3f}), pooled"
+            f"(runs' mean UAR {s['member_mean_uar']:.3f}), pooled{rule_note(s)}"
         )
         return runs, [f"{s['pooled'][m]:.3f}" for m in ("accuracy", "uar", "macro_f1")]
     if summary.exists():

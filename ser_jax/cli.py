@@ -71,6 +71,13 @@ def _define_flags() -> None:
         "frequencies it was trained on (its run_info.json), renormalised, so no class wins for "
         "being frequent in training (aimed at UAR).",
     )
+    flags.DEFINE_enum(
+        "rule",
+        "mean",
+        ["mean", "geometric"],
+        "How a committee combines its models' class probabilities: their mean, or their "
+        "geometric mean renormalised (a product of experts).",
+    )
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
@@ -161,6 +168,7 @@ def _predict(rest: list[str]) -> int:
         csv_path=FLAGS.csv,
         speaker_bn=FLAGS.speaker_bn,
         balanced=FLAGS.balanced,
+        rule=FLAGS.rule,
     )
 
 
@@ -240,7 +248,11 @@ def _ensemble(rest: list[str]) -> None:
         raise UsageError(
             "ensemble needs one or more cv (or `train --seeds N`) run directories after the flags"
         )
-    ensemble_runs(rest, _need("out", "ensemble", "the folder to write the ensemble's summary to"))
+    ensemble_runs(
+        rest,
+        _need("out", "ensemble", "the folder to write the ensemble's summary to"),
+        rule=FLAGS.rule,
+    )
 
 
 def _table(rest: list[str]) -> None:
@@ -286,7 +298,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "predict",
             "label and class probabilities for audio files (any length, any sample rate)",
-            ("run", "model", "json", "timeline", "csv", "speaker_bn", "balanced"),
+            ("run", "model", "json", "timeline", "csv", "speaker_bn", "balanced", "rule"),
             "ser-jax predict clip1.wav long.flac --timeline timeline.png   (the shipped model)",
             _predict,
         ),
@@ -337,7 +349,7 @@ VERBS: dict[str, Verb] = {
             "ensemble",
             "average the test probabilities of every model of several cv runs (same speakers), "
             "or committees of seed-protocol runs (`train --seeds N`, same seeds)",
-            ("out",),
+            ("out", "rule"),
             "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm",
             _ensemble,
         ),

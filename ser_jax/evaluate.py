@@ -9,6 +9,10 @@ The balanced decision (``balanced_probabilities``) is post-hoc logit adjustment 
 by the class frequencies it was trained on (``training_prior``) and renormalised, so the
 decision is argmax(logit - log prior), the Bayes rule for balanced error (UAR) when the model is
 calibrated to its training prior. A fixed rule, computed from saved predictions.
+
+Several models' probabilities of one file combine by a rule (``combine_probabilities``): their
+mean (``mean``), or their geometric mean, renormalised (``geometric``: the mean of the
+log-probabilities, a product of experts, where a class one model finds unlikely loses more).
 """
 
 from __future__ import annotations
@@ -151,6 +155,27 @@ def balanced_probabilities(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
     the balanced decision, argmax(logit - log prior) (module docstring)."""
     q = np.asarray(probs, dtype=np.float64) / np.asarray(prior, dtype=np.float64)
     return q / q.sum(axis=-1, keepdims=True)
+
+
+RULES = ("mean", "geometric")
+# The smallest probability the geometric rule takes a log of: the resolution of the saved
+# predictions (rounded to 5 decimals), so a rounded 0 vetoes a class finitely.
+PROBABILITY_FLOOR = 1e-5
+
+
+def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean") -> np.ndarray:
+    """One distribution from several models' class probabilities (each ``(..., classes)``):
+    their ``mean``, or their ``geometric`` mean renormalised (module docstring)."""
+    stacked = np.asarray(probs, dtype=np.float64)
+    if rule == "mean":
+        return stacked.mean(axis=0)
+    if rule == "geometric":
+        log = np.log(np.maximum(stacked, PROBABILITY_FLOOR)).mean(axis=0)
+        q = np.exp(log - log.max(axis=-1, keepdims=True))
+        return q / q.sum(axis=-1, keepdims=True)
+    raise ConfigError(
+        f"rule={rule!r}: not a way to combine models' probabilities ({', '.join(RULES)})"
+    )
 
 
 def write_report(

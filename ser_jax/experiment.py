@@ -26,8 +26,10 @@ import numpy as np
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.errors import ConfigError
 from ser_jax.evaluate import (
+    RULES,
     balanced_probabilities,
     classification_metrics,
+    combine_probabilities,
     format_table,
     read_predictions,
     training_prior,
@@ -329,12 +331,17 @@ def file_probabilities(
 
 
 def score_mean(
-    probs: dict[str, list[np.ndarray]], truth: dict[str, int], label_names: Sequence[str]
+    probs: dict[str, list[np.ndarray]],
+    truth: dict[str, int],
+    label_names: Sequence[str],
+    rule: str = "mean",
 ) -> dict[str, Any]:
-    """Metrics of each file's mean class probabilities, over all files at once."""
+    """Metrics of each file's class probabilities combined over its models (``rule``, as
+    ``ser_jax.evaluate.combine_probabilities``: their mean by default), over all files at
+    once."""
     ids = sorted(probs)
-    mean = np.array([np.mean(probs[u], axis=0) for u in ids])
-    return classification_metrics([truth[u] for u in ids], mean.argmax(-1), label_names)
+    combined = np.array([combine_probabilities(probs[u], rule) for u in ids])
+    return classification_metrics([truth[u] for u in ids], combined.argmax(-1), label_names)
 
 
 def ensemble_over_seeds(
@@ -378,6 +385,8 @@ ENSEMBLE_KINDS = (
     ("test_balanced", "pooled_balanced"),
     ("test_speaker_bn_balanced", "pooled_speaker_bn_balanced"),
 )
+# How the tables name each rule of combining models' probabilities (the first column).
+RULE_NAMES = {"mean": "averaged probabilities", "geometric": "geometric mean of probabilities"}
 # The names of ENSEMBLE_KINDS' summary keys in tables.
 KIND_NAMES = (
     ("pooled", "pooled"),
@@ -430,6 +439,7 @@ def seed_committees(
     found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
     label_names: Sequence[str],
     kinds: Sequence[tuple[str, str]],
+    rule: str = "mean",
 ) -> dict[str, Any] | None:
     """Committees of one model per cv run: committee k averages, per file, the k-th seed of
     every run (their seeds sorted), so an ensemble recipe gets one pooled figure per
@@ -455,7 +465,7 @@ def seed_committees(
                 truth |= labels
                 for utt, ps in got.items():
                     probs.setdefault(utt, []).extend(ps)
-            scored.append(score_mean(probs, truth, label_names))
+            scored.append(score_mean(probs, truth, label_names, rule))
         out[key] = committee_summary(scored)
     return out
 
@@ -475,7 +485,7 @@ def seed_models(run_dir: Path) -> tuple[dict[str, Any], dict[int, Path]]:
     return summary, runs
 
 
-def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
+def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> dict[str, Any]:
     """Committees over ``ser-jax train --seeds N`` directories: committee k averages, per test
     file, the runs' models of seed k, which share that seed's split and so its test files (each
     seed's split is a different set of test files, so there is no ensemble over seeds). The
@@ -513,6 +523,7 @@ def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
         "seeds": seeds,
         "labels": label_names,
         "member_mean_uar": float(np.mean([s["test_uar"]["mean"] for _, s, _ in found])),
+        "rule": rule,
     }
     committees: dict[str, Any] = {"count": len(seeds)}
     for kind, key in kinds:
@@ -533,14 +544,16 @@ def seed_protocol_committees(run_dirs: Sequence[Path]) -> dict[str, Any]:
                 truth |= labels
                 for utt, ps in got.items():
                     probs.setdefault(utt, []).extend(ps)
-            scored.append(score_mean(probs, truth, label_names))
+            scored.append(score_mean(probs, truth, label_names, rule))
         committees[key] = committee_summary(scored)
         committees[key]["confusion"] = np.sum([m["confusion"] for m in scored], axis=0).tolist()
     out["committees"] = committees
     return out
 
 
-def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[str, Any]:
+def ensemble_runs(
+    cv_dirs: Sequence[str | Path], workdir: str | Path, rule: str = "mean"
+) -> dict[str, Any]:
     """``ser-jax ensemble``: average, per test file, the class probabilities of every model of
     several finished cv runs over the same speakers (each fold run of each directory is one
     model, all weighted alike), and score the averages pooled over all files.
@@ -555,6 +568,10 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
 
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")
+    if rule not in RULES:
+        raise ConfigError(
+            f"--rule={rule!r}: not a way to combine probabilities ({', '.join(RULES)})"
+        )
     workdir = Path(workdir)
     seed_dirs = [Path(d) for d in cv_dirs if (Path(d) / "summary.json").exists()]
     if seed_dirs:
@@ -564,7 +581,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
                 "`ser-jax train --seeds N` directory like the others (no summary.json): a "
                 "committee takes runs of one protocol"
             )
-        return _seed_protocol_ensemble(seed_dirs, workdir)
+        return _seed_protocol_ensemble(seed_dirs, workdir, rule)
     found = [(Path(d), *cv_models(Path(d))) for d in cv_dirs]
     label_names = list(found[0][1]["labels"])
     for cv_dir, summary, _ in found[1:]:
@@ -614,12 +631,13 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
         "files": len(ids),
         "labels": label_names,
         "member_mean_uar": float(np.mean([m["pooled"] for m in members])),
+        "rule": rule,
     }
     for kind, key in kinds:
-        m = score_mean(probs[kind], truth, label_names)
+        m = score_mean(probs[kind], truth, label_names, rule)
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
-    committees = seed_committees(found, label_names, kinds)
+    committees = seed_committees(found, label_names, kinds, rule)
     if committees:
         out["committees"] = committees
     _write_ensemble_summary(workdir, out)
@@ -644,7 +662,7 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
         f"Mean of the runs' pooled UAR: {out['member_mean_uar']:.4f}",
         "",
         markdown(
-            ["averaged probabilities", "accuracy", "UAR", "macro-F1"],
+            [RULE_NAMES[rule], "accuracy", "UAR", "macro-F1"],
             [
                 [name, out[key]["accuracy"], out[key]["uar"], out[key]["macro_f1"]]
                 for key, name in KIND_NAMES
@@ -658,18 +676,20 @@ def ensemble_runs(cv_dirs: Sequence[str | Path], workdir: str | Path) -> dict[st
             f"Committees of one model per run (the runs' k-th seeds, k = 1..{committees['count']}): "
             "pooled UAR, mean ± std over the committees",
             "",
-            committee_table(committees, KIND_NAMES, "UAR per committee"),
+            committee_table(committees, KIND_NAMES, "UAR per committee", rule),
         ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
 
 
-def committee_table(committees: dict[str, Any], names: Sequence[tuple[str, str]], each: str) -> str:
+def committee_table(
+    committees: dict[str, Any], names: Sequence[tuple[str, str]], each: str, rule: str = "mean"
+) -> str:
     """A markdown table of committees' metrics, mean ± std, a row for each ``(key, name)``
     that ``committees`` holds, the last column the UAR of each committee (``each``)."""
     return markdown(
-        ["averaged probabilities", "accuracy", "UAR", "macro-F1", each],
+        [RULE_NAMES[rule], "accuracy", "UAR", "macro-F1", each],
         [
             [
                 name,
@@ -701,10 +721,10 @@ def _write_ensemble_summary(workdir: Path, out: dict[str, Any]) -> None:
     (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str, Any]:
+def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path, rule: str) -> dict[str, Any]:
     """``ser-jax ensemble`` over seed-protocol directories: their committees
     (:func:`seed_protocol_committees`), written as the cv ensemble writes its summary."""
-    out = {"command": command_line(), **seed_protocol_committees(run_dirs)}
+    out = {"command": command_line(), **seed_protocol_committees(run_dirs, rule)}
     _write_ensemble_summary(workdir, out)
     c = out["committees"]
     names = tuple(
@@ -732,7 +752,7 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path) -> dict[str
         "",
         f"Mean of the runs' test UAR: {out['member_mean_uar']:.4f}",
         "",
-        committee_table(c, names, "UAR per seed"),
+        committee_table(c, names, "UAR per seed", rule),
     ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -27,6 +27,7 @@ from ser_jax.errors import ConfigError, SerJaxError
 from ser_jax.evaluate import (
     balanced_probabilities,
     classification_metrics,
+    combine_probabilities,
     format_table,
     prediction_rows,
     training_prior,
@@ -97,12 +98,14 @@ def committee_files(
     *,
     speaker_bn: bool = False,
     balanced: bool = False,
+    rule: str = "mean",
 ) -> list[dict[str, Any]]:
     """``predict_files`` of several models (a committee, e.g. two model families), each
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
     BatchNorm to the files, as alone; ``balanced``: each model's own probabilities divided by
-    its own training prior, then averaged, as ``ser-jax ensemble`` scores it). The models must
-    share their classes."""
+    its own training prior, then averaged, as ``ser-jax ensemble`` scores it; ``rule``: how
+    they combine, ``ser_jax.evaluate.combine_probabilities``). The models must share their
+    classes."""
     names = list(models[0].label_names)
     for m in models[1:]:
         if list(m.label_names) != names:
@@ -119,8 +122,8 @@ def committee_files(
     good = [i for i, row in enumerate(rows) if "error" not in row]
     if not good:
         return rows
-    mean = np.mean([p[[g.index(i) for i in good]] for _, g, p in scored], axis=0)
-    return _labelled(rows, good, mean, names)
+    combined = combine_probabilities([p[[g.index(i) for i in good]] for _, g, p in scored], rule)
+    return _labelled(rows, good, combined, names)
 
 
 def predict_command(
@@ -133,6 +136,7 @@ def predict_command(
     csv_path: str | None = None,
     speaker_bn: bool = False,
     balanced: bool = False,
+    rule: str = "mean",
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -158,7 +162,7 @@ def predict_command(
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
     if len(models) > 1:
-        rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced)
+        rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule)
     else:
         rows = predict_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
     names = model.label_names

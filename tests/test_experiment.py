@@ -720,3 +720,33 @@ def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
     assert f"| {seed_row} | 3 seeds | 0.111 ± 0.010 |" in rt.update_readme(
         old.replace("main", "repro") + old + old.replace("main", "levers"), empty
     )
+
+
+def test_geometric_rule_lets_one_confident_model_veto_a_class(tmp_path):
+    """--rule geometric: the models' probabilities combine by their geometric mean,
+    renormalised (a product of experts), in ensembles and their committees."""
+    from ser_jax.evaluate import combine_probabilities
+    from ser_jax.experiment import ensemble_runs
+
+    ps = [np.array([0.9, 0.1]), np.array([0.9, 0.1]), np.array([0.01, 0.99])]
+    np.testing.assert_allclose(combine_probabilities(ps), [0.6033, 0.3967], atol=1e-4)
+    a, b = (0.9 * 0.9 * 0.01) ** (1 / 3), (0.1 * 0.1 * 0.99) ** (1 / 3)
+    np.testing.assert_allclose(combine_probabilities(ps, "geometric"), [a / (a + b), b / (a + b)])
+    # a zero (a rounded saved probability) is floored at 1e-5, not a log of 0
+    veto = combine_probabilities([np.array([0.0, 1.0]), np.array([1.0, 0.0])], "geometric")
+    np.testing.assert_allclose(veto, [0.5, 0.5])
+    with pytest.raises(ConfigError, match="rule='median'"):
+        combine_probabilities(ps, "median")
+    # x (boredom): P(anger) 0.9, 0.9, 0.01 -> mean anger (wrong), geometric boredom (right)
+    for run, p in zip("abc", (0.9, 0.9, 0.01), strict=True):
+        _fake_cv(tmp_path / run, {"01": [("x", "boredom", p), ("y", "anger", 0.6)]}, (0, 1), False)
+    runs = [tmp_path / r for r in "abc"]
+    mean = ensemble_runs(runs, tmp_path / "mean")
+    geo = ensemble_runs(runs, tmp_path / "geo", rule="geometric")
+    assert mean["pooled"]["uar"] == 0.5 and mean["rule"] == "mean"
+    assert geo["pooled"]["uar"] == 1.0 and geo["rule"] == "geometric"
+    assert geo["committees"]["pooled"]["uar"]["each"] == [1.0, 1.0]
+    md = (tmp_path / "geo" / "ensemble_summary.md").read_text()
+    assert "| geometric mean of probabilities | accuracy |" in md
+    with pytest.raises(ConfigError, match="--rule='vote'"):
+        ensemble_runs(runs, tmp_path / "vote", rule="vote")

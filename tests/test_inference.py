@@ -174,6 +174,11 @@ def test_balanced_decision_divides_by_the_models_training_prior(trained, demo_co
     for p, o, c in zip(plain, other, both, strict=True):
         want = (divided(p, counts) + divided(o, own)) / 2
         np.testing.assert_allclose([c["probs"][n] for n in names], want, atol=1e-3)
+    # --rule geometric: the committee's probabilities are the models' geometric mean
+    geometric = committee_files([model, plain_model], files, rule="geometric")
+    for p, o, c in zip(plain, other, geometric, strict=True):
+        g = np.sqrt([p["probs"][n] * o["probs"][n] for n in names])
+        np.testing.assert_allclose([c["probs"][n] for n in names], g / g.sum(), atol=1e-3)
     # evaluate --balanced writes its own files beside the plain ones
     metrics = evaluate_run(str(skewed), data=None, corpus="emodb", out=str(tmp_path), balanced=True)
     written = json.loads((tmp_path / "test_balanced_metrics.json").read_text())
