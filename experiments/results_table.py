@@ -226,6 +226,85 @@ LEVERS = (
     ("abl_v0_e80", "longer: 80 epochs of cosine, dropout 0.3"),
 )
 
+# The round on the Intel Xeon: the base and the committee members rerun on that processor
+# (its own base, as its numbers differ from the AMD rows' in the last digits), each with the
+# balanced decision beside it, and the committees under both rules of combining.
+XEON_LEVERS = (
+    ("xeon_base", "base: best config (no validation speaker, last epoch)"),
+    ("xeon_bilstm_att", "+ BiLSTM (128 each way) + attention pooling (bilstm_attention.py)"),
+    ("xeon_crop15", "random 1.5 s crops in training; at test, 2 overlapping 1.5 s windows"),
+    (
+        "xeon_func_pitch",
+        "utterance statistics + perceptron, with the pitch tracks (functionals_pitch.py)",
+    ),
+    (
+        "xeon_func_mfcc",
+        "cepstral functionals, standardised per speaker, linear (functionals_mfcc.py)",
+    ),
+    (
+        "xeon_func_mfcc_shuffled",
+        "cepstral functionals, shuffled batches, linear (functionals_mfcc_shuffled.py)",
+    ),
+)
+XEON_FIVE = "runs/xeon_base runs/xeon_bilstm_att runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
+XEON_FOUR = "runs/xeon_base runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
+XEON_SEEDS = " ".join(
+    f"runs/xeon_seeds_{m}"
+    for m in (
+        "best",
+        "bilstm_attention",
+        "functionals_pitch",
+        "functionals_mfcc",
+        "functionals_mfcc_shuffled",
+    )
+)
+XEON_MAIN = (
+    (
+        "xeon_committee",
+        "the committee of the five member presets, averaged probabilities",
+        f"ser-jax ensemble --out runs/xeon_committee {XEON_FIVE}",
+    ),
+    (
+        "xeon_committee_geo",
+        "the committee of the five member presets, geometric mean of probabilities",
+        f"ser-jax ensemble --rule geometric --out runs/xeon_committee_geo {XEON_FIVE}",
+    ),
+    (
+        "xeon_committee4",
+        "four members (no BiLSTM-attention model), averaged probabilities",
+        f"ser-jax ensemble --out runs/xeon_committee4 {XEON_FOUR}",
+    ),
+    (
+        "xeon_committee4_geo",
+        "four members (no BiLSTM-attention model), geometric mean of probabilities",
+        f"ser-jax ensemble --rule geometric --out runs/xeon_committee4_geo {XEON_FOUR}",
+    ),
+    *(
+        (
+            f"xeon_seeds_{m}",
+            f"{m}.py, stratified 70/15/15 (the seed protocol)",
+            SEED_CMD.format(cfg=m, n=3, dir=f"xeon_seeds_{m}"),
+        )
+        for m in (
+            "best",
+            "bilstm_attention",
+            "functionals_pitch",
+            "functionals_mfcc",
+            "functionals_mfcc_shuffled",
+        )
+    ),
+    (
+        "xeon_seeds_committee",
+        "the committee on the seed protocol, averaged probabilities",
+        f"ser-jax ensemble --out runs/xeon_seeds_committee {XEON_SEEDS}",
+    ),
+    (
+        "xeon_seeds_committee_geo",
+        "the committee on the seed protocol, geometric mean of probabilities",
+        f"ser-jax ensemble --rule geometric --out runs/xeon_seeds_committee_geo {XEON_SEEDS}",
+    ),
+)
+
 
 def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     """A cv run's pooled test UAR (``key="pooled_speaker_bn"``: with speaker-adaptive BN)."""
@@ -554,7 +633,13 @@ def main_rows(
     )
 
 
-BLOCKS = {"repro": reproduction_rows, "main": main_rows, "levers": lever_rows}
+BLOCKS = {
+    "repro": reproduction_rows,
+    "main": main_rows,
+    "levers": lever_rows,
+    "xeon_levers": lambda root, kept: lever_rows(root, XEON_LEVERS, kept, balanced=True),
+    "xeon_main": lambda root, kept: main_rows(root, XEON_MAIN, kept=kept),
+}
 
 
 def update_readme(text: str, root: Path) -> str:

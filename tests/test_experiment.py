@@ -668,13 +668,15 @@ def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
     blocks = "".join(
         f"<!-- results:{name} (python experiments/results_table.py runs) -->\nold {name}\n"
         "<!-- results:end -->\n\nprose\n"
-        for name in ("repro", "main", "levers", "screen")
+        for name in (*rt.BLOCKS, "screen")
     )
     text = rt.update_readme("# title\n" + blocks, tmp_path)
     assert text.startswith("# title\n<!-- results:repro (python")
-    for name in ("repro", "main", "levers"):
+    for name in rt.BLOCKS:
         assert f"old {name}" not in text
-    assert "old screen" in text and text.count("prose") == 4
+    assert "old screen" in text and text.count("prose") == len(rt.BLOCKS) + 1
+    # the Xeon round's lever table has the balanced decision's columns
+    assert "| Δ UAR | UAR, speaker-adaptive BN | UAR, balanced decision |" in text
     assert "| Zhao et al. 2019, 2-D CNN LSTM |" in text and "not run at this commit" in text
     with pytest.raises(SystemExit, match="results:levers"):
         rt.update_readme(blocks.replace("results:levers", "results:other"), tmp_path)
@@ -718,7 +720,7 @@ def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
     assert f"| {seed_row} | 3 seeds | 0.111 ± 0.010 |" in rt.update_readme(
-        old.replace("main", "repro") + old + old.replace("main", "levers"), empty
+        "".join(old.replace("main", name) for name in rt.BLOCKS), empty
     )
 
 
