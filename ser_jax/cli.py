@@ -73,10 +73,11 @@ def _define_flags() -> None:
     )
     flags.DEFINE_enum(
         "rule",
-        "mean",
+        None,
         ["mean", "geometric"],
         "How a committee combines its models' class probabilities: their mean, or their "
-        "geometric mean renormalised (a product of experts).",
+        "geometric mean renormalised (a product of experts). Default: the mean (predict with a "
+        "shipped committee: the rule it was shipped with).",
     )
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
@@ -251,7 +252,7 @@ def _ensemble(rest: list[str]) -> None:
     ensemble_runs(
         rest,
         _need("out", "ensemble", "the folder to write the ensemble's summary to"),
-        rule=FLAGS.rule,
+        rule=FLAGS.rule or "mean",
     )
 
 

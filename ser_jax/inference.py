@@ -136,7 +136,7 @@ def predict_command(
     csv_path: str | None = None,
     speaker_bn: bool = False,
     balanced: bool = False,
-    rule: str = "mean",
+    rule: str | None = None,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -144,8 +144,9 @@ def predict_command(
 
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
-    averaged per file (``committee_files``)."""
-    from ser_jax.package import load_shipped, shipped_members
+    combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
+    else the mean)."""
+    from ser_jax.package import load_shipped, shipped_members, shipped_rule
 
     runs = [r for r in (run_dir or "").split(",") if r]
     shipped = [m for n in (model_name or "").split(",") if n for m in shipped_members(n)]
@@ -161,6 +162,9 @@ def predict_command(
     else:
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
+    if rule is None:
+        names = [n for n in (model_name or "").split(",") if n]
+        rule = shipped_rule(names[0]) if len(names) == 1 and not runs else "mean"
     if len(models) > 1:
         rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule)
     else:

@@ -68,6 +68,16 @@ def shipped_members(name: str | None = None, root: Path | None = None) -> list[s
     return list(members)
 
 
+def shipped_rule(name: str | None = None, root: Path | None = None) -> str:
+    """How a shipped committee combines its members' probabilities (its ``committee.json``
+    ``rule``: ``mean`` when it names none, as committees made before the rule existed); a
+    single model: ``mean``."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return "mean"
+    return str(json.loads((folder / COMMITTEE).read_text()).get("rule", "mean"))
+
+
 def card_summary(path: Path) -> str:
     """The summary line of a model card: its first non-empty line after the title."""
     card = path / CARD
@@ -109,10 +119,25 @@ def package_committee(
     """A shipped committee ``root/name``: ``committee.json`` naming shipped ``members`` (each
     must be shipped already, one model each, with the same classes) and a model card whose
     figures come from ``ser-jax ensemble`` summaries of the same recipes (``loso``: over cv
-    runs; ``seeds``: over seed-protocol runs)."""
+    runs; ``seeds``: over seed-protocol runs). The committee combines its members by the rule
+    those summaries were made with (``ser-jax ensemble --rule``); summaries of two rules are
+    refused."""
     root = root or PRETRAINED
     if len(members) < 2:
         raise ConfigError(f"committee {name!r}: needs two or more members, got {list(members)}")
+    rules = {
+        str(given): json.loads((Path(given) / "ensemble_summary.json").read_text()).get(
+            "rule", "mean"
+        )
+        for given in (loso, seeds)
+        if given
+    }
+    if len(set(rules.values())) > 1:
+        raise ConfigError(
+            f"committee {name!r}: its figures come from ensembles of different rules "
+            f"({', '.join(f'{d}: {r}' for d, r in rules.items())}); give summaries of one rule"
+        )
+    rule = next(iter(rules.values()), "mean")
     labels = None
     for member in members:
         folder = model_dir(member, root)
@@ -124,8 +149,12 @@ def package_committee(
         labels = got
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
-    (out / COMMITTEE).write_text(json.dumps({"members": list(members)}, indent=2) + "\n")
-    (out / CARD).write_text(committee_card(name, members, loso=loso, seeds=seeds, root=root))
+    recipe: dict[str, Any] = {"members": list(members)}
+    if rule != "mean":
+        recipe["rule"] = rule
+    (out / COMMITTEE).write_text(json.dumps(recipe, indent=2) + "\n")
+    card = committee_card(name, members, loso=loso, seeds=seeds, root=root, rule=rule)
+    (out / CARD).write_text(card)
     return out
 
 
@@ -136,15 +165,21 @@ def committee_card(
     loso: str | Path | None = None,
     seeds: str | Path | None = None,
     root: Path | None = None,
+    rule: str = "mean",
 ) -> str:
     """The model card of a committee: its members (each card's summary line) and the
     committee's figures read from ``ser-jax ensemble`` summaries."""
     root = root or PRETRAINED
+    how = (
+        "the members' geometric mean, renormalised (a product of experts)"
+        if rule == "geometric"
+        else "the members' averaged"
+    )
     lines = [
         f"# {name}",
         "",
         f"A committee of {len(members)} shipped speech emotion classifiers, trained from scratch "
-        "on Emo-DB: each file's class probabilities are the members' averaged, every member "
+        f"on Emo-DB: each file's class probabilities are {how}, every member "
         "weighted alike; research use on acted German speech only.",
         "",
         "## Members",

@@ -124,6 +124,33 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert [r["probs"] for r in rows] == [r["probs"] for r in alone]  # the mean of a model twice
     with pytest.raises(ConfigError, match="'c' is a committee of shipped models \\(a, b\\)"):
         package.load_shipped("c")
+    # a committee packaged from a geometric-rule ensemble combines by that rule: b trained on
+    # other class counts, so with --balanced the two members differ, and the committee's
+    # probabilities are their geometric mean
+    info = json.loads((root / "b" / "run_info.json").read_text())
+    names = info["data"]["labels"]
+    info["data"]["train"]["per_label"] = {n: 5 * (i + 1) for i, n in enumerate(names)}
+    (root / "b" / "run_info.json").write_text(json.dumps(info))
+    summary = json.loads((ens / "ensemble_summary.json").read_text())
+    (ens / "ensemble_summary.json").write_text(json.dumps(summary | {"rule": "geometric"}))
+    folder = package.package_committee("cg", ["a", "b"], loso=ens, root=root)
+    assert json.loads((folder / "committee.json").read_text())["rule"] == "geometric"
+    assert "the members' geometric mean, renormalised" in (folder / "MODEL_CARD.md").read_text()
+    assert (
+        package.shipped_rule("cg", root) == "geometric"
+        and package.shipped_rule("c", root) == "mean"
+    )
+    each = [predict_files(load_model(root / m), paths, balanced=True) for m in ("a", "b")]
+    capsys.readouterr()
+    assert predict_command(None, paths, as_json=True, model_name="cg", balanced=True) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for i, row in enumerate(rows):
+        g = np.sqrt([each[0][i]["probs"][n] * each[1][i]["probs"][n] for n in names])
+        np.testing.assert_allclose([row["probs"][n] for n in names], g / g.sum(), atol=1e-3)
+        mean = [(each[0][i]["probs"][n] + each[1][i]["probs"][n]) / 2 for n in names]
+        assert not np.allclose([row["probs"][n] for n in names], mean, atol=1e-4)
+    (folder / "committee.json").unlink()  # not a committee any more, for what follows
+    shutil.rmtree(folder)
     with pytest.raises(ConfigError, match="needs two or more members"):
         package.package_committee("d", ["a"], root=root)
     with pytest.raises(ConfigError, match="its member 'c' is a committee"):
