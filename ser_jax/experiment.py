@@ -387,6 +387,7 @@ ENSEMBLE_KINDS = (
 )
 # How the tables name each rule of combining models' probabilities (the first column).
 RULE_NAMES = {"mean": "averaged probabilities", "geometric": "geometric mean of probabilities"}
+RULE_TITLES = {"mean": "", "geometric": ", geometric mean"}  # in the confusion PNGs' titles
 # The names of ENSEMBLE_KINDS' summary keys in tables.
 KIND_NAMES = (
     ("pooled", "pooled"),
@@ -650,7 +651,8 @@ def ensemble_runs(
                 np.asarray(out[key]["confusion"]),
                 label_names,
                 workdir / png,
-                title=f"ensemble of {len(members)} cv runs, {what}: UAR {out[key]['uar']:.3f}",
+                title=f"ensemble of {len(members)} cv runs, {what}{RULE_TITLES[rule]}: "
+                f"UAR {out[key]['uar']:.3f}",
             )
     rows = [[m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")] for m in members]
     lines = [
@@ -739,7 +741,7 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path, rule: str) 
                 out["labels"],
                 workdir / png,
                 title=f"committees of {len(run_dirs)} runs, seeds {out['seeds']} summed "
-                f"({what}): UAR {c[key]['uar']['mean']:.3f} ± {c[key]['uar']['std']:.3f}",
+                f"({what}{RULE_TITLES[rule]}): UAR {c[key]['uar']['mean']:.3f} ± {c[key]['uar']['std']:.3f}",
             )
     lines = [
         f"# Committees of {len(run_dirs)} seed-protocol runs: seeds {out['seeds']}, each scored "
