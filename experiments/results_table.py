@@ -248,16 +248,15 @@ XEON_LEVERS = (
 )
 XEON_FIVE = "runs/xeon_base runs/xeon_bilstm_att runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
 XEON_FOUR = "runs/xeon_base runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
-XEON_SEEDS = " ".join(
-    f"runs/xeon_seeds_{m}"
-    for m in (
-        "best",
-        "bilstm_attention",
-        "functionals_pitch",
-        "functionals_mfcc",
-        "functionals_mfcc_shuffled",
-    )
+# The committee's member presets (experiments/configs/<name>.py).
+MEMBERS = (
+    "best",
+    "bilstm_attention",
+    "functionals_pitch",
+    "functionals_mfcc",
+    "functionals_mfcc_shuffled",
 )
+XEON_SEEDS = " ".join(f"runs/xeon_seeds_{m}" for m in MEMBERS)
 XEON_MAIN = (
     (
         "xeon_committee",
@@ -285,13 +284,7 @@ XEON_MAIN = (
             f"{m}.py, stratified 70/15/15 (the seed protocol)",
             SEED_CMD.format(cfg=m, n=3, dir=f"xeon_seeds_{m}"),
         )
-        for m in (
-            "best",
-            "bilstm_attention",
-            "functionals_pitch",
-            "functionals_mfcc",
-            "functionals_mfcc_shuffled",
-        )
+        for m in MEMBERS
     ),
     (
         "xeon_seeds_committee",
