@@ -162,9 +162,10 @@ def predict_command(
     else:
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
-    if rule is None:
-        names = [n for n in (model_name or "").split(",") if n]
-        rule = shipped_rule(names[0]) if len(names) == 1 and not runs else "mean"
+    if rule is None:  # one shipped committee: its own rule; otherwise the mean
+        given_names = [n for n in (model_name or "").split(",") if n]
+        one = len(given_names) == 1 and not runs
+        rule = shipped_rule(given_names[0]) if one else "mean"
     if len(models) > 1:
         rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule)
     else:
