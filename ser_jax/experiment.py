@@ -93,6 +93,7 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
         "seeds": seed_list,
         "per_seed": [{k: r[k] for k in ("seed", *HEADLINE)} for r in results],
         **summarize(results),
+        **validation_summary(results),
     }
     ensemble = seed_ensemble(dirs)
     if ensemble is not None:
@@ -102,7 +103,10 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
         lines = [
             f"# {config.name}: {seeds} seeds",
             "",
-            markdown(["metric", "mean ± std"], [[k, summary[k]] for k in HEADLINE]),
+            markdown(
+                ["metric", "mean ± std"],
+                [[k, summary[k]] for k in (*VAL_HEADLINE, *HEADLINE) if k in summary],
+            ),
         ]
         if ensemble is not None:
             lines += [
@@ -114,6 +118,20 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
         (workdir / "summary.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     return summary
+
+
+VAL_HEADLINE = ("val_accuracy", "val_uar")
+
+
+def validation_summary(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{val_accuracy, val_uar: mean_std}`` of the seeds' validation split at their selected
+    epochs, when every seed has one (a split with no validation files has none): the figures a
+    choice between configurations may read on the seed protocol, as the test split may not be
+    read for it."""
+    vals = [r.get("val_at_selected") for r in results]
+    if not vals or any(not v for v in vals):
+        return {}
+    return summarize(vals, VAL_HEADLINE)
 
 
 def seed_ensemble(run_dirs: Sequence[Path]) -> dict[str, Any] | None:

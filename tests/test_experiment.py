@@ -170,6 +170,14 @@ def test_seeds_report_mean_and_std(tmp_path):
     assert (tmp_path / "seed1" / "results.json").exists()
     assert "±" in (tmp_path / "summary.md").read_text()
     assert "ensemble" not in summary  # each seed drew its own split: nothing to ensemble
+    vals = [
+        json.loads((tmp_path / f"seed{s}" / "results.json").read_text())["val_at_selected"]
+        for s in (0, 1)
+    ]
+    for key in ("val_accuracy", "val_uar"):
+        assert summary[key]["mean"] == pytest.approx(np.mean([v[key] for v in vals]))
+        assert summary[key]["std"] == pytest.approx(np.std([v[key] for v in vals], ddof=1))
+    assert "val_accuracy" in (tmp_path / "summary.md").read_text()
 
 
 def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
