@@ -406,6 +406,13 @@ ENSEMBLE_KINDS = (
 # How the tables name each rule of combining models' probabilities (the first column).
 RULE_NAMES = {"mean": "averaged probabilities", "geometric": "geometric mean of probabilities"}
 RULE_TITLES = {"mean": "", "geometric": ", geometric mean"}  # in the confusion PNGs' titles
+# The validation split's predictions (seed-protocol runs with validation files): committees
+# of seed-protocol runs are scored on it too, the figures to choose a committee by. Key and
+# kind are the same name in ``ensemble_summary.json``'s committees.
+VAL_KINDS = (
+    ("val", "each seed's validation split"),
+    ("val_balanced", "each seed's validation split, balanced decision (÷ training prior)"),
+)
 # The names of ENSEMBLE_KINDS' summary keys in tables.
 KIND_NAMES = (
     ("pooled", "pooled"),
@@ -527,7 +534,10 @@ def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> di
             + "; ".join(f"{d}: seeds {sorted(runs)}" for d, _, runs in found)
             + " (a committee averages the models of one seed, which share its split)"
         )
-    kinds = scored_kinds([runs[s] for _, _, runs in found for s in seeds])
+    every = [runs[s] for _, _, runs in found for s in seeds]
+    kinds = scored_kinds(every) + [
+        (kind, kind) for kind, _ in VAL_KINDS if all(has_kind(run, kind) for run in every)
+    ]
     out: dict[str, Any] = {
         "protocol": "seeds",
         "members": [
@@ -772,7 +782,7 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path, rule: str) 
         "",
         f"Mean of the runs' test UAR: {out['member_mean_uar']:.4f}",
         "",
-        committee_table(c, names, "UAR per seed", rule),
+        committee_table(c, names + VAL_KINDS, "UAR per seed", rule),
     ]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -840,6 +840,9 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
     # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
     adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if spec.speaker_bn else None
+    # The selected model on the validation split, saved per file so that committees of runs
+    # can be compared on validation data (``ser-jax ensemble`` on seed-protocol runs).
+    val = trainer.evaluate(data.val, variables) if len(data.val) else None
     history = lp.history
     results = {
         "name": spec.name,
@@ -874,6 +877,9 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         probs = test.pop("probs")
         write_report(run.path, "test", test, prediction_rows(data.test, probs, data.label_names))
         _write_beside(run, data, tta, adapted)
+        if val is not None:
+            rows = prediction_rows(data.val, val.pop("probs"), data.label_names)
+            write_report(run.path, "val", val, rows)
         if history:
             plot_curves(history, run / "curves.png", title=f"{spec.name} seed {spec.seed}")
         write_model_file(run / MODEL_FILE, variables, step=selected_step)

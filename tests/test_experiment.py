@@ -321,28 +321,35 @@ def test_balanced_decision_divides_by_each_models_training_prior(tmp_path):
         training_prior(run, ["anger", "boredom"])
 
 
-def _fake_seed_runs(root: Path, per_seed: dict[int, dict[str, tuple[str, float]]]) -> None:
+def _fake_seed_runs(
+    root: Path,
+    per_seed: dict[int, dict[str, tuple[str, float]]],
+    val: dict[int, dict[str, tuple[str, float]]] | None = None,
+) -> None:
     """A finished ``ser-jax train --seeds N`` directory: per seed, its test files ``{utt:
-    (label, p(anger))}`` with two classes."""
+    (label, p(anger))}`` with two classes (and its validation files, as ``val``)."""
     rows = []
     for seed, files in per_seed.items():
         d = root / f"seed{seed}"
         d.mkdir(parents=True)
         (d / "test_metrics.json").write_text(json.dumps({"labels": ["anger", "boredom"]}))
-        with open(d / "test_predictions.jsonl", "w") as f:
-            for utt, (label, p) in files.items():
-                pred = "anger" if p >= 0.5 else "boredom"
-                f.write(
-                    json.dumps(
-                        {
-                            "utt_id": utt,
-                            "label": label,
-                            "predicted": pred,
-                            "probs": {"anger": p, "boredom": 1 - p},
-                        }
+        for split, found in (("test", files), ("val", (val or {}).get(seed))):
+            if found is None:
+                continue
+            with open(d / f"{split}_predictions.jsonl", "w") as f:
+                for utt, (label, p) in found.items():
+                    pred = "anger" if p >= 0.5 else "boredom"
+                    f.write(
+                        json.dumps(
+                            {
+                                "utt_id": utt,
+                                "label": label,
+                                "predicted": pred,
+                                "probs": {"anger": p, "boredom": 1 - p},
+                            }
+                        )
+                        + "\n"
                     )
-                    + "\n"
-                )
         rows.append({"seed": seed, "test_uar": 0.5})
     (root / "summary.json").write_text(
         json.dumps({"seeds": list(per_seed), "per_seed": rows, "test_uar": {"mean": 0.5}})
@@ -413,6 +420,27 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     _fake_cv(tmp_path / "f", {"01": [("x", "anger", 0.9)]})
     with pytest.raises(ConfigError, match="f: not a `ser-jax train --seeds N` directory"):
         ensemble_runs([tmp_path / "a", tmp_path / "f"], tmp_path / "out_f")
+
+
+def test_seed_protocol_committees_are_scored_on_validation_files_too(tmp_path):
+    """Runs that saved their validation predictions give committees a validation figure (to
+    choose a committee by); a run without them drops it rather than mixing."""
+    from ser_jax.experiment import ensemble_runs
+
+    test = {10: {"x": ("anger", 0.9), "y": ("boredom", 0.4)}}
+    # validation: run g reads q as anger (0.7), run h as boredom (0.1): mean 0.4 -> boredom,
+    # wrong; p right by both -> committee UAR 0.5, accuracy 0.5
+    _fake_seed_runs(tmp_path / "g", test, val={10: {"p": ("anger", 0.8), "q": ("anger", 0.7)}})
+    _fake_seed_runs(tmp_path / "h", test, val={10: {"p": ("anger", 0.6), "q": ("anger", 0.1)}})
+    c = ensemble_runs([tmp_path / "g", tmp_path / "h"], tmp_path / "ens")["committees"]
+    assert c["pooled"]["accuracy"]["each"] == [1.0]
+    assert c["val"]["accuracy"]["each"] == [0.5]
+    assert c["val"]["confusion"] == [[1, 1], [0, 0]]
+    md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
+    assert "| each seed's validation split | 0.5000 ± 0.0000 |" in md
+    _fake_seed_runs(tmp_path / "k", test)
+    mixed = ensemble_runs([tmp_path / "g", tmp_path / "k"], tmp_path / "ens2")["committees"]
+    assert "val" not in mixed and "pooled" in mixed
 
 
 def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_path):

@@ -50,6 +50,15 @@ def test_run_directory_has_reports(trained):
     )
     test_preds = (workdir / "test_predictions.jsonl").read_text().splitlines()
     assert len(test_preds) == json.loads((workdir / "test_metrics.json").read_text())["count"]
+    # the selected model's validation predictions, per file: the figures it was selected by
+    val = json.loads((workdir / "val_metrics.json").read_text())
+    val_rows = [json.loads(x) for x in (workdir / "val_predictions.jsonl").open()]
+    assert len(val_rows) == val["count"] > 0
+    assert not {r["utt_id"] for r in val_rows} & {json.loads(x)["utt_id"] for x in test_preds}
+    assert val["uar"] == pytest.approx(results["val_at_selected"]["val_uar"], abs=1e-6)
+    assert val["accuracy"] == pytest.approx(
+        np.mean([r["label"] == r["predicted"] for r in val_rows])
+    )
 
 
 def test_finished_run_is_not_trained_or_tested_again(trained, capsys):
