@@ -135,13 +135,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.functionals = 0
     # model.name="functionals": widths of the perceptron over the utterance statistics
     c.model.mlp_hidden = (256, 128)
-    # model.name="functionals": the last channels of the input are per-frame tracks (the pitch
-    # channels of frontend.pitch: 3, or 2 with pitch_level=False), summarised once, not per band
+    # The last channels of the input are per-frame tracks (the pitch channels of
+    # frontend.pitch: 3, or 2 with pitch_level=False), summarised once, not per band: by the
+    # functionals model and the TDNN; the CNN-LSTM reads them in its statistics branch only
+    # (model.functionals > 0), its convolutions see the other channels
     c.model.track_channels = 0
     # model.name="functionals": the statistics of every feature over the clip, in this order
     # (models.masked_functionals: mean, std, change, slope, skew, kurtosis, or "pNN" for the
     # NN-th percentile, p0 the minimum, p100 the maximum)
     c.model.statistics = ("mean", "std", "p10", "p50", "p90", "change", "slope")
+    # model.name="tdnn" (x-vector-style time-delay network, models.TDNN): the kernel width over
+    # time of each layer; model.filters gives the layers' widths, model.dilations their
+    # dilations, model.head_hidden the embedding after the statistics pooling, and
+    # model.statistics the pooling's statistics
+    c.model.tdnn_kernels = (5, 3, 3, 1)
     # Speaker-adversarial training: a speaker head over the utterance embedding, behind a
     # gradient reversal of scale speaker_reversal, trained on the training speakers (the
     # corpus's speakers in sorted order index it, so it needs at least that many classes);

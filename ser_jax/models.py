@@ -160,6 +160,9 @@ class CNNLSTM(nn.Module):
     mixstyle_alpha: float = 0.1  # the mixing weight's Beta(alpha, alpha)
     mixstyle_blocks: Sequence[int] = (0, 1)  # after which conv blocks (0-based)
     functionals: int = 0  # a branch: Dense units over the input's utterance statistics; 0 = none
+    # the last channels of the input are per-frame tracks (frontend.pitch's 3) that only the
+    # statistics branch reads, once each; the convolutions see the other channels
+    track_channels: int = 0
 
     @nn.compact
     def __call__(
@@ -182,6 +185,16 @@ class CNNLSTM(nn.Module):
         act = ACTIVATIONS[self.activation]
         lengths = frame_lengths.astype(jnp.int32)
         x = feats if feats.ndim == 4 else feats[..., None]
+        if self.track_channels:  # per-frame tracks feed the statistics branch only
+            if not self.functionals:
+                raise ConfigError(
+                    f"model.track_channels={self.track_channels} with model.functionals=0: "
+                    "the CNN-LSTM reads tracks only in its statistics branch; give "
+                    "model.functionals > 0 (or frontend.pitch without track_channels to "
+                    "give the convolutions the tracks as channels)"
+                )
+            check_tracks(feats, self.track_channels)
+            x = feats[..., : -self.track_channels]
         if pooled_length(x.shape[2], [(p[1],) for p in self.pools]) < 1:
             raise ConfigError(
                 f"model.pools {tuple(tuple(p) for p in self.pools)} pool the {x.shape[2]} bands "
@@ -245,10 +258,11 @@ class CNNLSTM(nn.Module):
         else:
             pooled = attention_pool(outputs, valid, name="attention")
         if self.functionals:  # the utterance-statistics view beside the sequence model's
-            b, t = feats.shape[:2]
-            stats = masked_functionals(feats.reshape(b, t, -1), lengths)
+            # over every valid input frame (frame_lengths: `lengths` is pooled by now)
+            frames = frame_lengths.astype(jnp.int32)
+            stats = masked_functionals(frame_vectors(feats, self.track_channels), frames)
             stats = FunctionalsNorm(self.bn_momentum, name="functionals_norm")(
-                stats, lengths > 0, train=train
+                stats, frames > 0, train=train
             )
             branch = act(nn.Dense(self.functionals, name="functionals_dense")(stats))
             pooled = jnp.concatenate([pooled, branch], axis=-1)
@@ -402,6 +416,7 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         mixstyle_alpha=mixstyle_alpha,
         mixstyle_blocks=blocks,
         functionals=int(model_cfg.get("functionals", 0)),
+        track_channels=int(model_cfg.get("track_channels", 0)),
     )
 
 
@@ -488,6 +503,29 @@ def masked_functionals(
     return jnp.where(n[:, None] > 0, out, 0.0)
 
 
+def frame_vectors(feats: jax.Array, track_channels: int = 0) -> jax.Array:
+    """``feats (batch, time, bands[, channels])`` as one vector a frame ``(batch, time, n)``:
+    every band of every channel, and the last ``track_channels`` channels (per-frame tracks
+    such as frontend.pitch's, repeated along the band axis by ``ser_jax.pitch.with_pitch``)
+    once each, from band 0."""
+    b, t = feats.shape[:2]
+    k = int(track_channels)
+    if not k:
+        return feats.reshape(b, t, -1)
+    check_tracks(feats, k)
+    return jnp.concatenate([feats[..., :-k].reshape(b, t, -1), feats[:, :, 0, -k:]], axis=-1)
+
+
+def check_tracks(feats: jax.Array, track_channels: int) -> None:
+    """Refuse ``model.track_channels`` that leave no feature channel before the tracks."""
+    if feats.ndim != 4 or feats.shape[-1] <= track_channels:
+        raise ConfigError(
+            f"model.track_channels={track_channels}: the input has "
+            f"{feats.shape[-1] if feats.ndim == 4 else 1} channel(s); the tracks "
+            "(frontend.pitch: 3, or 2 with pitch_level=False) come after the log-mel"
+        )
+
+
 class Functionals(nn.Module):
     """Utterance-level statistics of the front-end's features (``masked_functionals`` of
     every mel band and channel over the valid frames), BatchNorm over the examples that have
@@ -508,19 +546,7 @@ class Functionals(nn.Module):
     def __call__(
         self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
     ) -> jax.Array:
-        b, t = feats.shape[:2]
-        k = self.track_channels
-        if k:
-            if feats.ndim != 4 or feats.shape[-1] <= k:
-                raise ConfigError(
-                    f"model.track_channels={k}: the input has "
-                    f"{feats.shape[-1] if feats.ndim == 4 else 1} channel(s); the tracks "
-                    "(frontend.pitch: 3, or 2 with pitch_level=False) come after the log-mel"
-                )
-            # a track is repeated along the mel axis (ser_jax.pitch.with_pitch): band 0 holds it
-            x = jnp.concatenate([feats[..., :-k].reshape(b, t, -1), feats[:, :, 0, -k:]], axis=-1)
-        else:
-            x = feats.reshape(b, t, -1)
+        x = frame_vectors(feats, self.track_channels)
         stats = masked_functionals(x, frame_lengths, self.statistics)
         stats = FunctionalsNorm(self.bn_momentum, name="norm")(
             stats, frame_lengths > 0, train=train
@@ -566,4 +592,117 @@ def _functionals(model_cfg: Any, num_classes: int) -> nn.Module:
         bn_momentum=float(model_cfg.bn_momentum),
         track_channels=int(model_cfg.get("track_channels", 0)),
         statistics=check_statistics(model_cfg.get("statistics", FUNCTIONALS)),
+    )
+
+
+class TDNNLayer(nn.Module):
+    """A time-delay layer: 1-D convolution over time (dilated), BatchNorm over the valid
+    frames, activation, padding zeroed; sows its BatchNorm's count (``bn_count``) for
+    speaker-adaptive BatchNorm."""
+
+    features: int
+    kernel: int = 3
+    dilation: int = 1
+    activation: str = "relu"
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
+        """x (batch, time, features_in), mask (batch, time) bool → (batch, time, features)."""
+        self.sow("intermediates", "bn_count", mask.sum())
+        y = nn.Conv(
+            self.features,
+            (self.kernel,),
+            padding="SAME",
+            kernel_dilation=(self.dilation,),
+            use_bias=False,
+        )(x)
+        y = nn.BatchNorm(momentum=self.bn_momentum, epsilon=1e-5)(
+            y, use_running_average=not train, mask=jnp.broadcast_to(mask[..., None], y.shape)
+        )
+        return jnp.where(mask[..., None], ACTIVATIONS[self.activation](y), 0.0)
+
+
+class TDNN(nn.Module):
+    """x-vector-style time-delay network with statistics pooling (Snyder et al. 2018; for
+    emotion, Pappagari et al. 2020): each frame's features (every band and channel, the
+    per-frame tracks once: :func:`frame_vectors`) through dilated 1-D convolutions over time
+    (:class:`TDNNLayer`), the masked statistics of the last layer over the valid frames
+    (``statistics``, default mean and standard deviation), an embedding layer and a Dense
+    output. Input ``feats (batch, time, bands[, channels])`` and ``frame_lengths (batch,)``;
+    output logits ``(batch, classes)``. Padding never reaches the output: every layer zeroes
+    the padded frames (what ``SAME`` padding gives an unpadded clip), BatchNorm counts valid
+    frames only, and the statistics read valid frames only."""
+
+    num_classes: int
+    filters: Sequence[int] = (128, 128, 128, 256)
+    kernels: Sequence[int] = (5, 3, 3, 1)
+    dilations: Sequence[int] = (1, 2, 3, 1)
+    activation: str = "relu"
+    dropout: float = 0.0
+    bn_momentum: float = 0.9
+    embedding: int = 128  # Dense units (with the activation) after the pooling; 0 = none
+    statistics: tuple[str, ...] = ("mean", "std")
+    track_channels: int = 0
+
+    @nn.compact
+    def __call__(
+        self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
+    ) -> jax.Array:
+        n = len(self.filters)
+        for name in ("kernels", "dilations"):
+            if len(getattr(self, name)) != n:
+                raise ConfigError(
+                    f"model.{'tdnn_kernels' if name == 'kernels' else name} has "
+                    f"{len(getattr(self, name))} entries for {n} layers (model.filters): give "
+                    "one per layer"
+                )
+        lengths = frame_lengths.astype(jnp.int32)
+        mask = jnp.arange(feats.shape[1])[None, :] < lengths[:, None]
+        x = jnp.where(mask[..., None], frame_vectors(feats, self.track_channels), 0.0)
+        for i, (features, kernel, dilation) in enumerate(
+            zip(self.filters, self.kernels, self.dilations, strict=True)
+        ):
+            x = TDNNLayer(
+                int(features),
+                int(kernel),
+                int(dilation),
+                self.activation,
+                self.bn_momentum,
+                name=f"layer{i}",
+            )(x, mask, train=train)
+        h = masked_functionals(x, lengths, self.statistics)
+        if self.embedding:
+            h = ACTIVATIONS[self.activation](nn.Dense(self.embedding, name="embedding")(h))
+        if self.dropout > 0:
+            h = nn.Dropout(self.dropout)(h, deterministic=not train)
+        return nn.Dense(self.num_classes, name="head")(h)
+
+
+@register_model("tdnn")
+def _tdnn(model_cfg: Any, num_classes: int) -> nn.Module:
+    if model_cfg.activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"model.activation={model_cfg.activation!r}; choose one of {sorted(ACTIVATIONS)}"
+        )
+    filters = tuple(int(f) for f in model_cfg.filters)
+    if not filters or any(f <= 0 for f in filters):
+        raise ConfigError(f"model.filters={filters}: the TDNN needs positive layer widths")
+    kernels = tuple(int(k) for k in model_cfg.get("tdnn_kernels", (5, 3, 3, 1)))
+    dilations = tuple(int(d) for d in model_cfg.dilations) or (1,) * len(filters)
+    if any(k <= 0 for k in kernels) or any(d <= 0 for d in dilations):
+        raise ConfigError(
+            f"model.tdnn_kernels={kernels}, model.dilations={dilations}: must be positive"
+        )
+    return TDNN(
+        num_classes=num_classes,
+        filters=filters,
+        kernels=kernels,
+        dilations=dilations,
+        activation=model_cfg.activation,
+        dropout=float(model_cfg.dropout),
+        bn_momentum=float(model_cfg.bn_momentum),
+        embedding=int(model_cfg.head_hidden),
+        statistics=check_statistics(model_cfg.get("statistics", ("mean", "std"))),
+        track_channels=int(model_cfg.get("track_channels", 0)),
     )

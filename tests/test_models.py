@@ -403,3 +403,98 @@ def test_functionals_model_ignores_padding_and_empty_rows_in_its_batchnorm():
     assert v["params"]["hidden0"]["kernel"].shape == (7 * (6 + 2), 8)
     with pytest.raises(ConfigError, match="model.track_channels=2"):
         model.init(jax.random.key(0), x, n)
+
+
+def test_tdnn_ignores_padding_pools_valid_frames_and_counts_its_batchnorm():
+    """The x-vector-style TDNN: garbage after a clip's length changes nothing, its output is
+    the head over the embedding of the mean and std of the last layer's valid frames, and each
+    layer's BatchNorm reports the valid frames it averaged (speaker-adaptive BatchNorm)."""
+    from flax.traverse_util import flatten_dict
+
+    from ser_jax.config import get_config
+    from ser_jax.models import TDNN, create_model
+
+    cfg = get_config().model
+    cfg.name = "tdnn"
+    cfg.filters = (6, 5)
+    cfg.tdnn_kernels = (5, 3)
+    cfg.dilations = (1, 2)
+    cfg.head_hidden = 4
+    cfg.statistics = ("mean", "std")
+    model = create_model(cfg, 3)
+    assert isinstance(model, TDNN) and model.embedding == 4 and model.kernels == (5, 3)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 20, 7)), jnp.float32)
+    n = jnp.array([20, 9, 14])
+    v = model.init(jax.random.key(0), x, n)
+    _, upd = model.apply(v, x, n, train=True, mutable=["batch_stats", "intermediates"])
+    v = {"params": v["params"], "batch_stats": upd["batch_stats"]}
+    sown = flatten_dict(upd["intermediates"])
+    assert int(sown[("layer0", "bn_count")][0]) == 20 + 9 + 14
+    assert v["params"]["layer0"]["Conv_0"]["kernel"].shape == (5, 7, 6)
+    assert v["params"]["embedding"]["kernel"].shape == (2 * 5, 4)
+    logits = model.apply(v, x, n)
+    spoiled = x.at[1, 9:].set(40.0).at[2, 14:].set(-9.0)
+    np.testing.assert_allclose(model.apply(v, spoiled, n), logits, rtol=1e-5, atol=1e-6)
+    alone = model.apply(v, x[1:2, :9], n[1:2])
+    np.testing.assert_allclose(alone[0], logits[1], rtol=1e-5, atol=1e-6)
+    # the statistics pooling by hand: layers, masked mean/std of the valid frames, embedding, head
+    mask = (jnp.arange(20)[None, :] < n[:, None])[..., None]
+    h = x * mask
+    from ser_jax.models import TDNNLayer
+
+    for i, (f, k, d) in enumerate(((6, 5, 1), (5, 3, 2))):
+        lv = {"params": v["params"][f"layer{i}"], "batch_stats": v["batch_stats"][f"layer{i}"]}
+        h = TDNNLayer(f, k, d).apply(lv, h, mask[..., 0], train=False)
+    cnt = n[:, None].astype(jnp.float32)
+    mean = (h * mask).sum(1) / cnt
+    std = jnp.sqrt((((h - mean[:, None]) * mask) ** 2).sum(1) / cnt + 1e-6)
+    e = jax.nn.relu(
+        jnp.concatenate([mean, std], -1) @ v["params"]["embedding"]["kernel"]
+        + v["params"]["embedding"]["bias"]
+    )
+    want = e @ v["params"]["head"]["kernel"] + v["params"]["head"]["bias"]
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
+    cfg.tdnn_kernels = (5,)
+    with pytest.raises(ConfigError, match="model.tdnn_kernels has 1 entries for 2 layers"):
+        create_model(cfg, 3).init(jax.random.key(0), x, n)
+    cfg.tdnn_kernels = (5, 0)
+    with pytest.raises(ConfigError, match="must be positive"):
+        create_model(cfg, 3)
+
+
+def test_cnn_lstm_statistics_branch_reads_every_valid_frame_and_the_tracks_once():
+    """The statistics branch summarises the whole clip (every valid input frame, not the
+    pooled sequence's length) and, with ``track_channels``, the tracks once each while the
+    convolutions see only the other channels."""
+    from ser_jax.models import frame_vectors, masked_functionals
+
+    rng = np.random.default_rng(5)
+    bands, t = 16, 40
+    mel = rng.normal(size=(2, t, bands, 1))
+    track = np.broadcast_to(rng.normal(size=(2, t, 1, 2)), (2, t, bands, 2))
+    feats = jnp.asarray(np.concatenate([mel, track], -1), jnp.float32)
+    n = jnp.array([40, 23])
+    model = CNNLSTM(
+        num_classes=3,
+        filters=(4, 4, 4),
+        pools=POOLS,
+        lstm_hidden=5,
+        functionals=6,
+        track_channels=2,
+    )
+    v = model.init(jax.random.key(0), feats, n)
+    # fresh BatchNorm statistics (mean 0, var 1): the norm's output is its input / sqrt(1 + eps)
+    _, got = model.apply(v, feats, n, capture_intermediates=True)
+    normed = got["intermediates"]["functionals_norm"]["__call__"][0]
+    want = masked_functionals(frame_vectors(feats, 2), n) / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(normed, want, rtol=1e-5, atol=1e-5)
+    assert v["params"]["functionals_dense"]["kernel"].shape == (7 * (bands + 2), 6)
+    assert v["params"]["block0"]["Conv_0"]["kernel"].shape[2] == 1  # the log-mel channel only
+    # a frame late in the clip (past the pooled length, inside the valid one) moves the branch
+    late = feats.at[1, 20].add(3.0)
+    assert not np.allclose(model.apply(v, late, n), model.apply(v, feats, n))
+    with pytest.raises(ConfigError, match="model.track_channels=2 with model.functionals=0"):
+        CNNLSTM(num_classes=3, filters=(4,), pools=((2, 2),), track_channels=2).init(
+            jax.random.key(0), feats, n
+        )
