@@ -299,6 +299,38 @@ XEON_MAIN = (
 )
 
 
+# The round after the statistics branch was fixed (6caf846), on an Intel Xeon: the fixed
+# two-view network as the new base of the CNN-LSTM family, new families and the committee
+# members rerun.
+ROUND2_LEVERS = (
+    (
+        "x_twoview_func",
+        "base: two log-mel views + statistics branch over the whole clip (twoview_functionals.py, branch fixed)",
+    ),
+    ("x_twoview_func_pitch", "+ the pitch tracks' statistics in the branch"),
+    ("x_tdnn", "x-vector-style TDNN with statistics pooling (tdnn.py)"),
+    ("x_bilstm_att", "best.py + BiLSTM (128 each way) + attention pooling (bilstm_attention.py)"),
+    (
+        "x_func_pitch",
+        "utterance statistics + perceptron, with the pitch tracks (functionals_pitch.py)",
+    ),
+    ("x_func_mfcc", "cepstral functionals, standardised per speaker, linear (functionals_mfcc.py)"),
+    (
+        "x_func_mfcc_shuffled",
+        "cepstral functionals, shuffled batches, linear (functionals_mfcc_shuffled.py)",
+    ),
+)
+ROUND2_SEEDS = (
+    ("s_twoview_func", "twoview_functionals"),
+    ("s_func_mfcc_shuffled", "functionals_mfcc_shuffled"),
+    ("s_tdnn", "tdnn"),
+)
+ROUND2_MAIN = tuple(
+    (d, f"{cfg}.py, stratified 70/15/15 (the seed protocol)", SEED_CMD.format(cfg=cfg, n=3, dir=d))
+    for d, cfg in ROUND2_SEEDS
+)
+
+
 def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     """A cv run's pooled test UAR (``key="pooled_speaker_bn"``: with speaker-adaptive BN)."""
     path = run_root / "cv_summary.json"
@@ -632,6 +664,8 @@ BLOCKS = {
     "levers": lever_rows,
     "xeon_levers": lambda root, kept: lever_rows(root, XEON_LEVERS, kept, balanced=True),
     "xeon_main": lambda root, kept: main_rows(root, XEON_MAIN, kept=kept),
+    "round2_levers": lambda root, kept: lever_rows(root, ROUND2_LEVERS, kept, balanced=True),
+    "round2_main": lambda root, kept: main_rows(root, ROUND2_MAIN, kept=kept),
 }
 
 
