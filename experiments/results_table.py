@@ -307,7 +307,6 @@ ROUND2_LEVERS = (
         "x_twoview_func",
         "base: two log-mel views + statistics branch over the whole clip (twoview_functionals.py, branch fixed)",
     ),
-    ("x_twoview_func_pitch", "+ the pitch tracks' statistics in the branch"),
     ("x_tdnn", "x-vector-style TDNN with statistics pooling (tdnn.py)"),
     ("x_bilstm_att", "best.py + BiLSTM (128 each way) + attention pooling (bilstm_attention.py)"),
     (
@@ -323,11 +322,38 @@ ROUND2_LEVERS = (
 ROUND2_SEEDS = (
     ("s_twoview_func", "twoview_functionals"),
     ("s_func_mfcc_shuffled", "functionals_mfcc_shuffled"),
-    ("s_tdnn", "tdnn"),
 )
-ROUND2_MAIN = tuple(
-    (d, f"{cfg}.py, stratified 70/15/15 (the seed protocol)", SEED_CMD.format(cfg=cfg, n=3, dir=d))
-    for d, cfg in ROUND2_SEEDS
+ROUND2_FIVE = (
+    "runs/x_twoview_func runs/x_bilstm_att runs/x_func_pitch runs/x_func_mfcc "
+    "runs/x_func_mfcc_shuffled"
+)
+ROUND2_MAIN = (
+    (
+        "x_committee",
+        "the committee with the fixed two-view network in best.py's place, averaged "
+        "probabilities (the rule fixed before its members finished)",
+        f"ser-jax ensemble --out runs/x_committee {ROUND2_FIVE}",
+    ),
+    *(
+        (
+            d,
+            f"{cfg}.py, stratified 70/15/15 (the seed protocol)",
+            SEED_CMD.format(cfg=cfg, n=3, dir=d),
+        )
+        for d, cfg in ROUND2_SEEDS
+    ),
+    (
+        "s_twoview_func_pitch",
+        "twoview_functionals.py with the pitch tracks in the branch, stratified 70/15/15",
+        "ser-jax train --config experiments/configs/twoview_functionals.py "
+        "--config.frontend.pitch=True --config.model.track_channels=3 --config.seed=10 --seeds 3 "
+        "--config.train.progress=False --workdir runs/s_twoview_func_pitch",
+    ),
+    (
+        "s_ens_tv_cep",
+        "the two-view network and the shuffled cepstral model on the seed protocol, averaged",
+        "ser-jax ensemble --out runs/s_ens_tv_cep runs/s_twoview_func runs/s_func_mfcc_shuffled",
+    ),
 )
 
 

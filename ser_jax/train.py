@@ -835,14 +835,15 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         selected_step = final_step
     if not len(data.test):  # a release model (data.split="all"): nothing held out to test
         return _write_untested(trainer, fitted, k, run, variables, selected_step)
+    # The selected model on the validation split, saved per file so that committees of runs
+    # can be compared on validation data (``ser-jax ensemble`` on seed-protocol runs); read
+    # before the test split, which stays the last thing a run looks at.
+    val = trainer.evaluate(data.val, variables) if len(data.val) else None
     test = trainer.evaluate(data.test, variables)
     # Test-time augmentation, chosen by config before any test result: reported beside.
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
     # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
     adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if spec.speaker_bn else None
-    # The selected model on the validation split, saved per file so that committees of runs
-    # can be compared on validation data (``ser-jax ensemble`` on seed-protocol runs).
-    val = trainer.evaluate(data.val, variables) if len(data.val) else None
     history = lp.history
     results = {
         "name": spec.name,

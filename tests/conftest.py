@@ -17,8 +17,14 @@ def pytest_configure(config):
     A fresh folder each session: nothing carries over from an earlier run or code version."""
     import tempfile
 
-    folder = tempfile.mkdtemp(prefix="ser_jax_xla_")
-    _XLA_CACHE.append(folder)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    inherited = os.environ.get("SER_JAX_TEST_XLA_CACHE")
+    if worker and inherited:  # a pytest-xdist worker: the controller's folder, shared
+        folder = inherited
+    else:
+        folder = tempfile.mkdtemp(prefix="ser_jax_xla_")
+        _XLA_CACHE.append(folder)
+        os.environ["SER_JAX_TEST_XLA_CACHE"] = folder
     os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     import jax
@@ -144,3 +150,16 @@ def cache(tmp_path_factory) -> Path:
         else:
             os.environ["SER_JAX_CACHE"] = old
     return path
+
+
+# Files whose tests start several training processes each: kept on one pytest-xdist worker,
+# so that no two of them load the 2 CPU cores at once.
+_PROCESS_FILES = {"test_parallel", "test_parallel_members"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` a file's tests stay on one worker (their module
+    fixtures are built once), and the multi-process files share one worker."""
+    for item in items:
+        stem = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("processes" if stem in _PROCESS_FILES else stem))

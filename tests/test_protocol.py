@@ -73,4 +73,6 @@ def test_test_split_is_evaluated_once_after_selection(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "evaluate", spy)
     train_and_evaluate(tiny_config(epochs=3), tmp_path / "run")
-    assert calls == ["val", "val", "val", "test"]
+    # One validation pass per epoch, one for the selected model's saved validation
+    # predictions, then the test split: once, and last.
+    assert calls == ["val", "val", "val", "val", "test"]
