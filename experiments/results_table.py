@@ -349,6 +349,17 @@ ROUND2_MAIN = (
         "--config.frontend.pitch=True --config.model.track_channels=3 --config.seed=10 --seeds 3 "
         "--config.train.progress=False --workdir runs/s_twoview_func_pitch",
     ),
+    *(
+        (
+            f"s_cep_mlp{w}",
+            f"functionals_mfcc_shuffled.py with a hidden layer of {w} (dropout {p}) instead of "
+            "the linear classifier, stratified 70/15/15",
+            "ser-jax train --config experiments/configs/functionals_mfcc_shuffled.py "
+            f"'--config.model.mlp_hidden=({w},)' --config.model.dropout={p} --config.seed=10 "
+            f"--seeds 3 --config.train.progress=False --workdir runs/s_cep_mlp{w}",
+        )
+        for w, p in ((256, 0.3), (512, 0.5))
+    ),
     (
         "s_ens_tv_cep",
         "the two-view network and the shuffled cepstral model on the seed protocol, averaged",
