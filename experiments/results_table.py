@@ -307,6 +307,7 @@ ROUND2_LEVERS = (
         "x_twoview_func",
         "base: two log-mel views + statistics branch over the whole clip (twoview_functionals.py, branch fixed)",
     ),
+    ("x_base", "best.py, rerun at this round's commit (the named committee's member)"),
     ("x_tdnn", "x-vector-style TDNN with statistics pooling (tdnn.py)"),
     ("x_bilstm_att", "best.py + BiLSTM (128 each way) + attention pooling (bilstm_attention.py)"),
     (
@@ -333,6 +334,19 @@ ROUND2_MAIN = (
         "the committee with the fixed two-view network in best.py's place, averaged "
         "probabilities (the rule fixed before its members finished)",
         f"ser-jax ensemble --out runs/x_committee {ROUND2_FIVE}",
+    ),
+    (
+        "x_committee4",
+        "four members with the fixed two-view network in best.py's place (no BiLSTM-attention "
+        "model: its run had not finished), averaged probabilities",
+        "ser-jax ensemble --out runs/x_committee4 runs/x_twoview_func runs/x_func_pitch "
+        "runs/x_func_mfcc runs/x_func_mfcc_shuffled",
+    ),
+    (
+        "x_committee_base",
+        "the committee of the five member presets (best.py, as named), averaged probabilities",
+        "ser-jax ensemble --out runs/x_committee_base runs/x_base runs/x_bilstm_att "
+        "runs/x_func_pitch runs/x_func_mfcc runs/x_func_mfcc_shuffled",
     ),
     *(
         (
