@@ -375,6 +375,15 @@ ROUND2_MAIN = (
         for w, p in ((256, 0.3), (512, 0.5))
     ),
     (
+        "s_cep_stats13",
+        "functionals_mfcc_shuffled.py with 13 statistics a feature (+ 1st, 25th, 75th, 99th "
+        "percentiles, skew, kurtosis), stratified 70/15/15",
+        "ser-jax train --config experiments/configs/functionals_mfcc_shuffled.py "
+        '\'--config.model.statistics=("mean","std","p1","p10","p25","p50","p75",'
+        '"p90","p99","change","slope","skew","kurtosis")\' --config.seed=10 --seeds 3 '
+        "--config.train.progress=False --workdir runs/s_cep_stats13",
+    ),
+    (
         "s_ens_tv_cep",
         "the two-view network and the shuffled cepstral model on the seed protocol, averaged",
         "ser-jax ensemble --out runs/s_ens_tv_cep runs/s_twoview_func runs/s_func_mfcc_shuffled",
