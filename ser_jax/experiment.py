@@ -623,6 +623,7 @@ def ensemble_runs(
     probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in kinds}
     truth: dict[str, int] = {}
     files: set[str] | None = None
+    per_run: list[dict[str, list[np.ndarray]]] = []  # each directory's test probabilities
     for cv_dir, _, runs in found:
         for kind, _ in kinds:
             got, labels = file_probabilities(runs, label_names, kind)
@@ -631,6 +632,7 @@ def ensemble_runs(
                 probs[kind].setdefault(utt, []).extend(ps)
             if kind != "test":
                 continue
+            per_run.append(got)
             if files is not None and set(got) != files:
                 raise ConfigError(
                     f"{cv_dir}: its test files differ from {cv_dirs[0]}'s ({len(got)} against "
@@ -669,6 +671,8 @@ def ensemble_runs(
     committees = seed_committees(found, label_names, kinds, rule)
     if committees:
         out["committees"] = committees
+    if len(found) > 1:
+        out["error_overlap"] = error_overlap(per_run, truth, ids, rule)
     _write_ensemble_summary(workdir, out)
     for key, png, what in (
         ("pooled", "ensemble_confusion.png", f"{out['models_per_file']} models a file"),
@@ -700,6 +704,8 @@ def ensemble_runs(
             ],
         ),
     ]
+    if "error_overlap" in out:
+        lines += ["", error_overlap_table(out["error_overlap"], [m["run"] for m in members])]
     if committees:
         lines += [
             "",
@@ -711,6 +717,53 @@ def ensemble_runs(
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
+
+
+def error_overlap(
+    per_run: Sequence[dict[str, list[np.ndarray]]],
+    truth: dict[str, int],
+    ids: Sequence[str],
+    rule: str = "mean",
+) -> dict[str, Any]:
+    """How alike the runs' mistakes are, the measure a committee's make-up is judged by: each
+    run decides a file by its own models' combined probabilities (``rule``); ``error`` is the
+    share of files a run gets wrong, ``double_fault[i][j]`` the share that runs i and j both
+    get wrong (Kuncheva & Whitaker 2003: the lower, the more a committee of the two can
+    correct), ``disagreement[i][j]`` the share they decide differently."""
+    y = np.array([truth[u] for u in ids])
+    decided = np.stack(
+        [
+            np.array([int(np.argmax(combine_probabilities(run[u], rule))) for u in ids])
+            for run in per_run
+        ]
+    )
+    wrong = (decided != y[None]).astype(float)
+    n = len(ids)
+    return {
+        "files": n,
+        "error": wrong.mean(axis=1).tolist(),
+        "double_fault": (wrong @ wrong.T / n).tolist(),
+        "disagreement": (decided[:, None, :] != decided[None, :, :]).mean(axis=2).tolist(),
+    }
+
+
+def error_overlap_table(overlap: dict[str, Any], names: Sequence[str]) -> str:
+    """``error_overlap`` as markdown: each run's error, and the share of files it and each
+    other run both get wrong."""
+    heads = [f"both wrong with {i + 1}" for i in range(len(names))]
+    rows = [
+        [
+            f"{i + 1}: {name}",
+            f"{overlap['error'][i]:.3f}",
+            *("" if i == j else f"{overlap['double_fault'][i][j]:.3f}" for j in range(len(names))),
+        ]
+        for i, name in enumerate(names)
+    ]
+    return (
+        "Each run's own decision (its models combined): share of files wrong, and the share "
+        "it and each other run both get wrong (double fault: the lower, the more they can "
+        "correct each other)\n\n" + markdown(["run", "wrong", *heads], rows)
+    )
 
 
 def committee_table(

@@ -459,6 +459,16 @@ def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_pa
     assert "committees" not in ens  # run b has one seed: the only committee is the ensemble
     assert ens["member_mean_uar"] == pytest.approx(0.5)
     assert [m["models"] for m in ens["members"]] == [2, 1]
+    # each run's own decisions: a misses y, b misses x; never both on one file
+    overlap = ens["error_overlap"]
+    assert overlap["error"] == [0.5, 0.5]
+    assert overlap["double_fault"] == [[0.5, 0.0], [0.0, 0.5]]
+    assert overlap["disagreement"] == [[0.0, 1.0], [1.0, 0.0]]
+    md = (tmp_path / "ens_levers" / "ensemble_summary.md").read_text()
+    assert "both wrong with 2" in md and f"1: {tmp_path / 'a'} | 0.500 |  | 0.000 |" in md
+    twice = ensemble_runs([tmp_path / "a", tmp_path / "a"], tmp_path / "twice")["error_overlap"]
+    assert twice["double_fault"] == [[0.5, 0.5], [0.5, 0.5]]
+    assert twice["disagreement"] == [[0.0, 0.0], [0.0, 0.0]]
     written = json.loads((tmp_path / "ens_levers" / "ensemble_summary.json").read_text())
     assert written["pooled"]["uar"] == 1.0
     assert (tmp_path / "ens_levers" / "ensemble_confusion.png").stat().st_size > 0
