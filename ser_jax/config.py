@@ -174,6 +174,11 @@ def get_config() -> ml_collections.ConfigDict:
     # the running statistics of training; its own protocol (it needs the speaker's unlabelled
     # recordings), reported beside the plain numbers (results.json "speaker_bn").
     c.eval.speaker_bn = False
+    # Which of a speaker's clips give those statistics (audio only, never labels): "scored"
+    # (the clips being scored: on LOSO all of the test speaker's), "train" (the speaker's
+    # training clips only: no test audio is read, for protocols whose test speakers are in
+    # training, as the stratified split), "all" (the speaker's clips in every split).
+    c.eval.speaker_bn_source = "scored"
 
     # --- optimisation (ser_jax.train) ------------------------------------------------------
     c.train = ml_collections.ConfigDict()

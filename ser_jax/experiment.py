@@ -95,6 +95,12 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
         **summarize(results),
         **validation_summary(results),
     }
+    if all(r.get("speaker_bn") for r in results):  # eval.speaker_bn: beside, its own protocol
+        adapted = [r["speaker_bn"] for r in results]
+        summary["speaker_bn"] = {
+            "source": adapted[0].get("source", "scored"),
+            **summarize(adapted),
+        }
     ensemble = seed_ensemble(dirs)
     if ensemble is not None:
         summary["ensemble"] = ensemble
@@ -105,7 +111,15 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
             "",
             markdown(
                 ["metric", "mean ± std"],
-                [[k, summary[k]] for k in (*VAL_HEADLINE, *HEADLINE) if k in summary],
+                [[k, summary[k]] for k in (*VAL_HEADLINE, *HEADLINE) if k in summary]
+                + [
+                    [
+                        f"{k}, speaker-adaptive BatchNorm ({summary['speaker_bn']['source']} clips)",
+                        v,
+                    ]
+                    for k, v in summary.get("speaker_bn", {}).items()
+                    if k != "source"
+                ],
             ),
         ]
         if ensemble is not None:

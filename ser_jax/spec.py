@@ -21,6 +21,8 @@ from ser_jax.settings import closest
 # the last epoch (the MATLAB example's protocol).
 SELECT_METRICS = {"val_uar": "max", "val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
 AUGMENT_MODES = ("online", "offline")
+# eval.speaker_bn_source: which of a speaker's clips give its BatchNorm statistics
+SPEAKER_BN_SOURCES = ("scored", "train", "all")
 _LOOP_KEYS = ("mode", "copies")  # augment fields the loop reads, not AugmentConfig
 
 
@@ -54,6 +56,7 @@ class RunSpec:
     members_loop: str  # auto | vmap | unroll: how a device runs its share of stacked models
     tta_shifts: tuple[int, ...]  # test-time augmentation: shifts in samples; () = off
     speaker_bn: bool = False  # also test with each speaker's own BatchNorm statistics
+    speaker_bn_source: str = "scored"  # scored | train | all: whose clips give them
 
     @property
     def select_metric(self) -> str:
@@ -106,6 +109,11 @@ def resolve(config: Any) -> RunSpec:
         )
     if float(t.mixup_alpha) < 0:
         raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
+    speaker_bn_source = str(config.eval.get("speaker_bn_source", "scored"))
+    if speaker_bn_source not in SPEAKER_BN_SOURCES:
+        raise ConfigError(
+            f"eval.speaker_bn_source={speaker_bn_source!r}; choose " + ", ".join(SPEAKER_BN_SOURCES)
+        )
     members_loop = str(t.members_loop)
     if members_loop not in ("auto", "vmap", "unroll"):
         raise ConfigError(f"train.members_loop={members_loop!r}; choose auto, vmap or unroll")
@@ -156,4 +164,5 @@ def resolve(config: Any) -> RunSpec:
         members_loop=members_loop,
         tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
         speaker_bn=bool(config.eval.speaker_bn),
+        speaker_bn_source=speaker_bn_source,
     )

@@ -229,10 +229,12 @@ class Trainer:
         shifts: Sequence[int] = (),
         *,
         speaker_bn: bool = False,
+        bn_clips: Sequence[ClipSet] | None = None,
     ) -> np.ndarray:
         """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``;
         ``shifts``: test-time augmentation; ``speaker_bn``: each speaker's clips with
-        BatchNorm statistics of their own)."""
+        BatchNorm statistics of that speaker's clips in ``bn_clips``, None: of the clips
+        scored)."""
         variables = variables if variables is not None else self.variables(self.state)
         sharding = parallel.batch_sharding(self.mesh)
         spec = self.spec
@@ -258,7 +260,8 @@ class Trainer:
             if spec.frontend.normalize == "speaker":
                 v = v.replace(feature_stats=parallel.to_global(self.speaker_stats[speaker], repl))
             if speaker_bn:
-                v = v.replace(batch_stats=self.speaker_batchnorm(v, waves))
+                own = waves if bn_clips is None else speaker_waves(bn_clips, speaker)
+                v = v.replace(batch_stats=self.speaker_batchnorm(v, own))
             return score(v, waves)
 
         return score_by_speaker(
@@ -272,9 +275,10 @@ class Trainer:
         shifts: Sequence[int] = (),
         *,
         speaker_bn: bool = False,
+        bn_clips: Sequence[ClipSet] | None = None,
     ) -> dict[str, Any]:
         """Metrics of ``clips`` (accuracy, UAR, macro-F1, per class), their loss and probs."""
-        probs = self.predict(clips, variables, shifts, speaker_bn=speaker_bn)
+        probs = self.predict(clips, variables, shifts, speaker_bn=speaker_bn, bn_clips=bn_clips)
         metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
         nll = -np.log(probs[np.arange(len(clips)), clips.labels] + 1e-12)
         metrics["loss"] = float(nll.mean())
@@ -353,6 +357,32 @@ def clip_speakers(clips: ClipSet) -> list[str]:
     return [str(u.speaker) for u in clips.utts]
 
 
+def speaker_waves(parts: Sequence[ClipSet], speaker: str) -> list[np.ndarray]:
+    """``speaker``'s clips in ``parts`` (for their BatchNorm statistics); refused, naming the
+    speaker, when ``parts`` hold none (``eval.speaker_bn_source="train"`` on a protocol whose
+    test speakers are not in training, as leave-one-speaker-out)."""
+    waves = [
+        w for c in parts for w, s in zip(c.waves, clip_speakers(c), strict=True) if s == speaker
+    ]
+    if not waves:
+        raise ConfigError(
+            f"speaker {speaker} has no clips to take BatchNorm statistics from in this split "
+            "(eval.speaker_bn_source='train' needs the test speakers in training: use 'scored' "
+            "or 'all' on leave-one-speaker-out)"
+        )
+    return waves
+
+
+def speaker_bn_clips(spec: RunSpec, data: PreparedData) -> list[ClipSet] | None:
+    """The clips whose speakers' statistics speaker-adaptive BatchNorm uses
+    (``eval.speaker_bn_source``; None: the clips scored)."""
+    if spec.speaker_bn_source == "train":
+        return [data.train]
+    if spec.speaker_bn_source == "all":
+        return [c for c in (data.train, data.val, data.test) if len(c)]
+    return None
+
+
 def _speaker_ids(data: PreparedData, heads: int) -> np.ndarray:
     """Each training clip's speaker as an index into the sorted speakers of the whole prepared
     corpus (train, validation and test), the targets of the speaker head."""
@@ -399,6 +429,10 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         for c in (data.train, data.val, data.test)
         if len(c)
     )
+    if spec.speaker_bn and len(data.test):  # refused before training, not after it
+        parts = speaker_bn_clips(spec, data)
+        for speaker in sorted(set(clip_speakers(data.test))) if parts is not None else ():
+            speaker_waves(parts, speaker)
     pools = tuple(tuple(p) for p in config.model.pools)
     check_min_frames(
         int(num_frames(shortest, spec.frontend)), pools, "data.max_seconds/shortest clip"
@@ -843,7 +877,13 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     # Test-time augmentation, chosen by config before any test result: reported beside.
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
     # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
-    adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if spec.speaker_bn else None
+    adapted = (
+        trainer.evaluate(
+            data.test, variables, speaker_bn=True, bn_clips=speaker_bn_clips(spec, data)
+        )
+        if spec.speaker_bn
+        else None
+    )
     history = lp.history
     results = {
         "name": spec.name,
@@ -904,7 +944,11 @@ def _beside_results(
             if tta
             else None
         ),
-        "speaker_bn": {f"test_{m}": adapted[m] for m in keys} if adapted else None,
+        "speaker_bn": (
+            {"source": spec.speaker_bn_source, **{f"test_{m}": adapted[m] for m in keys}}
+            if adapted
+            else None
+        ),
     }
 
 
@@ -944,12 +988,20 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
         or not np.allclose(have_tta, shifts, atol=1e-4)
     )
     need_bn = bool(config.eval.speaker_bn) and not results.get("speaker_bn")
+    source = str(config.eval.get("speaker_bn_source", "scored"))
+    have_source = (results.get("speaker_bn") or {}).get("source", "scored")
+    if config.eval.speaker_bn and not need_bn and have_source != source:
+        raise ConfigError(
+            f"{run.path} scored speaker-adaptive BatchNorm from eval.speaker_bn_source="
+            f"{have_source!r}, and this command asks for {source!r}: give it another --workdir"
+        )
     if not (need_tta or need_bn) or results.get("test_accuracy") is None:
         return results
     own = run.config()
     with own.unlocked():
         own.eval.tta_shifts = tuple(shifts) if need_tta else ()
         own.eval.speaker_bn = need_bn
+        own.eval.speaker_bn_source = source
     data = data if data is not None else prepare(own, progress=False)
     recorded = _recorded_probabilities(run, data)
     trainer = build_trainer([own], [data], stacked=False)
@@ -963,7 +1015,13 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
         )
     spec = trainer.spec
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if need_tta else None
-    adapted = trainer.evaluate(data.test, variables, speaker_bn=True) if need_bn else None
+    adapted = (
+        trainer.evaluate(
+            data.test, variables, speaker_bn=True, bn_clips=speaker_bn_clips(spec, data)
+        )
+        if need_bn
+        else None
+    )
     added = {k: v for k, v in _beside_results(spec, tta, adapted).items() if v is not None}
     commit, dirty = git_state()
     for block in added.values():  # who scored it, when it was not the training job

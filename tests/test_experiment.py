@@ -161,7 +161,9 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
 
 
 def test_seeds_report_mean_and_std(tmp_path):
-    summary = run_seeds(tiny_config(epochs=1), tmp_path, seeds=2)
+    cfg = tiny_config(epochs=1)
+    cfg.eval.speaker_bn, cfg.eval.speaker_bn_source = True, "all"
+    summary = run_seeds(cfg, tmp_path, seeds=2)
     accs = [r["test_accuracy"] for r in summary["per_seed"]]
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
     assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean(accs))
@@ -178,6 +180,17 @@ def test_seeds_report_mean_and_std(tmp_path):
         assert summary[key]["mean"] == pytest.approx(np.mean([v[key] for v in vals]))
         assert summary[key]["std"] == pytest.approx(np.std([v[key] for v in vals], ddof=1))
     assert "val_accuracy" in (tmp_path / "summary.md").read_text()
+    # speaker-adaptive BatchNorm beside, with the clips its statistics came from
+    adapted = [
+        json.loads((tmp_path / f"seed{s}" / "results.json").read_text())["speaker_bn"]
+        for s in (0, 1)
+    ]
+    assert [a["source"] for a in adapted] == ["all", "all"]
+    assert summary["speaker_bn"]["source"] == "all"
+    assert summary["speaker_bn"]["test_uar"]["mean"] == pytest.approx(
+        np.mean([a["test_uar"] for a in adapted])
+    )
+    assert "speaker-adaptive BatchNorm (all clips)" in (tmp_path / "summary.md").read_text()
 
 
 def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -12,7 +13,12 @@ from conftest import tiny_config
 
 from ser_jax.errors import ConfigError
 from ser_jax.optim import make_schedule
-from ser_jax.train import NonFiniteLossError, build_trainer, train_and_evaluate
+from ser_jax.train import (
+    NonFiniteLossError,
+    build_trainer,
+    speaker_bn_clips,
+    train_and_evaluate,
+)
 
 
 def test_training_beats_chance_clearly(trained):
@@ -232,6 +238,31 @@ def test_speaker_batchnorm_is_each_speakers_own_statistics():
     np.testing.assert_allclose(together[: len(test)], alone, rtol=1e-5, atol=1e-6)
     plain = trainer.predict(test, variables)
     assert np.abs(plain - alone).max() > 1e-3
+
+    # eval.speaker_bn_source: the statistics come from the speaker's clips in bn_clips, not
+    # from the clips scored: three clips scored with the whole test split's statistics are
+    # scored as in the whole split, and differently from three clips' statistics alone
+    few = ClipSet(test.waves[:3], test.labels[:3], test.utts[:3])
+    pooled = trainer.predict(few, variables, speaker_bn=True, bn_clips=[test])
+    np.testing.assert_allclose(pooled, alone[:3], rtol=1e-5, atol=1e-6)
+    own = trainer.predict(few, variables, speaker_bn=True)
+    assert np.abs(own - pooled).max() > 1e-3
+    with pytest.raises(ConfigError, match="speaker 01 has no clips"):
+        trainer.predict(few, variables, speaker_bn=True, bn_clips=[trainer.data.val])
+    assert speaker_bn_clips(trainer.spec, trainer.data) is None  # "scored", the default
+    for source, want in (
+        ("train", [trainer.data.train]),
+        ("all", [trainer.data.train, trainer.data.val, test]),
+    ):
+        spec = dataclasses.replace(trainer.spec, speaker_bn_source=source)
+        assert speaker_bn_clips(spec, trainer.data) == want
+    # "train" where the test speaker is in no training clip is refused before training
+    cfg.eval.speaker_bn, cfg.eval.speaker_bn_source = True, "train"
+    with pytest.raises(ConfigError, match="speaker 01 has no clips.*'scored' or 'all'"):
+        build_trainer(cfg)
+    cfg.eval.speaker_bn_source = "test"
+    with pytest.raises(ConfigError, match="eval.speaker_bn_source='test'; choose scored"):
+        build_trainer(cfg)
 
 
 def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
