@@ -13,6 +13,7 @@ decision of ``ser_jax.evaluate``.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from ser_jax.evaluate import (
     write_report,
 )
 from ser_jax.restore import LoadedModel, load_model
+from ser_jax.scoring import speaker_bn_clips, speaker_waves
 
 
 def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarray:
@@ -258,6 +260,7 @@ def evaluate_run(
         for s in skipped:
             print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
         stats = None  # per-speaker models: each speaker's statistics from all their files
+        bn_waves = None  # speaker-adaptive BatchNorm: from the files of the speaker scored
     else:
         prepared = prepare(model.config, progress=False)
         clips = prepared.test
@@ -268,8 +271,14 @@ def evaluate_run(
             stats = model.speaker_stats(
                 [w for c in parts for w in c.waves], [u.speaker for c in parts for u in c.utts]
             )
+        # speaker-adaptive BatchNorm from the clips training took it from (eval.speaker_bn_source)
+        source = str(model.config.eval.get("speaker_bn_source", "scored"))
+        bn_parts = speaker_bn_clips(source, prepared)
+        bn_waves = None if bn_parts is None else functools.partial(speaker_waves, bn_parts)
     speakers = [u.speaker for u in clips.utts] if model.per_speaker or speaker_bn else None
-    probs = model.probabilities(clips.waves, speakers=speakers, stats=stats, speaker_bn=speaker_bn)
+    probs = model.probabilities(
+        clips.waves, speakers=speakers, stats=stats, speaker_bn=speaker_bn, bn_waves=bn_waves
+    )
     probs = _decision(model, probs, balanced)
     split = f"{split}_speaker_bn" if speaker_bn else split
     split = f"{split}_balanced" if balanced else split

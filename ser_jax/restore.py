@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,7 @@ class LoadedModel:
         speakers: Sequence[str] | None = None,
         stats: dict[str, dict[str, np.ndarray]] | None = None,
         speaker_bn: bool = False,
+        bn_waves: Callable[[str], Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training
         (``ser_jax.scoring``: long clips as half-overlapping windows, averaged).
@@ -189,7 +190,8 @@ class LoadedModel:
         A ``per_speaker`` model scores each speaker's clips with that speaker's statistics:
         ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
         by ``speakers`` (None: all ``waves`` are one speaker's). ``speaker_bn``: each
-        speaker's clips with BatchNorm statistics of their own (``speaker_variables``)."""
+        speaker's clips with BatchNorm statistics of their own (``speaker_variables``), or of
+        the clips ``bn_waves(speaker)`` gives (a run's ``eval.speaker_bn_source``)."""
 
         def score(predict, group):
             return score_clips(
@@ -209,7 +211,9 @@ class LoadedModel:
 
         def one_speaker(speaker: str, group: Sequence[np.ndarray]) -> np.ndarray:
             v = self.speaker_variables(
-                group, speaker_bn=speaker_bn, stats=stats[speaker] if stats else None
+                group if bn_waves is None else bn_waves(speaker),
+                speaker_bn=speaker_bn,
+                stats=stats[speaker] if stats else None,
             )
             return score(lambda batch: self._predict_with(v, batch), group)
 

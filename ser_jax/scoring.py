@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from ser_jax.data.pipeline import window_batches, windows
+from ser_jax.data.pipeline import ClipSet, window_batches, windows
+from ser_jax.errors import ConfigError
 
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # batch -> (batch, classes) probs
 # batch -> (BatchNorm statistics of the batch, the count of values behind each layer's)
@@ -138,3 +139,41 @@ def score_by_speaker(
         rows = np.flatnonzero(names == speaker)
         probs[rows] = score(speaker, [waves[i] for i in rows])
     return probs
+
+
+def clip_speakers(clips: ClipSet) -> list[str]:
+    """The speaker of each clip (``frontend.normalize="speaker"``, ``eval.speaker_bn``,
+    ``model.speaker_classes`` and ``data.speaker_batches`` need them)."""
+    if len(clips.utts) != len(clips):
+        raise ConfigError(
+            "frontend.normalize='speaker', eval.speaker_bn, model.speaker_classes and "
+            "data.speaker_batches need each clip's speaker, and these clips have none"
+        )
+    return [str(u.speaker) for u in clips.utts]
+
+
+def speaker_waves(parts: Sequence[ClipSet], speaker: str) -> list[np.ndarray]:
+    """``speaker``'s clips in ``parts`` (for their BatchNorm statistics); refused, naming the
+    speaker, when ``parts`` hold none (``eval.speaker_bn_source="train"`` on a protocol whose
+    test speakers are not in training, as leave-one-speaker-out)."""
+    waves = [
+        w for c in parts for w, s in zip(c.waves, clip_speakers(c), strict=True) if s == speaker
+    ]
+    if not waves:
+        raise ConfigError(
+            f"speaker {speaker} has no clips to take BatchNorm statistics from in this split "
+            "(eval.speaker_bn_source='train' needs the test speakers in training: use 'scored' "
+            "or 'all' on leave-one-speaker-out)"
+        )
+    return waves
+
+
+def speaker_bn_clips(spec: Any, data: Any) -> list[ClipSet] | None:
+    """The clips whose speakers' statistics speaker-adaptive BatchNorm uses
+    (``eval.speaker_bn_source``, or the spec's; None: the clips scored)."""
+    source = spec if isinstance(spec, str) else spec.speaker_bn_source
+    if source == "train":
+        return [data.train]
+    if source == "all":
+        return [c for c in (data.train, data.val, data.test) if len(c)]
+    return None

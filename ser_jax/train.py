@@ -57,7 +57,14 @@ from ser_jax.rundir import (
     processor_name,
     run_info,
 )
-from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips
+from ser_jax.scoring import (
+    batchnorm_statistics,
+    clip_speakers,
+    score_by_speaker,
+    score_clips,
+    speaker_bn_clips,
+    speaker_waves,
+)
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.steps import (
     ModelVariables,
@@ -344,43 +351,6 @@ def _class_terms(spec: RunSpec, data: PreparedData) -> dict[str, np.ndarray]:
         floored = np.maximum(counts, 1.0)
         shift = spec.logit_adjustment * np.log(floored / floored.sum())
     return class_terms(weight.astype(np.float32), shift.astype(np.float32))
-
-
-def clip_speakers(clips: ClipSet) -> list[str]:
-    """The speaker of each clip (``frontend.normalize="speaker"``, ``eval.speaker_bn``,
-    ``model.speaker_classes`` and ``data.speaker_batches`` need them)."""
-    if len(clips.utts) != len(clips):
-        raise ConfigError(
-            "frontend.normalize='speaker', eval.speaker_bn, model.speaker_classes and "
-            "data.speaker_batches need each clip's speaker, and these clips have none"
-        )
-    return [str(u.speaker) for u in clips.utts]
-
-
-def speaker_waves(parts: Sequence[ClipSet], speaker: str) -> list[np.ndarray]:
-    """``speaker``'s clips in ``parts`` (for their BatchNorm statistics); refused, naming the
-    speaker, when ``parts`` hold none (``eval.speaker_bn_source="train"`` on a protocol whose
-    test speakers are not in training, as leave-one-speaker-out)."""
-    waves = [
-        w for c in parts for w, s in zip(c.waves, clip_speakers(c), strict=True) if s == speaker
-    ]
-    if not waves:
-        raise ConfigError(
-            f"speaker {speaker} has no clips to take BatchNorm statistics from in this split "
-            "(eval.speaker_bn_source='train' needs the test speakers in training: use 'scored' "
-            "or 'all' on leave-one-speaker-out)"
-        )
-    return waves
-
-
-def speaker_bn_clips(spec: RunSpec, data: PreparedData) -> list[ClipSet] | None:
-    """The clips whose speakers' statistics speaker-adaptive BatchNorm uses
-    (``eval.speaker_bn_source``; None: the clips scored)."""
-    if spec.speaker_bn_source == "train":
-        return [data.train]
-    if spec.speaker_bn_source == "all":
-        return [c for c in (data.train, data.val, data.test) if len(c)]
-    return None
 
 
 def _speaker_ids(data: PreparedData, heads: int) -> np.ndarray:

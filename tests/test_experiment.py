@@ -191,6 +191,17 @@ def test_seeds_report_mean_and_std(tmp_path):
         np.mean([a["test_uar"] for a in adapted])
     )
     assert "speaker-adaptive BatchNorm (all clips)" in (tmp_path / "summary.md").read_text()
+    # ser-jax evaluate --speaker_bn takes the statistics from the clips training took them
+    # from (every split here), so it gives what training recorded
+    from ser_jax.inference import evaluate_run
+
+    run0 = tmp_path / "seed0"
+    recorded = [json.loads(x) for x in (run0 / "test_speaker_bn_predictions.jsonl").open()]
+    evaluate_run(str(run0), data=None, corpus="demo", out=str(tmp_path / "ev"), speaker_bn=True)
+    got = [json.loads(x) for x in (tmp_path / "ev" / "test_speaker_bn_predictions.jsonl").open()]
+    assert [r["utt_id"] for r in got] == [r["utt_id"] for r in recorded]
+    for g, r in zip(got, recorded, strict=True):
+        assert g["probs"] == pytest.approx(r["probs"], abs=2e-3)
 
 
 def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
