@@ -391,6 +391,45 @@ ROUND2_MAIN = (
 )
 
 
+# Speaker-adaptive BatchNorm on the seed protocol from each test speaker's training clips
+# (eval.speaker_bn_source="train": no test audio read for the statistics), on an Intel Xeon.
+BN_TRAIN = "--config.eval.speaker_bn=True --config.eval.speaker_bn_source={src}"
+ROUND3_MEMBERS = (
+    ("s_best_bntrain", "best", "train"),
+    ("s_bilstm_bntrain", "bilstm_attention", "train"),
+    ("s_pitch_bntrain", "functionals_pitch", "train"),
+    ("s_cepw_bntrain", "functionals_mfcc", "train"),
+    ("s_cep_bntrain", "functionals_mfcc_shuffled", "train"),
+)
+ROUND3_MAIN = (
+    *(
+        (
+            d,
+            f"{cfg}.py, stratified 70/15/15, speaker-adaptive BatchNorm from the speaker's "
+            f"{'training clips' if src == 'train' else 'clips in every split'}",
+            f"ser-jax train --config experiments/configs/{cfg}.py {BN_TRAIN.format(src=src)} "
+            f"--config.seed=10 --seeds 3 --config.train.progress=False --workdir runs/{d}",
+        )
+        for d, cfg, src in (*ROUND3_MEMBERS, ("s_cepw_bnall", "functionals_mfcc", "all"))
+    ),
+    (
+        "s_twoview_func",
+        "twoview_functionals.py, stratified 70/15/15, speaker-adaptive BatchNorm from the "
+        "speaker's training clips scored later from the saved models",
+        "ser-jax train --config experiments/configs/twoview_functionals.py --config.seed=10 "
+        f"--seeds 3 --config.train.progress=False {BN_TRAIN.format(src='train')} "
+        "--workdir runs/s_twoview_func",
+    ),
+    (
+        "s_committee_bntrain",
+        "the committee of the five member presets on the seed protocol (the rule fixed before "
+        "its members ran), speaker-adaptive BatchNorm from the speaker's training clips",
+        "ser-jax ensemble --out runs/s_committee_bntrain "
+        + " ".join(f"runs/{d}" for d, _, _ in ROUND3_MEMBERS),
+    ),
+)
+
+
 def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     """A cv run's pooled test UAR (``key="pooled_speaker_bn"``: with speaker-adaptive BN)."""
     path = run_root / "cv_summary.json"
@@ -603,6 +642,21 @@ ENSEMBLE_BESIDE = (
 def cv_extras(run_root: Path) -> list[list[str]]:
     """The beside-rows of a cv run: mean ± std over folds, test-time augmentation, the seeds'
     ensemble (each reported next to the single model, never instead of it)."""
+    seeds = run_root / "summary.json"
+    if seeds.exists():  # the seed protocol: speaker-adaptive BatchNorm, when scored
+        bn = json.loads(seeds.read_text()).get("speaker_bn")
+        if not bn:
+            return []
+        clips = {"train": "training clips", "all": "clips in every split"}.get(
+            bn["source"], "test clips"
+        )
+        return [
+            [
+                f"↳ with speaker-adaptive BatchNorm from the speaker's {clips} (own protocol)",
+                f"{bn['test_uar'].get('n', 1)} seeds",
+                *(fmt(bn[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
+            ]
+        ]
     ensemble = run_root / "ensemble_summary.json"
     if ensemble.exists():
         s = json.loads(ensemble.read_text())
@@ -726,6 +780,7 @@ BLOCKS = {
     "xeon_main": lambda root, kept: main_rows(root, XEON_MAIN, kept=kept),
     "round2_levers": lambda root, kept: lever_rows(root, ROUND2_LEVERS, kept, balanced=True),
     "round2_main": lambda root, kept: main_rows(root, ROUND2_MAIN, kept=kept),
+    "round3_main": lambda root, kept: main_rows(root, ROUND3_MAIN, kept=kept),
 }
 
 
