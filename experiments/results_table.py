@@ -423,7 +423,8 @@ ROUND3_MAIN = (
     (
         "s_committee_bntrain",
         "the committee of the five member presets on the seed protocol (the rule fixed before "
-        "its members ran), speaker-adaptive BatchNorm from the speaker's training clips",
+        "its members ran), averaged; its members also scored with speaker-adaptive BatchNorm "
+        "from the speaker's training clips (the ↳ rows)",
         "ser-jax ensemble --out runs/s_committee_bntrain "
         + " ".join(f"runs/{d}" for d, _, _ in ROUND3_MEMBERS),
     ),
