@@ -168,10 +168,9 @@ def speaker_waves(parts: Sequence[ClipSet], speaker: str) -> list[np.ndarray]:
     return waves
 
 
-def speaker_bn_clips(spec: Any, data: Any) -> list[ClipSet] | None:
-    """The clips whose speakers' statistics speaker-adaptive BatchNorm uses
-    (``eval.speaker_bn_source``, or the spec's; None: the clips scored)."""
-    source = spec if isinstance(spec, str) else spec.speaker_bn_source
+def speaker_bn_clips(source: str, data: Any) -> list[ClipSet] | None:
+    """The clips of ``data`` (a ``PreparedData``) whose speakers' statistics speaker-adaptive
+    BatchNorm uses under ``eval.speaker_bn_source=source`` (None: the clips scored)."""
     if source == "train":
         return [data.train]
     if source == "all":

@@ -399,10 +399,9 @@ def _member(config: Any, data: PreparedData | None) -> Member:
         for c in (data.train, data.val, data.test)
         if len(c)
     )
-    if spec.speaker_bn and len(data.test):  # refused before training, not after it
-        parts = speaker_bn_clips(spec, data)
-        for speaker in sorted(set(clip_speakers(data.test))) if parts is not None else ():
-            speaker_waves(parts, speaker)
+    parts = speaker_bn_clips(spec.speaker_bn_source, data) if spec.speaker_bn else None
+    for speaker in sorted(set(clip_speakers(data.test))) if parts is not None else ():
+        speaker_waves(parts, speaker)  # refused before training, not after it
     pools = tuple(tuple(p) for p in config.model.pools)
     check_min_frames(
         int(num_frames(shortest, spec.frontend)), pools, "data.max_seconds/shortest clip"
@@ -847,13 +846,7 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     # Test-time augmentation, chosen by config before any test result: reported beside.
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
     # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
-    adapted = (
-        trainer.evaluate(
-            data.test, variables, speaker_bn=True, bn_clips=speaker_bn_clips(spec, data)
-        )
-        if spec.speaker_bn
-        else None
-    )
+    adapted = _adapted_test(trainer, data, variables) if spec.speaker_bn else None
     history = lp.history
     results = {
         "name": spec.name,
@@ -897,6 +890,13 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
         run.write_results(results)
         print(format_table(test))
     return results
+
+
+def _adapted_test(trainer: Trainer, data: PreparedData, variables: Any) -> dict[str, Any]:
+    """The test split with speaker-adaptive BatchNorm, each speaker's statistics from the
+    clips ``eval.speaker_bn_source`` names."""
+    bn_clips = speaker_bn_clips(trainer.spec.speaker_bn_source, data)
+    return trainer.evaluate(data.test, variables, speaker_bn=True, bn_clips=bn_clips)
 
 
 def _beside_results(
@@ -985,13 +985,7 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
         )
     spec = trainer.spec
     tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if need_tta else None
-    adapted = (
-        trainer.evaluate(
-            data.test, variables, speaker_bn=True, bn_clips=speaker_bn_clips(spec, data)
-        )
-        if need_bn
-        else None
-    )
+    adapted = _adapted_test(trainer, data, variables) if need_bn else None
     added = {k: v for k, v in _beside_results(spec, tta, adapted).items() if v is not None}
     commit, dirty = git_state()
     for block in added.values():  # who scored it, when it was not the training job
