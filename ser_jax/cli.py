@@ -79,6 +79,20 @@ def _define_flags() -> None:
         "geometric mean renormalised (a product of experts). Default: the mean (predict with a "
         "shipped committee: the rule it was shipped with).",
     )
+    flags.DEFINE_string(
+        "weights",
+        None,
+        "A committee's weights, comma-separated, one a run or model in order (>= 0): each "
+        "counts that many times in the combined probabilities (0 leaves it out). Default: all "
+        "alike.",
+    )
+    flags.DEFINE_string(
+        "weight_grid",
+        None,
+        "ensemble over cv runs: also choose the run weights from these values (e.g. 0,1,2), "
+        "nested by speaker (each speaker's files decided by the weights the other speakers' "
+        "files chose) and on all speakers (the weights for --weights).",
+    )
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
@@ -170,6 +184,7 @@ def _predict(rest: list[str]) -> int:
         speaker_bn=FLAGS.speaker_bn,
         balanced=FLAGS.balanced,
         rule=FLAGS.rule,
+        weights=FLAGS.weights,
     )
 
 
@@ -249,10 +264,20 @@ def _ensemble(rest: list[str]) -> None:
         raise UsageError(
             "ensemble needs one or more cv (or `train --seeds N`) run directories after the flags"
         )
+    from ser_jax.weights import parse_weights
+
     ensemble_runs(
         rest,
         _need("out", "ensemble", "the folder to write the ensemble's summary to"),
         rule=FLAGS.rule or "mean",
+        weights=None if FLAGS.weights is None else parse_weights(FLAGS.weights, len(rest)),
+        weight_grid=(
+            None
+            if FLAGS.weight_grid is None
+            else parse_weights(
+                FLAGS.weight_grid, len(FLAGS.weight_grid.split(",")), "--weight_grid"
+            )
+        ),
     )
 
 
@@ -299,7 +324,17 @@ VERBS: dict[str, Verb] = {
         Verb(
             "predict",
             "label and class probabilities for audio files (any length, any sample rate)",
-            ("run", "model", "json", "timeline", "csv", "speaker_bn", "balanced", "rule"),
+            (
+                "run",
+                "model",
+                "json",
+                "timeline",
+                "csv",
+                "speaker_bn",
+                "balanced",
+                "rule",
+                "weights",
+            ),
             "ser-jax predict clip1.wav long.flac --timeline timeline.png   (the shipped model)",
             _predict,
         ),
@@ -350,7 +385,7 @@ VERBS: dict[str, Verb] = {
             "ensemble",
             "average the test probabilities of every model of several cv runs (same speakers), "
             "or committees of seed-protocol runs (`train --seeds N`, same seeds)",
-            ("out", "rule"),
+            ("out", "rule", "weights", "weight_grid"),
             "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm",
             _ensemble,
         ),

@@ -17,6 +17,7 @@ log-probabilities, a product of experts, where a class one model finds unlikely 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,14 +164,31 @@ RULES = ("mean", "geometric")
 PROBABILITY_FLOOR = 1e-5
 
 
-def combine_probabilities(probs: Sequence[np.ndarray], rule: str = "mean") -> np.ndarray:
+def combine_probabilities(
+    probs: Sequence[np.ndarray], rule: str = "mean", weights: Sequence[float] | None = None
+) -> np.ndarray:
     """One distribution from several models' class probabilities (each ``(..., classes)``):
-    their ``mean``, or their ``geometric`` mean renormalised (module docstring)."""
+    their ``mean``, or their ``geometric`` mean renormalised (module docstring); with
+    ``weights`` (one a model, >= 0), the weighted mean or weighted geometric mean."""
     stacked = np.asarray(probs, dtype=np.float64)
+    if weights is None:
+        average = functools.partial(np.mean, axis=0)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(stacked),) or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError(
+                f"weights {list(map(float, w.ravel()))}: need one weight >= 0 for each of the "
+                f"{len(stacked)} models, not all 0"
+            )
+        w = (w / w.sum()).reshape((-1,) + (1,) * (stacked.ndim - 1))
+
+        def average(x: np.ndarray) -> np.ndarray:
+            return (w * x).sum(axis=0)
+
     if rule == "mean":
-        return stacked.mean(axis=0)
+        return average(stacked)
     if rule == "geometric":
-        log = np.log(np.maximum(stacked, PROBABILITY_FLOOR)).mean(axis=0)
+        log = average(np.log(np.maximum(stacked, PROBABILITY_FLOOR)))
         q = np.exp(log - log.max(axis=-1, keepdims=True))
         return q / q.sum(axis=-1, keepdims=True)
     raise ConfigError(

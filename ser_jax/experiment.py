@@ -38,6 +38,7 @@ from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
 from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
 from ser_jax.train import train_members
+from ser_jax.weights import choose_weights
 
 
 def with_overrides(config: Any, **updates: Any) -> Any:
@@ -367,12 +368,18 @@ def score_mean(
     truth: dict[str, int],
     label_names: Sequence[str],
     rule: str = "mean",
+    weights: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """Metrics of each file's class probabilities combined over its models (``rule``, as
-    ``ser_jax.evaluate.combine_probabilities``: their mean by default), over all files at
-    once."""
+    ``ser_jax.evaluate.combine_probabilities``: their mean by default; ``weights``: per file,
+    a weight for each of its models), over all files at once."""
     ids = sorted(probs)
-    combined = np.array([combine_probabilities(probs[u], rule) for u in ids])
+    combined = np.array(
+        [
+            combine_probabilities(probs[u], rule, None if weights is None else weights[u])
+            for u in ids
+        ]
+    )
     return classification_metrics([truth[u] for u in ids], combined.argmax(-1), label_names)
 
 
@@ -475,39 +482,108 @@ def committee_summary(scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def committee_probabilities(
+    found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
+    label_names: Sequence[str],
+    kind: str,
+) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """The committees of one model per cv run (committee k: the k-th seed of every run, their
+    seeds sorted; as many as the fewest seeds of any run), each as ``(probs (runs, files,
+    classes), truth (files,), file ids)``, the files sorted, every run's row its k-th seed's
+    ``kind`` probabilities."""
+    seeds = []
+    for _, summary, runs in found:
+        of_run = [int(r["seed"]) for r in summary["per_fold"]]
+        seeds.append((sorted(set(of_run)), of_run, runs))
+    out = []
+    for k in range(min(len(s) for s, _, _ in seeds)):
+        rows, truth = [], {}
+        for unique, of_run, runs in seeds:
+            chosen = [run for run, s in zip(runs, of_run, strict=True) if s == unique[k]]
+            got, labels = file_probabilities(chosen, label_names, kind)
+            truth |= labels
+            rows.append(got)
+        ids = sorted(truth)
+        probs = np.stack([np.stack([got[u][0] for u in ids]) for got in rows])
+        out.append((probs, np.array([truth[u] for u in ids]), ids))
+    return out
+
+
 def seed_committees(
     found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
     label_names: Sequence[str],
     kinds: Sequence[tuple[str, str]],
     rule: str = "mean",
+    weights: Sequence[float] | None = None,
 ) -> dict[str, Any] | None:
-    """Committees of one model per cv run: committee k averages, per file, the k-th seed of
-    every run (their seeds sorted), so an ensemble recipe gets one pooled figure per
-    committee and a mean ± std over them, like a single config over its seeds. The number of
-    committees is the fewest seeds of any run; None when that is 1 (the one committee would
-    be the ensemble itself)."""
-    seeds = []
-    for _, summary, runs in found:
-        of_run = [int(r["seed"]) for r in summary["per_fold"]]
-        seeds.append((sorted(set(of_run)), of_run, runs))
-    count = min(len(s) for s, _, _ in seeds)
-    if count < 2:
-        return None
-    out: dict[str, Any] = {"count": count}
+    """Committees of one model per cv run (``committee_probabilities``): committee k combines,
+    per file, the k-th seed of every run (``weights``: one a run), so an ensemble recipe gets
+    one pooled figure per committee and a mean ± std over them, like a single config over its
+    seeds. None when there is one committee (it would be the ensemble itself)."""
+    out: dict[str, Any] = {}
     for kind, key in kinds:  # (predictions file prefix, summary key), as in ENSEMBLE_KINDS
-        scored = []
-        for k in range(count):
-            probs: dict[str, list[np.ndarray]] = {}
-            truth: dict[str, int] = {}
-            for unique, of_run, runs in seeds:
-                chosen = [run for run, s in zip(runs, of_run, strict=True) if s == unique[k]]
-                got, labels = file_probabilities(chosen, label_names, kind)
-                truth |= labels
-                for utt, ps in got.items():
-                    probs.setdefault(utt, []).extend(ps)
-            scored.append(score_mean(probs, truth, label_names, rule))
+        committees = committee_probabilities(found, label_names, kind)
+        if len(committees) < 2:
+            return None
+        out["count"] = len(committees)
+        scored = [
+            classification_metrics(
+                truth, combine_probabilities(list(probs), rule, weights).argmax(-1), label_names
+            )
+            for probs, truth, _ in committees
+        ]
         out[key] = committee_summary(scored)
     return out
+
+
+def weight_grid_committees(
+    found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
+    label_names: Sequence[str],
+    kinds: Sequence[tuple[str, str]],
+    grid: Sequence[float],
+    rule: str = "mean",
+) -> dict[str, Any]:
+    """``ser-jax ensemble --weight_grid``: for each kind, the committees' run weights chosen
+    across speakers (``ser_jax.weights.choose_weights``): the weights chosen on all speakers
+    with their (optimistic) figures, and the nested figures, each speaker decided by weights
+    the other speakers chose."""
+    out: dict[str, Any] = {"grid": sorted({float(g) for g in grid})}
+    _, summary, runs = found[0]
+    speaker_of = {  # each file's speaker: its row's, else its fold's test speaker
+        utt: str(row.get("speaker", fold["speaker"]))
+        for fold, run in zip(summary["per_fold"], runs, strict=True)
+        for utt, row in read_predictions(run).items()
+    }
+    for kind, key in kinds:
+        committees = committee_probabilities(found, label_names, kind)
+        ids = committees[0][2]
+        speakers = np.array([speaker_of[u] for u in ids])
+        got = choose_weights(
+            [(p, t) for p, t, _ in committees], speakers, grid, len(label_names), rule
+        )
+        out["candidates"] = got["candidates"]
+
+        out[key] = {
+            "chosen": got["chosen"],
+            "on_all_speakers": _scored(got["chosen_decisions"], committees, label_names),
+            "nested": _scored(got["nested_decisions"], committees, label_names),
+            "per_speaker": got["per_speaker"],
+        }
+    return out
+
+
+def _scored(
+    decisions: Sequence[np.ndarray],
+    committees: Sequence[tuple[np.ndarray, np.ndarray, list[str]]],
+    label_names: Sequence[str],
+) -> dict[str, Any]:
+    """``committee_summary`` of each committee's decisions against its truth."""
+    return committee_summary(
+        [
+            classification_metrics(t, d, label_names)
+            for d, (_, t, _) in zip(decisions, committees, strict=True)
+        ]
+    )
 
 
 def seed_models(run_dir: Path) -> tuple[dict[str, Any], dict[int, Path]]:
@@ -595,7 +671,11 @@ def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> di
 
 
 def ensemble_runs(
-    cv_dirs: Sequence[str | Path], workdir: str | Path, rule: str = "mean"
+    cv_dirs: Sequence[str | Path],
+    workdir: str | Path,
+    rule: str = "mean",
+    weights: Sequence[float] | None = None,
+    weight_grid: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """``ser-jax ensemble``: average, per test file, the class probabilities of every model of
     several finished cv runs over the same speakers (each fold run of each directory is one
@@ -607,7 +687,11 @@ def ensemble_runs(
     protocol). Writes ``ensemble_summary.json``/``.md``, ``ensemble_confusion.png`` (and
     ``ensemble_speaker_bn_confusion.png``) and ``run_info.json`` (commit, processor, command)
     to ``workdir``. Directories of ``ser-jax train --seeds N`` (the seed protocol) give their
-    committees instead (:func:`seed_protocol_committees`)."""
+    committees instead (:func:`seed_protocol_committees`).
+
+    ``weights`` (one a directory): run i counts w[i] times, its models sharing its weight.
+    ``weight_grid``: the run weights chosen across speakers, nested and on all speakers
+    (:func:`weight_grid_committees`, ``ser_jax.weights``), reported beside the fixed rule."""
 
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")
@@ -616,7 +700,17 @@ def ensemble_runs(
             f"--rule={rule!r}: not a way to combine probabilities ({', '.join(RULES)})"
         )
     workdir = Path(workdir)
+    if weights is not None and len(weights) != len(cv_dirs):
+        raise ConfigError(
+            f"--weights: {len(weights)} weights for {len(cv_dirs)} run directories (one a "
+            "directory, in order)"
+        )
     seed_dirs = [Path(d) for d in cv_dirs if (Path(d) / "summary.json").exists()]
+    if seed_dirs and (weights is not None or weight_grid is not None):
+        raise ConfigError(
+            "--weights and --weight_grid weigh the runs of leave-one-speaker-out (cv) "
+            "committees; seed-protocol directories (`train --seeds N`) take the plain mean"
+        )
     if seed_dirs:
         if len(seed_dirs) != len(cv_dirs):
             raise ConfigError(
@@ -635,15 +729,18 @@ def ensemble_runs(
     all_runs = [run for _, _, runs in found for run in runs]
     kinds = scored_kinds(all_runs)
     probs: dict[str, dict[str, list[np.ndarray]]] = {kind: {} for kind, _ in kinds}
+    model_weights: dict[str, dict[str, list[float]]] = {kind: {} for kind, _ in kinds}
     truth: dict[str, int] = {}
     files: set[str] | None = None
     per_run: list[dict[str, list[np.ndarray]]] = []  # each directory's test probabilities
-    for cv_dir, _, runs in found:
+    for i, (cv_dir, _, runs) in enumerate(found):
         for kind, _ in kinds:
             got, labels = file_probabilities(runs, label_names, kind)
             truth |= labels
             for utt, ps in got.items():
                 probs[kind].setdefault(utt, []).extend(ps)
+                share = 1.0 if weights is None else weights[i] / len(ps)
+                model_weights[kind].setdefault(utt, []).extend([share] * len(ps))
             if kind != "test":
                 continue
             per_run.append(got)
@@ -659,11 +756,12 @@ def ensemble_runs(
             "run": str(cv_dir),
             "models": len(runs),
             "command": summary.get("command", ""),
+            **({} if weights is None else {"weight": float(weights[i])}),
             **{
                 key: summary[key]["test_uar"]["mean"] for _, key in ENSEMBLE_KINDS if key in summary
             },
         }
-        for cv_dir, summary, runs in found
+        for i, (cv_dir, summary, runs) in enumerate(found)
     ]
     models = len(all_runs)
     ids = sorted(files)
@@ -677,14 +775,19 @@ def ensemble_runs(
         "labels": label_names,
         "member_mean_uar": float(np.mean([m["pooled"] for m in members])),
         "rule": rule,
+        **({} if weights is None else {"weights": [float(w) for w in weights]}),
     }
     for kind, key in kinds:
-        m = score_mean(probs[kind], truth, label_names, rule)
+        m = score_mean(
+            probs[kind], truth, label_names, rule, None if weights is None else model_weights[kind]
+        )
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
-    committees = seed_committees(found, label_names, kinds, rule)
+    committees = seed_committees(found, label_names, kinds, rule, weights)
     if committees:
         out["committees"] = committees
+    if weight_grid is not None:
+        out["weight_grid"] = weight_grid_committees(found, label_names, kinds, weight_grid, rule)
     if len(found) > 1:
         out["error_overlap"] = error_overlap(per_run, truth, ids, rule)
     _write_ensemble_summary(workdir, out)
@@ -728,6 +831,8 @@ def ensemble_runs(
             "",
             committee_table(committees, KIND_NAMES, "UAR per committee", rule),
         ]
+    if "weight_grid" in out:
+        lines += ["", weight_grid_table(out["weight_grid"], [m["run"] for m in members])]
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
@@ -777,6 +882,42 @@ def error_overlap_table(overlap: dict[str, Any], names: Sequence[str]) -> str:
         "Each run's own decision (its models combined): share of files wrong, and the share "
         "it and each other run both get wrong (double fault: the lower, the more they can "
         "correct each other)\n\n" + markdown(["run", "wrong", *heads], rows)
+    )
+
+
+def weight_grid_table(grid: dict[str, Any], names: Sequence[str]) -> str:
+    """``weight_grid_committees`` as markdown: per kind, the weights chosen on all speakers
+    (their figure optimistic) and the nested figure, each speaker decided by the others'."""
+    rows = []
+    for key, name in KIND_NAMES:
+        if (g := grid.get(key)) is None:
+            continue
+        nested, on_all = g["nested"]["uar"], g["on_all_speakers"]["uar"]
+        rows.append(
+            [
+                name,
+                ", ".join(f"{w:g}" for w in g["chosen"]),
+                f"{on_all['mean']:.4f} ± {on_all['std']:.4f}",
+                f"{nested['mean']:.4f} ± {nested['std']:.4f}",
+                ", ".join(f"{u:.4f}" for u in nested["each"]),
+            ]
+        )
+    runs = ", ".join(f"{i + 1}: {n}" for i, n in enumerate(names))
+    return (
+        f"Run weights chosen across speakers from the grid {grid['grid']} ({grid['candidates']} "
+        f"candidates; runs {runs}): the weights chosen on all speakers and their UAR on the "
+        "files that chose them (optimistic), and the nested UAR, each speaker's files decided "
+        "by the weights the other speakers' files chose (the estimate)\n\n"
+        + markdown(
+            [
+                "committees of the runs' k-th seeds",
+                "weights chosen on all speakers",
+                "UAR on all speakers (optimistic)",
+                "UAR, nested by speaker",
+                "nested UAR per committee",
+            ],
+            rows,
+        )
     )
 
 

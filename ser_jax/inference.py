@@ -101,13 +101,14 @@ def committee_files(
     speaker_bn: bool = False,
     balanced: bool = False,
     rule: str = "mean",
+    weights: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """``predict_files`` of several models (a committee, e.g. two model families), each
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
     BatchNorm to the files, as alone; ``balanced``: each model's own probabilities divided by
     its own training prior, then averaged, as ``ser-jax ensemble`` scores it; ``rule``: how
-    they combine, ``ser_jax.evaluate.combine_probabilities``). The models must share their
-    classes."""
+    they combine, ``ser_jax.evaluate.combine_probabilities``; ``weights``: one a model). The
+    models must share their classes."""
     names = list(models[0].label_names)
     for m in models[1:]:
         if list(m.label_names) != names:
@@ -124,7 +125,9 @@ def committee_files(
     good = [i for i, row in enumerate(rows) if "error" not in row]
     if not good:
         return rows
-    combined = combine_probabilities([p[[g.index(i) for i in good]] for _, g, p in scored], rule)
+    combined = combine_probabilities(
+        [p[[g.index(i) for i in good]] for _, g, p in scored], rule, weights
+    )
     return _labelled(rows, good, combined, names)
 
 
@@ -139,6 +142,7 @@ def predict_command(
     speaker_bn: bool = False,
     balanced: bool = False,
     rule: str | None = None,
+    weights: str | None = None,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -147,8 +151,9 @@ def predict_command(
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
-    else the mean)."""
+    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.weights``)."""
     from ser_jax.package import load_shipped, shipped_members, shipped_rule
+    from ser_jax.weights import parse_weights
 
     runs = [r for r in (run_dir or "").split(",") if r]
     shipped = [m for n in (model_name or "").split(",") if n for m in shipped_members(n)]
@@ -159,6 +164,9 @@ def predict_command(
             f"{flag}={given}: a committee of {count} models has no timeline or CSV of "
             f"windows; give one model for --timeline/--csv"
         )
+    if weights is not None and count < 2:
+        raise ConfigError(f"--weights={weights}: weights are for a committee of several models")
+    weight_list = None if weights is None else parse_weights(weights, count)
     if runs:
         models = [load_model(r) for r in runs]
     else:
@@ -169,7 +177,9 @@ def predict_command(
         one = len(given_names) == 1 and not runs
         rule = shipped_rule(given_names[0]) if one else "mean"
     if len(models) > 1:
-        rows = committee_files(models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule)
+        rows = committee_files(
+            models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule, weights=weight_list
+        )
     else:
         rows = predict_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
     names = model.label_names

@@ -179,6 +179,15 @@ def test_balanced_decision_divides_by_the_models_training_prior(trained, demo_co
     for p, o, c in zip(plain, other, geometric, strict=True):
         g = np.sqrt([p["probs"][n] * o["probs"][n] for n in names])
         np.testing.assert_allclose([c["probs"][n] for n in names], g / g.sum(), atol=1e-3)
+    # --weights: the committee's probabilities are the models' weighted mean
+    weighted = committee_files([model, plain_model], files, weights=[3, 1])
+    for p, o, c in zip(plain, other, weighted, strict=True):
+        want = [(3 * p["probs"][n] + o["probs"][n]) / 4 for n in names]
+        np.testing.assert_allclose([c["probs"][n] for n in names], want, atol=1e-3)
+    with pytest.raises(ConfigError, match="--weights=.1,2,3.: 3 weights for 2 runs"):
+        predict_command(f"{skewed},{workdir}", files, as_json=True, weights="1,2,3")
+    with pytest.raises(ConfigError, match="weights are for a committee"):
+        predict_command(str(workdir), files, as_json=True, weights="1")
     # evaluate --balanced writes its own files beside the plain ones
     metrics = evaluate_run(str(skewed), data=None, corpus="emodb", out=str(tmp_path), balanced=True)
     written = json.loads((tmp_path / "test_balanced_metrics.json").read_text())
