@@ -431,6 +431,46 @@ ROUND3_MAIN = (
 )
 
 
+# Committee run weights chosen across speakers (ser-jax ensemble --weight_grid), an Intel Xeon.
+ROUND4_NAMED = "runs/x_base runs/x_bilstm_att runs/x_func_pitch runs/x_func_mfcc " + (
+    "runs/x_func_mfcc_shuffled"
+)
+ROUND4_TWOVIEW = ROUND4_NAMED.replace("runs/x_base", "runs/x_twoview_func")
+ROUND4_MAIN = (
+    (
+        "x_committee6_w",
+        "the six LOSO runs of this round (the named committee's five and the two-view "
+        "network), run weights chosen across speakers from {0,1,2}, averaged probabilities "
+        "(the rule written down before best.py's rerun finished)",
+        "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee6_w runs/x_twoview_func "
+        + ROUND4_NAMED,
+    ),
+    (
+        "x_committee_base_w",
+        "the named committee (five presets, best.py), run weights chosen across speakers "
+        "from {0,1,2}",
+        "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee_base_w " + ROUND4_NAMED,
+    ),
+    (
+        "x_committee_w",
+        "the second round's rule's committee (the two-view network in best.py's place), run "
+        "weights chosen across speakers from {0,1,2}",
+        "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee_w " + ROUND4_TWOVIEW,
+    ),
+    (
+        "x_committee_w_geo",
+        "the same, geometric mean of probabilities",
+        "ser-jax ensemble --rule geometric --weight_grid 0,1,2 --out runs/x_committee_w_geo "
+        + ROUND4_TWOVIEW,
+    ),
+    (
+        "x_committee_w3",
+        "the same, averaged, run weights from {0,1,2,3}",
+        "ser-jax ensemble --weight_grid 0,1,2,3 --out runs/x_committee_w3 " + ROUND4_TWOVIEW,
+    ),
+)
+
+
 def pooled_uar(run_root: Path, key: str = "pooled") -> float | None:
     """A cv run's pooled test UAR (``key="pooled_speaker_bn"``: with speaker-adaptive BN)."""
     path = run_root / "cv_summary.json"
@@ -577,8 +617,12 @@ def recorded_command(run_root: Path, template: str) -> str:
 
 
 def rule_note(summary: dict) -> str:
-    """How an ensemble combined its models, when not by the mean (older summaries: the mean)."""
-    return ", geometric mean" if summary.get("rule") == "geometric" else ""
+    """How an ensemble combined its models, when not by the mean (older summaries: the mean),
+    and its run weights when given."""
+    note = ", geometric mean" if summary.get("rule") == "geometric" else ""
+    if summary.get("weights"):
+        note += f", run weights {', '.join(f'{w:g}' for w in summary['weights'])}"
+    return note
 
 
 def metrics(run_root: Path) -> tuple[str, list[str]] | None:
@@ -678,6 +722,7 @@ def cv_extras(run_root: Path) -> list[list[str]]:
                         *(fmt(c[key][m], 3) for m in ("accuracy", "uar", "macro_f1")),
                     ]
                 )
+        rows += weight_grid_rows(s)
         return rows
     path = run_root / "cv_summary.json"
     if not path.exists():
@@ -706,6 +751,37 @@ def cv_extras(run_root: Path) -> list[list[str]]:
             [f"↳ ensemble of the {len(s['seeds'])} seeds (averaged probabilities)", "pooled"]
             + [f"{e[k]:.3f}" for k in keys]
         )
+    return rows
+
+
+def weight_grid_rows(s: dict) -> list[list[str]]:
+    """The rows of ``ser-jax ensemble --weight_grid``: per kind, the committees with run weights
+    chosen nested by speaker (the estimate), then with the weights chosen on all speakers
+    (optimistic: scored on the files that chose them)."""
+    grid = s.get("weight_grid")
+    if not grid:
+        return []
+    rows = []
+    values = ",".join(f"{g:g}" for g in grid["grid"])
+    for key, what in ENSEMBLE_BESIDE:
+        if (g := grid.get(key)) is None:
+            continue
+        what = f", {what.removesuffix(' (own protocol)')}" if what else ""
+        for part, how in (
+            ("nested", f"run weights from {{{values}}} chosen on the other speakers' files"),
+            (
+                "on_all_speakers",
+                f"run weights {', '.join(f'{w:g}' for w in g['chosen'])} chosen on all "
+                "speakers (optimistic: scored on the files that chose them)",
+            ),
+        ):
+            rows.append(
+                [
+                    f"↳ committees (the runs' k-th seeds), {how}{what}",
+                    f"{len(g[part]['uar']['each'])} committees, pooled",
+                    *(fmt(g[part][m], 3) for m in ("accuracy", "uar", "macro_f1")),
+                ]
+            )
     return rows
 
 
@@ -782,6 +858,7 @@ BLOCKS = {
     "round2_levers": lambda root, kept: lever_rows(root, ROUND2_LEVERS, kept, balanced=True),
     "round2_main": lambda root, kept: main_rows(root, ROUND2_MAIN, kept=kept),
     "round3_main": lambda root, kept: main_rows(root, ROUND3_MAIN, kept=kept),
+    "round4_main": lambda root, kept: main_rows(root, ROUND4_MAIN, kept=kept),
 }
 
 
