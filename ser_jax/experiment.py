@@ -30,6 +30,7 @@ from ser_jax.evaluate import (
     balanced_probabilities,
     classification_metrics,
     combine_probabilities,
+    confusion_matrix,
     format_table,
     read_predictions,
     training_prior,
@@ -567,6 +568,10 @@ def weight_grid_committees(
             "chosen": got["chosen"],
             "on_all_speakers": _scored(got["chosen_decisions"], committees, label_names),
             "nested": _scored(got["nested_decisions"], committees, label_names),
+            "nested_confusion": sum(  # the committees' nested decisions, summed
+                confusion_matrix(t, d, len(label_names))
+                for d, (_, t, _) in zip(got["nested_decisions"], committees, strict=True)
+            ).tolist(),
             "per_speaker": got["per_speaker"],
         }
     return out
@@ -833,6 +838,15 @@ def ensemble_runs(
         ]
     if "weight_grid" in out:
         lines += ["", weight_grid_table(out["weight_grid"], [m["run"] for m in members])]
+        nested = out["weight_grid"]["pooled"]
+        plot_confusion(
+            np.asarray(nested["nested_confusion"]),
+            label_names,
+            workdir / "ensemble_weights_nested_confusion.png",
+            title=f"{len(members)} cv runs, run weights chosen on the other speakers"
+            f"{RULE_TITLES[rule]}: UAR {nested['nested']['uar']['mean']:.3f} "
+            f"({len(nested['nested']['uar']['each'])} committees summed)",
+        )
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out

@@ -91,6 +91,9 @@ def test_nested_weights_decide_each_speaker_by_the_other_speakers_choice(tmp_pat
     assert g["per_speaker"] == {"A": [1.0, 2.0], "B": [1.0, 1.0]}
     assert g["nested"]["uar"]["each"] == [0.0]
     assert ens["weight_grid"]["candidates"] == 5  # (0,1) (1,0) (1,1) (1,2) (2,1)
+    # the nested decisions' confusion (rows: truth anger, boredom): all four files wrong
+    assert g["nested_confusion"] == [[0, 2], [2, 0]]
+    assert (tmp_path / "ens" / "ensemble_weights_nested_confusion.png").stat().st_size > 0
     md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
     assert "| pooled | 1, 1 | 0.5000 ± 0.0000 | 0.0000 ± 0.0000 | 0.0000 |" in md
     # given weights: b counts twice, so B is right and A wrong
