@@ -468,6 +468,21 @@ ROUND4_MAIN = (
         "the same, averaged, run weights from {0,1,2,3}",
         "ser-jax ensemble --weight_grid 0,1,2,3 --out runs/x_committee_w3 " + ROUND4_TWOVIEW,
     ),
+    (
+        "x_bilstm_att_s23",
+        "bilstm_attention.py, seeds 2 and 3 (two more BiLSTM-attention models a fold)",
+        "ser-jax cv --config experiments/configs/bilstm_attention.py "
+        "--config.eval.speaker_bn=True --config.train.progress=False --config.seed=2 --seeds 2 "
+        "--workdir runs/x_bilstm_att_s23",
+    ),
+    (
+        "x_committee_b2",
+        "the weights 1, 2, 1, 0, 2 of the named committee made into models, all weighted "
+        "alike: best.py, BiLSTM-attention seeds 0-1 and 2-3, the pitch functionals, the "
+        "shuffled cepstral model twice (the rule written down before seeds 2-3 ran)",
+        "ser-jax ensemble --weights 1,1,1,1,2 --out runs/x_committee_b2 runs/x_base "
+        "runs/x_bilstm_att runs/x_bilstm_att_s23 runs/x_func_pitch runs/x_func_mfcc_shuffled",
+    ),
 )
 
 
