@@ -274,9 +274,7 @@ def _ensemble(rest: list[str]) -> None:
         weight_grid=(
             None
             if FLAGS.weight_grid is None
-            else parse_weights(
-                FLAGS.weight_grid, len(FLAGS.weight_grid.split(",")), "--weight_grid"
-            )
+            else parse_weights(FLAGS.weight_grid, None, "--weight_grid")
         ),
     )
 

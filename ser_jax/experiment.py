@@ -511,19 +511,20 @@ def committee_probabilities(
 
 
 def seed_committees(
-    found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
+    by_kind: dict[str, list[tuple[np.ndarray, np.ndarray, list[str]]]],
     label_names: Sequence[str],
     kinds: Sequence[tuple[str, str]],
     rule: str = "mean",
     weights: Sequence[float] | None = None,
 ) -> dict[str, Any] | None:
-    """Committees of one model per cv run (``committee_probabilities``): committee k combines,
-    per file, the k-th seed of every run (``weights``: one a run), so an ensemble recipe gets
-    one pooled figure per committee and a mean ± std over them, like a single config over its
-    seeds. None when there is one committee (it would be the ensemble itself)."""
+    """Committees of one model per cv run (``by_kind``: ``committee_probabilities`` of each
+    kind): committee k combines, per file, the k-th seed of every run (``weights``: one a
+    run), so an ensemble recipe gets one pooled figure per committee and a mean ± std over
+    them, like a single config over its seeds. None when there is one committee (it would be
+    the ensemble itself)."""
     out: dict[str, Any] = {}
     for kind, key in kinds:  # (predictions file prefix, summary key), as in ENSEMBLE_KINDS
-        committees = committee_probabilities(found, label_names, kind)
+        committees = by_kind[kind]
         if len(committees) < 2:
             return None
         out["count"] = len(committees)
@@ -539,6 +540,7 @@ def seed_committees(
 
 def weight_grid_committees(
     found: Sequence[tuple[Path, dict[str, Any], list[Path]]],
+    by_kind: dict[str, list[tuple[np.ndarray, np.ndarray, list[str]]]],
     label_names: Sequence[str],
     kinds: Sequence[tuple[str, str]],
     grid: Sequence[float],
@@ -547,7 +549,8 @@ def weight_grid_committees(
     """``ser-jax ensemble --weight_grid``: for each kind, the committees' run weights chosen
     across speakers (``ser_jax.weights.choose_weights``): the weights chosen on all speakers
     with their (optimistic) figures, and the nested figures, each speaker decided by weights
-    the other speakers chose."""
+    the other speakers chose (``by_kind``: ``committee_probabilities`` of each kind; ``found``
+    for each file's speaker)."""
     out: dict[str, Any] = {"grid": sorted({float(g) for g in grid})}
     _, summary, runs = found[0]
     speaker_of = {  # each file's speaker: its row's, else its fold's test speaker
@@ -556,14 +559,13 @@ def weight_grid_committees(
         for utt, row in read_predictions(run).items()
     }
     for kind, key in kinds:
-        committees = committee_probabilities(found, label_names, kind)
+        committees = by_kind[kind]
         ids = committees[0][2]
         speakers = np.array([speaker_of[u] for u in ids])
         got = choose_weights(
             [(p, t) for p, t, _ in committees], speakers, grid, len(label_names), rule
         )
         out["candidates"] = got["candidates"]
-
         out[key] = {
             "chosen": got["chosen"],
             "on_all_speakers": _scored(got["chosen_decisions"], committees, label_names),
@@ -788,11 +790,14 @@ def ensemble_runs(
         )
         out[key] = {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count", "per_class")}
         out[key]["confusion"] = np.asarray(m["confusion"]).tolist()
-    committees = seed_committees(found, label_names, kinds, rule, weights)
+    by_kind = {kind: committee_probabilities(found, label_names, kind) for kind, _ in kinds}
+    committees = seed_committees(by_kind, label_names, kinds, rule, weights)
     if committees:
         out["committees"] = committees
     if weight_grid is not None:
-        out["weight_grid"] = weight_grid_committees(found, label_names, kinds, weight_grid, rule)
+        out["weight_grid"] = weight_grid_committees(
+            found, by_kind, label_names, kinds, weight_grid, rule
+        )
     if len(found) > 1:
         out["error_overlap"] = error_overlap(per_run, truth, ids, rule)
     _write_ensemble_summary(workdir, out)

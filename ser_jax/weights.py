@@ -32,13 +32,14 @@ from ser_jax.errors import ConfigError
 from ser_jax.evaluate import PROBABILITY_FLOOR
 
 
-def parse_weights(text: str, count: int, what: str = "--weights") -> list[float]:
-    """``"2,1,1"`` → ``[2.0, 1.0, 1.0]``: ``count`` non-negative numbers, not all 0."""
+def parse_weights(text: str, count: int | None, what: str = "--weights") -> list[float]:
+    """``"2,1,1"`` → ``[2.0, 1.0, 1.0]``: ``count`` (None: any number of) non-negative
+    numbers, not all 0."""
     try:
         weights = [float(x) for x in str(text).split(",")]
     except ValueError:
         raise ConfigError(f"{what}={text!r}: not comma-separated numbers") from None
-    if len(weights) != count:
+    if count is not None and len(weights) != count:
         raise ConfigError(
             f"{what}={text!r}: {len(weights)} weights for {count} runs (one a run, in order)"
         )
