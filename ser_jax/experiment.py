@@ -608,13 +608,21 @@ def seed_models(run_dir: Path) -> tuple[dict[str, Any], dict[int, Path]]:
     return summary, runs
 
 
-def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> dict[str, Any]:
+def seed_protocol_committees(
+    run_dirs: Sequence[Path], rule: str = "mean", weights: Sequence[float] | None = None
+) -> dict[str, Any]:
     """Committees over ``ser-jax train --seeds N`` directories: committee k averages, per test
     file, the runs' models of seed k, which share that seed's split and so its test files (each
     seed's split is a different set of test files, so there is no ensemble over seeds). The
     committees are the seeds every run has; each is scored on its split, reported as mean ± std
-    over the seeds, like a single config's seed-protocol figure."""
+    over the seeds, like a single config's seed-protocol figure. ``weights`` (one a directory,
+    fixed beforehand, e.g. chosen on leave-one-speaker-out): run i's model counts w[i] times."""
     found = [(Path(d), *seed_models(Path(d))) for d in run_dirs]
+    if weights is not None and len(weights) != len(found):
+        raise ConfigError(
+            f"--weights: {len(weights)} weights for {len(found)} run directories (one a "
+            "directory, in order)"
+        )
 
     def labels_of(run: Path) -> list[str]:
         return list(json.loads((run / "test_metrics.json").read_text())["labels"])
@@ -643,22 +651,25 @@ def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> di
                 "seeds": sorted(runs),
                 "command": summary.get("command", ""),
                 "test_uar": summary["test_uar"]["mean"],
+                **({} if weights is None else {"weight": float(weights[i])}),
             }
-            for d, summary, runs in found
+            for i, (d, summary, runs) in enumerate(found)
         ],
         "seeds": seeds,
         "labels": label_names,
         "member_mean_uar": float(np.mean([s["test_uar"]["mean"] for _, s, _ in found])),
         "rule": rule,
+        **({} if weights is None else {"weights": [float(w) for w in weights]}),
     }
     committees: dict[str, Any] = {"count": len(seeds)}
     for kind, key in kinds:
         scored = []
         for seed in seeds:
             probs: dict[str, list[np.ndarray]] = {}
+            model_weights: dict[str, list[float]] = {}
             truth: dict[str, int] = {}
             files: set[str] | None = None
-            for d, _, runs in found:
+            for i, (d, _, runs) in enumerate(found):
                 got, labels = file_probabilities([runs[seed]], label_names, kind)
                 if files is not None and set(got) != files:
                     raise ConfigError(
@@ -670,7 +681,13 @@ def seed_protocol_committees(run_dirs: Sequence[Path], rule: str = "mean") -> di
                 truth |= labels
                 for utt, ps in got.items():
                     probs.setdefault(utt, []).extend(ps)
-            scored.append(score_mean(probs, truth, label_names, rule))
+                    w = 1.0 if weights is None else float(weights[i])
+                    model_weights.setdefault(utt, []).extend([w] * len(ps))
+            scored.append(
+                score_mean(
+                    probs, truth, label_names, rule, None if weights is None else model_weights
+                )
+            )
         committees[key] = committee_summary(scored)
         committees[key]["confusion"] = np.sum([m["confusion"] for m in scored], axis=0).tolist()
     out["committees"] = committees
@@ -713,10 +730,11 @@ def ensemble_runs(
             "directory, in order)"
         )
     seed_dirs = [Path(d) for d in cv_dirs if (Path(d) / "summary.json").exists()]
-    if seed_dirs and (weights is not None or weight_grid is not None):
+    if seed_dirs and weight_grid is not None:
         raise ConfigError(
-            "--weights and --weight_grid weigh the runs of leave-one-speaker-out (cv) "
-            "committees; seed-protocol directories (`train --seeds N`) take the plain mean"
+            "--weight_grid chooses the run weights across the speakers of leave-one-speaker-out "
+            "(cv) committees; seed-protocol directories (`train --seeds N`) take fixed "
+            "--weights (e.g. those chosen on leave-one-speaker-out) or the plain mean"
         )
     if seed_dirs:
         if len(seed_dirs) != len(cv_dirs):
@@ -725,7 +743,7 @@ def ensemble_runs(
                 "`ser-jax train --seeds N` directory like the others (no summary.json): a "
                 "committee takes runs of one protocol"
             )
-        return _seed_protocol_ensemble(seed_dirs, workdir, rule)
+        return _seed_protocol_ensemble(seed_dirs, workdir, rule, weights)
     found = [(Path(d), *cv_models(Path(d))) for d in cv_dirs]
     label_names = list(found[0][1]["labels"])
     for cv_dir, summary, _ in found[1:]:
@@ -813,12 +831,17 @@ def ensemble_runs(
                 title=f"ensemble of {len(members)} cv runs, {what}{RULE_TITLES[rule]}: "
                 f"UAR {out[key]['uar']:.3f}",
             )
-    rows = [[m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")] for m in members]
+    rows = [
+        [m["run"], m["models"], m["pooled"], m.get("pooled_speaker_bn", "")]
+        + ([m["weight"]] if weights is not None else [])
+        for m in members
+    ]
+    header = ["cv run", "models", "pooled UAR", "pooled UAR, speaker-adaptive BN"]
     lines = [
         f"# Ensemble of {len(members)} cv runs: {out['models_per_file']} models score each of "
         f"the {len(ids)} test files ({models} fold runs in all)",
         "",
-        markdown(["cv run", "models", "pooled UAR", "pooled UAR, speaker-adaptive BN"], rows),
+        markdown(header + (["weight"] if weights is not None else []), rows),
         "",
         f"Mean of the runs' pooled UAR: {out['member_mean_uar']:.4f}",
         "",
@@ -978,10 +1001,15 @@ def _write_ensemble_summary(workdir: Path, out: dict[str, Any]) -> None:
     (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path, rule: str) -> dict[str, Any]:
+def _seed_protocol_ensemble(
+    run_dirs: Sequence[Path],
+    workdir: Path,
+    rule: str,
+    weights: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """``ser-jax ensemble`` over seed-protocol directories: their committees
     (:func:`seed_protocol_committees`), written as the cv ensemble writes its summary."""
-    out = {"command": command_line(), **seed_protocol_committees(run_dirs, rule)}
+    out = {"command": command_line(), **seed_protocol_committees(run_dirs, rule, weights)}
     _write_ensemble_summary(workdir, out)
     c = out["committees"]
     names = tuple(
@@ -1003,8 +1031,13 @@ def _seed_protocol_ensemble(run_dirs: Sequence[Path], workdir: Path, rule: str) 
         "on its own split",
         "",
         markdown(
-            ["run", "seeds", "test UAR (mean over its seeds)"],
-            [[m["run"], ", ".join(map(str, m["seeds"])), m["test_uar"]] for m in out["members"]],
+            ["run", "seeds", "test UAR (mean over its seeds)"]
+            + (["weight"] if weights is not None else []),
+            [
+                [m["run"], ", ".join(map(str, m["seeds"])), m["test_uar"]]
+                + ([m["weight"]] if weights is not None else [])
+                for m in out["members"]
+            ],
         ),
         "",
         f"Mean of the runs' test UAR: {out['member_mean_uar']:.4f}",

@@ -435,6 +435,22 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
         "0.500) | 0.750 ± 0.354 | 0.750 ± 0.354 |" in rows
     )
     assert "↳" not in rows  # no second row repeating the committees
+    # fixed weights (chosen elsewhere, e.g. on LOSO): b counts twice. Seed 10: x (0.9 + 2 x
+    # 0.2) / 3 = 0.43 -> boredom (wrong), y 0.33 -> boredom: UAR 0.5; seed 11: u 0.63 ->
+    # anger, v 0.47 -> boredom: UAR 1
+    w = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens_w", weights=[1, 2])
+    assert w["committees"]["pooled"]["uar"]["each"] == [0.5, 1.0]
+    assert w["weights"] == [1.0, 2.0] and [m["weight"] for m in w["members"]] == [1.0, 2.0]
+    # weight 0 leaves a run out: run a alone (x right, y wrong; u wrong, v right)
+    a_only = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens_a", weights=[1, 0])
+    assert a_only["committees"]["pooled"]["uar"]["each"] == [0.5, 0.5]
+    wrow = rt.main_rows(tmp_path, (("ens_w", "weighted", "cmd"),), recorded=False)
+    assert "each its own split (runs' mean UAR 0.500), run weights 1, 2 | 0.750 ± 0.354 |" in wrow
+    assert "| weight |" in (tmp_path / "ens_w" / "ensemble_summary.md").read_text()
+    with pytest.raises(ConfigError, match="1 weights for 2 run directories"):
+        ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "bad_w", weights=[1])
+    with pytest.raises(ConfigError, match="--weight_grid chooses the run weights across"):
+        ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "bad_g", weight_grid=[0, 1])
     _fake_seed_runs(tmp_path / "d", {10: {"x": ("anger", 0.9), "z": ("boredom", 0.1)}})
     with pytest.raises(ConfigError, match="d: seed 10's test files differ"):
         ensemble_runs([tmp_path / "a", tmp_path / "d"], tmp_path / "out_d")
