@@ -151,8 +151,9 @@ def predict_command(
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
-    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.weights``)."""
-    from ser_jax.package import load_shipped, shipped_members, shipped_rule
+    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.weights``; None: a
+    shipped committee's own weights, else alike)."""
+    from ser_jax.package import load_shipped, shipped_members, shipped_rule, shipped_weights
     from ser_jax.weights import parse_weights
 
     runs = [r for r in (run_dir or "").split(",") if r]
@@ -172,10 +173,12 @@ def predict_command(
     else:
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
+    given_names = [n for n in (model_name or "").split(",") if n]
+    one = len(given_names) == 1 and not runs  # one shipped model or committee
     if rule is None:  # one shipped committee: its own rule; otherwise the mean
-        given_names = [n for n in (model_name or "").split(",") if n]
-        one = len(given_names) == 1 and not runs
         rule = shipped_rule(given_names[0]) if one else "mean"
+    if weight_list is None and one:  # one shipped committee: its own weights, if it has any
+        weight_list = shipped_weights(given_names[0])
     if len(models) > 1:
         rows = committee_files(
             models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule, weights=weight_list

@@ -9,8 +9,9 @@ of a finished run (bytes as they are, so packaging the same run twice gives the 
 
 A shipped committee is a folder with ``committee.json`` (the names of shipped member models)
 and its ``MODEL_CARD.md`` (the committee's figures, read from ``ser-jax ensemble`` summaries):
-``ser-jax predict --model NAME`` averages the members' probabilities per file
-(``package_committee``, ``shipped_members``).
+``ser-jax predict --model NAME`` averages the members' probabilities per file, by the
+committee's rule and member weights when it records them (``package_committee``,
+``shipped_members``, ``shipped_rule``, ``shipped_weights``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CARD = "MODEL_CARD.md"
 REFERENCE = "reference_predictions.json"
 RUN_FILES = ("config.json", "run_info.json", "results.json", MODEL_FILE)
 COMMITTEE = "committee.json"
+ALIKE = "alike"
 
 
 def shipped_models(root: Path | None = None) -> list[str]:
@@ -78,6 +80,16 @@ def shipped_rule(name: str | None = None, root: Path | None = None) -> str:
     return str(json.loads((folder / COMMITTEE).read_text()).get("rule", "mean"))
 
 
+def shipped_weights(name: str | None = None, root: Path | None = None) -> list[float] | None:
+    """A shipped committee's member weights (its ``committee.json`` ``weights``, one a member,
+    in order), or None when its members weigh alike (and for a single model)."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return None
+    weights = json.loads((folder / COMMITTEE).read_text()).get("weights")
+    return None if weights is None else [float(w) for w in weights]
+
+
 def card_summary(path: Path) -> str:
     """The summary line of a model card: its first non-empty line after the title."""
     card = path / CARD
@@ -120,24 +132,37 @@ def package_committee(
     must be shipped already, one model each, with the same classes) and a model card whose
     figures come from ``ser-jax ensemble`` summaries of the same recipes (``loso``: over cv
     runs; ``seeds``: over seed-protocol runs). The committee combines its members by the rule
-    those summaries were made with (``ser-jax ensemble --rule``); summaries of two rules are
-    refused."""
+    those summaries were made with (``ser-jax ensemble --rule``) and with their run weights
+    (``--weights``, one a member in order: the weights go into ``committee.json``); summaries
+    of two rules or two sets of weights are refused."""
     root = root or PRETRAINED
     if len(members) < 2:
         raise ConfigError(f"committee {name!r}: needs two or more members, got {list(members)}")
-    rules = {
-        str(given): json.loads((Path(given) / "ensemble_summary.json").read_text()).get(
-            "rule", "mean"
-        )
+    summaries = {
+        str(given): json.loads((Path(given) / "ensemble_summary.json").read_text())
         for given in (loso, seeds)
         if given
     }
+    rules = {d: s.get("rule", "mean") for d, s in summaries.items()}
     if len(set(rules.values())) > 1:
         raise ConfigError(
             f"committee {name!r}: its figures come from ensembles of different rules "
             f"({', '.join(f'{d}: {r}' for d, r in rules.items())}); give summaries of one rule"
         )
     rule = next(iter(rules.values()), "mean")
+    given_weights = {d: s.get("weights") for d, s in summaries.items()}
+    if len({json.dumps(w) for w in given_weights.values()}) > 1:
+        raise ConfigError(
+            f"committee {name!r}: its figures come from ensembles of different run weights "
+            f"({', '.join(f'{d}: {w or ALIKE}' for d, w in given_weights.items())}); give "
+            "summaries made with the same --weights"
+        )
+    weights = next(iter(given_weights.values()), None)
+    if weights is not None and len(weights) != len(members):
+        raise ConfigError(
+            f"committee {name!r}: its ensembles weigh {len(weights)} runs, but the committee "
+            f"has {len(members)} members (one a run, in the ensemble's order)"
+        )
     labels = None
     for member in members:
         folder = model_dir(member, root)
@@ -152,8 +177,12 @@ def package_committee(
     recipe: dict[str, Any] = {"members": list(members)}
     if rule != "mean":
         recipe["rule"] = rule
+    if weights is not None:
+        recipe["weights"] = [float(w) for w in weights]
     (out / COMMITTEE).write_text(json.dumps(recipe, indent=2) + "\n")
-    card = committee_card(name, members, loso=loso, seeds=seeds, root=root, rule=rule)
+    card = committee_card(
+        name, members, loso=loso, seeds=seeds, root=root, rule=rule, weights=weights
+    )
     (out / CARD).write_text(card)
     return out
 
@@ -166,10 +195,20 @@ def committee_card(
     seeds: str | Path | None = None,
     root: Path | None = None,
     rule: str = "mean",
+    weights: Sequence[float] | None = None,
 ) -> str:
-    """The model card of a committee: its members (each card's summary line) and the
-    committee's figures read from ``ser-jax ensemble`` summaries."""
+    """The model card of a committee: its members (each card's summary line, and its weight
+    when they differ) and the committee's figures read from ``ser-jax ensemble`` summaries."""
     root = root or PRETRAINED
+    weighed = (
+        "every member weighted alike"
+        if weights is None
+        else "each member weighted as listed (a weight of 2 counts its model twice)"
+    )
+
+    def weight(i: int) -> str:
+        return "" if weights is None else f" (weight {float(weights[i]):g})"
+
     how = (
         "the members' geometric mean, renormalised (a product of experts)"
         if rule == "geometric"
@@ -179,11 +218,11 @@ def committee_card(
         f"# {name}",
         "",
         f"A committee of {len(members)} shipped speech emotion classifiers, trained from scratch "
-        f"on Emo-DB: each file's class probabilities are {how}, every member "
-        "weighted alike; research use on acted German speech only.",
+        f"on Emo-DB: each file's class probabilities are {how}, {weighed}; research use on "
+        "acted German speech only.",
         "",
         "## Members",
-        *(f"- `{m}`: {card_summary(model_dir(m, root))}" for m in members),
+        *(f"- `{m}`{weight(i)}: {card_summary(model_dir(m, root))}" for i, m in enumerate(members)),
         "",
         f"Use: `ser-jax predict --model {name} FILE...`; with `--speaker_bn` when the files of "
         "one call are one speaker's recordings (each member then normalises its BatchNorm "

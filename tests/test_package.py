@@ -149,6 +149,43 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
         np.testing.assert_allclose([row["probs"][n] for n in names], g / g.sum(), atol=1e-3)
         mean = [(each[0][i]["probs"][n] + each[1][i]["probs"][n]) / 2 for n in names]
         assert not np.allclose([row["probs"][n] for n in names], mean, atol=1e-4)
+    # a committee packaged from a weighted ensemble (`ensemble --weights 1,3`) records the
+    # weights, and predict --model combines by them: b counts three times
+    (ens / "ensemble_summary.json").write_text(json.dumps(summary | {"weights": [1.0, 3.0]}))
+    cw = package.package_committee("cw", ["a", "b"], loso=ens, root=root)
+    assert json.loads((cw / "committee.json").read_text()) == {
+        "members": ["a", "b"],
+        "weights": [1.0, 3.0],
+    }
+    card = (cw / "MODEL_CARD.md").read_text()
+    assert "each member weighted as listed" in card and "- `b` (weight 3): A tiny" in card
+    assert package.shipped_weights("cw", root) == [1.0, 3.0]
+    assert package.shipped_weights("c", root) is None and package.shipped_weights("a", root) is None
+    capsys.readouterr()
+    assert predict_command(None, paths, as_json=True, model_name="cw", balanced=True) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for i, row in enumerate(rows):
+        w = [(each[0][i]["probs"][n] + 3 * each[1][i]["probs"][n]) / 4 for n in names]
+        np.testing.assert_allclose([row["probs"][n] for n in names], w, atol=1e-3)
+    # --weights overrides the shipped ones: 1,0 is member a alone
+    assert (
+        predict_command(None, paths, as_json=True, model_name="cw", balanced=True, weights="1,0")
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    for i, row in enumerate(rows):
+        np.testing.assert_allclose(
+            [row["probs"][n] for n in names], [each[0][i]["probs"][n] for n in names], atol=1e-3
+        )
+    other = tmp_path / "ens_w2"
+    shutil.copytree(ens, other)
+    (other / "ensemble_summary.json").write_text(json.dumps(summary | {"weights": [2.0, 1.0]}))
+    with pytest.raises(ConfigError, match="different run weights"):
+        package.package_committee("cx", ["a", "b"], loso=ens, seeds=other, root=root)
+    (other / "ensemble_summary.json").write_text(json.dumps(summary | {"weights": [1, 1, 1]}))
+    with pytest.raises(ConfigError, match="its ensembles weigh 3 runs, but the committee has 2"):
+        package.package_committee("cx", ["a", "b"], loso=other, root=root)
+    shutil.rmtree(cw)
     (folder / "committee.json").unlink()  # not a committee any more, for what follows
     shutil.rmtree(folder)
     with pytest.raises(ConfigError, match="needs two or more members"):
