@@ -436,6 +436,10 @@ ROUND4_NAMED = "runs/x_base runs/x_bilstm_att runs/x_func_pitch runs/x_func_mfcc
     "runs/x_func_mfcc_shuffled"
 )
 ROUND4_TWOVIEW = ROUND4_NAMED.replace("runs/x_base", "runs/x_twoview_func")
+SEED_NAMED = (
+    "runs/s_best_bntrain runs/s_bilstm_bntrain runs/s_pitch_bntrain runs/s_cepw_bntrain "
+    "runs/s_cep_bntrain"
+)
 ROUND4_MAIN = (
     (
         "x_committee6_w",
@@ -450,6 +454,29 @@ ROUND4_MAIN = (
         "the named committee (five presets, best.py), run weights chosen across speakers "
         "from {0,1,2}",
         "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee_base_w " + ROUND4_NAMED,
+    ),
+    (
+        "s_committee_w",
+        "the named committee's weights 1, 2, 1, 0, 2 (chosen on LOSO, x_committee_base_w) "
+        "applied unchanged on the seed protocol: the five member presets of seeds 10-12",
+        "ser-jax ensemble --weights 1,2,1,0,2 --out runs/s_committee_w " + SEED_NAMED,
+    ),
+    (
+        "s_committee6",
+        "seed protocol: the five member presets and the two-view network, averaged",
+        "ser-jax ensemble --out runs/s_committee6 " + SEED_NAMED + " runs/s_twoview_func",
+    ),
+    (
+        "s_committee_cep3_tv",
+        "seed protocol: the three strongest seed-protocol models (the shuffled cepstral model, "
+        "the same with 13 statistics, the two-view network), averaged",
+        "ser-jax ensemble --out runs/s_committee_cep3_tv runs/s_cep_bntrain runs/s_cep_stats13 "
+        "runs/s_twoview_func",
+    ),
+    (
+        "s_committee_cep_tv",
+        "seed protocol: the shuffled cepstral model and the two-view network, averaged",
+        "ser-jax ensemble --out runs/s_committee_cep_tv runs/s_cep_bntrain runs/s_twoview_func",
     ),
     (
         "x_committee_w",
@@ -737,6 +764,14 @@ def cv_extras(run_root: Path) -> list[list[str]]:
                         *(fmt(c[key][m], 3) for m in ("accuracy", "uar", "macro_f1")),
                     ]
                 )
+        if seeds and c and "val" in c:  # the figure to choose a seed-protocol make-up by
+            rows.append(
+                [
+                    "↳ the same committees on each seed's validation split (to choose by)",
+                    f"{c['count']} committees, each its own split",
+                    *(fmt(c["val"][m], 3) for m in ("accuracy", "uar", "macro_f1")),
+                ]
+            )
         rows += weight_grid_rows(s)
         return rows
     path = run_root / "cv_summary.json"

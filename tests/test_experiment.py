@@ -478,6 +478,16 @@ def test_seed_protocol_committees_are_scored_on_validation_files_too(tmp_path):
     assert c["val"]["confusion"] == [[1, 1], [0, 0]]
     md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
     assert "| each seed's validation split | 0.5000 ± 0.0000 |" in md
+    # the README's table shows it beside the test figure, as the one to choose a make-up by
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    import results_table as rt
+
+    rows = rt.main_rows(tmp_path, (("ens", "committee", "cmd"),), recorded=False).splitlines()
+    assert rows[2].startswith("| committee | 2 runs, a committee a seed (10), each its own split")
+    assert rows[3].startswith(
+        "| ↳ the same committees on each seed's validation split (to choose by) | 1 committees, "
+        "each its own split | 0.500 | 0.500 |"
+    )
     _fake_seed_runs(tmp_path / "k", test)
     mixed = ensemble_runs([tmp_path / "g", tmp_path / "k"], tmp_path / "ens2")["committees"]
     assert "val" not in mixed and "pooled" in mixed
