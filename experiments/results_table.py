@@ -456,6 +456,12 @@ ROUND4_MAIN = (
         "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee_base_w " + ROUND4_NAMED,
     ),
     (
+        "x_committee_family",
+        "the named committee averaged within each family first (the two CNN-LSTMs and the "
+        "three functionals models each half the vote: run weights 3, 3, 2, 2, 2)",
+        "ser-jax ensemble --weights 3,3,2,2,2 --out runs/x_committee_family " + ROUND4_NAMED,
+    ),
+    (
         "s_committee_w",
         "the named committee's weights 1, 2, 1, 0, 2 (chosen on LOSO, x_committee_base_w) "
         "applied unchanged on the seed protocol: the five member presets of seeds 10-12",
