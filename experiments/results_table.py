@@ -462,6 +462,17 @@ ROUND4_MAIN = (
         "ser-jax ensemble --weights 3,3,2,2,2 --out runs/x_committee_family " + ROUND4_NAMED,
     ),
     (
+        "s_best_noaug",
+        "best.py without augmentation (no time shift, gain, noise or SpecAugment), stratified "
+        "70/15/15 (the seed protocol)",
+        "ser-jax train --config experiments/configs/best.py --config.eval.speaker_bn=True "
+        "--config.eval.speaker_bn_source=train --config.seed=10 --seeds 3 "
+        "--config.train.progress=False --config.augment.time_shift_prob=0.0 "
+        "--config.augment.noise_prob=0.0 --config.augment.gain_prob=0.0 "
+        "--config.augment.time_mask_prob=0.0 --config.augment.freq_mask_prob=0.0 "
+        "--workdir runs/s_best_noaug",
+    ),
+    (
         "s_committee_w",
         "the named committee's weights 1, 2, 1, 0, 2 (chosen on LOSO, x_committee_base_w) "
         "applied unchanged on the seed protocol: the five member presets of seeds 10-12",
