@@ -456,6 +456,19 @@ ROUND4_MAIN = (
         "ser-jax ensemble --weight_grid 0,1,2 --out runs/x_committee_base_w " + ROUND4_NAMED,
     ),
     (
+        "x_committee_w1212",
+        "the named best: best.py, BiLSTM-attention, the pitch functionals and the shuffled "
+        "cepstral model, run weights 1, 2, 1, 2 (shipped as emodb-committee-weighted)",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee_w1212 runs/x_base "
+        "runs/x_bilstm_att runs/x_func_pitch runs/x_func_mfcc_shuffled",
+    ),
+    (
+        "s_committee_w1212",
+        "the named best on the seed protocol (seeds 10-12), run weights 1, 2, 1, 2",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/s_committee_w1212 runs/s_best_bntrain "
+        "runs/s_bilstm_bntrain runs/s_pitch_bntrain runs/s_cep_bntrain",
+    ),
+    (
         "x_committee_family",
         "the named committee averaged within each family first (the two CNN-LSTMs and the "
         "three functionals models each half the vote: run weights 3, 3, 2, 2, 2)",

@@ -23,6 +23,7 @@ from ser_jax.package import (
     reference_predictions,
     shipped_members,
     shipped_models,
+    shipped_weights,
 )
 from ser_jax.restore import load_model
 
@@ -310,6 +311,19 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
         want = np.mean([[a[i]["probs"][k] for k in labels] for a in alone], axis=0)
         np.testing.assert_allclose([row["probs"][k] for k in labels], want, atol=2e-5)
         assert row["label"] == labels[int(np.argmax(want))]
+    # a shipped weighted committee: the weighted mean of its members' own probabilities
+    own = dict(zip(members, alone, strict=True))
+    weighted = [n for n in shipped_models() if shipped_weights(n) is not None]
+    assert weighted, "the package ships a weighted committee (emodb-committee-weighted)"
+    for name in weighted:
+        weights = shipped_weights(name)
+        assert predict_command(None, paths, as_json=True, model_name=name) == 0
+        rows = json.loads(capsys.readouterr().out)
+        of = shipped_members(name)
+        for i, row in enumerate(rows):
+            each = [[own[m][i]["probs"][k] for k in labels] for m in of]
+            want = np.average(each, axis=0, weights=weights)
+            np.testing.assert_allclose([row["probs"][k] for k in labels], want, atol=2e-5)
     with pytest.raises(ConfigError, match="no shipped model 'nope'"):
         predict_command(None, paths, as_json=True, model_name=f"{names[0]},nope")
     with pytest.raises(ConfigError, match="a committee of 2 models has no timeline"):
