@@ -469,6 +469,27 @@ ROUND4_MAIN = (
         "runs/s_bilstm_bntrain runs/s_pitch_bntrain runs/s_cep_bntrain",
     ),
     (
+        "x_func_pitch_s23",
+        "functionals_pitch.py, seeds 2 and 3",
+        "ser-jax cv --config experiments/configs/functionals_pitch.py "
+        "--config.eval.speaker_bn=True --config.train.progress=False --config.seed=2 --seeds 2 "
+        "--workdir runs/x_func_pitch_s23",
+    ),
+    (
+        "x_func_mfcc_shuffled_s23",
+        "functionals_mfcc_shuffled.py, seeds 2 and 3",
+        "ser-jax cv --config experiments/configs/functionals_mfcc_shuffled.py "
+        "--config.train.progress=False --config.seed=2 --seeds 2 "
+        "--workdir runs/x_func_mfcc_shuffled_s23",
+    ),
+    (
+        "x_committee_w1212_s23",
+        "the named best again with other seeds (written down before they ran): best.py's "
+        "seeds 0-1, the other three members' seeds 2-3, run weights 1, 2, 1, 2",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee_w1212_s23 runs/x_base "
+        "runs/x_bilstm_att_s23 runs/x_func_pitch_s23 runs/x_func_mfcc_shuffled_s23",
+    ),
+    (
         "x_committee_family",
         "the named committee averaged within each family first (the two CNN-LSTMs and the "
         "three functionals models each half the vote: run weights 3, 3, 2, 2, 2)",
