@@ -828,7 +828,8 @@ def ensemble_runs(
                 np.asarray(out[key]["confusion"]),
                 label_names,
                 workdir / png,
-                title=f"ensemble of {len(members)} cv runs, {what}{RULE_TITLES[rule]}: "
+                title=f"ensemble of {len(members)} cv runs, {what}{RULE_TITLES[rule]}"
+                f"{weights_title(weights)}: "
                 f"UAR {out[key]['uar']:.3f}",
             )
     rows = [
@@ -878,6 +879,11 @@ def ensemble_runs(
     (workdir / "ensemble_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
+
+
+def weights_title(weights: Sequence[float] | None) -> str:
+    """A figure title's note of the run weights (nothing when the runs weigh alike)."""
+    return "" if weights is None else f", run weights {', '.join(f'{w:g}' for w in weights)}"
 
 
 def error_overlap(
@@ -1024,7 +1030,8 @@ def _seed_protocol_ensemble(
                 out["labels"],
                 workdir / png,
                 title=f"committees of {len(run_dirs)} runs, seeds {out['seeds']} summed "
-                f"({what}{RULE_TITLES[rule]}): UAR {c[key]['uar']['mean']:.3f} ± {c[key]['uar']['std']:.3f}",
+                f"({what}{RULE_TITLES[rule]}{weights_title(weights)}): "
+                f"UAR {c[key]['uar']['mean']:.3f} ± {c[key]['uar']['std']:.3f}",
             )
     lines = [
         f"# Committees of {len(run_dirs)} seed-protocol runs: seeds {out['seeds']}, each scored "
