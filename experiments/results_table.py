@@ -490,6 +490,21 @@ ROUND4_MAIN = (
         "runs/x_bilstm_att_s23 runs/x_func_pitch_s23 runs/x_func_mfcc_shuffled_s23",
     ),
     (
+        "x_base_s23",
+        "best.py, seeds 2 and 3",
+        "ser-jax cv --config experiments/configs/best.py --config.data.val_count=0 "
+        "--config.train.select=last --config.eval.speaker_bn=True --config.train.progress=False "
+        "--config.seed=2 --seeds 2 '--config.eval.tta_shifts=(-0.1,-0.05,0.05,0.1)' "
+        "--workdir runs/x_base_s23",
+    ),
+    (
+        "x_committee_w1212_s23all",
+        "the named best on seeds 2-3 of all four members (written down before best.py's ran), "
+        "run weights 1, 2, 1, 2",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee_w1212_s23all runs/x_base_s23 "
+        "runs/x_bilstm_att_s23 runs/x_func_pitch_s23 runs/x_func_mfcc_shuffled_s23",
+    ),
+    (
         "x_committee_family",
         "the named committee averaged within each family first (the two CNN-LSTMs and the "
         "three functionals models each half the vote: run weights 3, 3, 2, 2, 2)",
