@@ -157,7 +157,8 @@ def predict_command(
     from ser_jax.weights import parse_weights
 
     runs = [r for r in (run_dir or "").split(",") if r]
-    shipped = [m for n in (model_name or "").split(",") if n for m in shipped_members(n)]
+    given_names = [n for n in (model_name or "").split(",") if n]
+    shipped = [m for n in given_names for m in shipped_members(n)]
     flag, given = ("--run", run_dir) if runs else ("--model", model_name)
     count = len(runs or shipped)
     if count > 1 and (timeline or csv_path):
@@ -173,7 +174,6 @@ def predict_command(
     else:
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
-    given_names = [n for n in (model_name or "").split(",") if n]
     one = len(given_names) == 1 and not runs  # one shipped model or committee
     if rule is None:  # one shipped committee: its own rule; otherwise the mean
         rule = shipped_rule(given_names[0]) if one else "mean"

@@ -32,7 +32,6 @@ CARD = "MODEL_CARD.md"
 REFERENCE = "reference_predictions.json"
 RUN_FILES = ("config.json", "run_info.json", "results.json", MODEL_FILE)
 COMMITTEE = "committee.json"
-ALIKE = "alike"
 
 
 def shipped_models(root: Path | None = None) -> list[str]:
@@ -152,10 +151,10 @@ def package_committee(
     rule = next(iter(rules.values()), "mean")
     given_weights = {d: s.get("weights") for d, s in summaries.items()}
     if len({json.dumps(w) for w in given_weights.values()}) > 1:
+        shown = ", ".join(f"{d}: {w or 'alike'}" for d, w in given_weights.items())
         raise ConfigError(
             f"committee {name!r}: its figures come from ensembles of different run weights "
-            f"({', '.join(f'{d}: {w or ALIKE}' for d, w in given_weights.items())}); give "
-            "summaries made with the same --weights"
+            f"({shown}); give summaries made with the same --weights"
         )
     weights = next(iter(given_weights.values()), None)
     if weights is not None and len(weights) != len(members):
