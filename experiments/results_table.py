@@ -245,6 +245,9 @@ XEON_LEVERS = (
         "xeon_func_mfcc_shuffled",
         "cepstral functionals, shuffled batches, linear (functionals_mfcc_shuffled.py)",
     ),
+    ("xeon_spec_strong", "stronger SpecAugment: 3 time and 3 mel masks, p=0.8 each"),
+    ("xeon_nospec", "weaker augmentation: no SpecAugment"),
+    ("xeon_cw_ls", "+ class-weighted loss + label smoothing 0.1"),
 )
 XEON_FIVE = "runs/xeon_base runs/xeon_bilstm_att runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
 XEON_FOUR = "runs/xeon_base runs/xeon_func_pitch runs/xeon_func_mfcc runs/xeon_func_mfcc_shuffled"
@@ -780,6 +783,54 @@ def tta_note(run_root: Path, summary: dict) -> str:
     return note
 
 
+# The seed protocol's own round (an Intel Xeon): the shuffled cepstral model with the pitch
+# tracks and 13 statistics a feature, the variants it is chosen among (their validation figures
+# beside), and its check on three other seeds, written down before it ran.
+STATS13 = (
+    '\'--config.model.statistics=("mean","std","p1","p10","p25","p50","p75","p90","p99",'
+    '"change","slope","skew","kurtosis")\''
+)
+ROUND5_SEED = (
+    ("s5_cep", "functionals_mfcc_shuffled", "", "the shuffled cepstral model (7 statistics)"),
+    ("s5_cep_stats13", "functionals_mfcc_shuffled", STATS13, "the same, 13 statistics a feature"),
+    (
+        "s5_cep_pitch",
+        "functionals_mfcc_shuffled_pitch",
+        "",
+        "the same with the pitch tracks' statistics (7 statistics)",
+    ),
+    (
+        "s_cep_pitch_stats13",
+        "functionals_mfcc_shuffled_pitch",
+        STATS13,
+        "the same with the pitch tracks and 13 statistics a feature",
+    ),
+)
+ROUND5_MAIN = (
+    *(
+        (
+            d,
+            f"{what}, stratified 70/15/15, seeds 10-12",
+            f"ser-jax train --config experiments/configs/{cfg}.py {over + ' ' if over else ''}"
+            f"--config.seed=10 --seeds 3 --config.train.progress=False --workdir runs/{d}",
+        )
+        for d, cfg, over, what in ROUND5_SEED
+    ),
+    (
+        "s_cep_pitch_stats13_s13",
+        "its check: the pitch tracks and 13 statistics on seeds 13-15 (written down before it ran)",
+        f"ser-jax train --config experiments/configs/functionals_mfcc_shuffled_pitch.py {STATS13} "
+        "--config.seed=13 --seeds 3 --config.train.progress=False "
+        "--workdir runs/s_cep_pitch_stats13_s13",
+    ),
+    (
+        "x_cep_pitch_stats13",
+        "the pitch tracks and 13 statistics on LOSO, seeds 0 and 1",
+        f"ser-jax cv --config experiments/configs/functionals_mfcc_shuffled_pitch.py {STATS13} "
+        "--config.train.progress=False --seeds 2 --workdir runs/x_cep_pitch_stats13",
+    ),
+)
+
 # (summary key, what) of the evaluations beside the plain pooled ones, as their rows name them.
 ENSEMBLE_BESIDE = (
     ("pooled", ""),
@@ -797,19 +848,30 @@ def cv_extras(run_root: Path) -> list[list[str]]:
     ensemble (each reported next to the single model, never instead of it)."""
     seeds = run_root / "summary.json"
     if seeds.exists():  # the seed protocol: speaker-adaptive BatchNorm, when scored
-        bn = json.loads(seeds.read_text()).get("speaker_bn")
-        if not bn:
-            return []
-        clips = {"train": "training clips", "all": "clips in every split"}.get(
-            bn["source"], "test clips"
-        )
-        return [
-            [
-                f"↳ with speaker-adaptive BatchNorm from the speaker's {clips} (own protocol)",
-                f"{bn['test_uar'].get('n', 1)} seeds",
-                *(fmt(bn[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
-            ]
-        ]
+        s = json.loads(seeds.read_text())
+        rows, bn = [], s.get("speaker_bn")
+        if bn:
+            clips = {"train": "training clips", "all": "clips in every split"}.get(
+                bn["source"], "test clips"
+            )
+            rows.append(
+                [
+                    f"↳ with speaker-adaptive BatchNorm from the speaker's {clips} (own protocol)",
+                    f"{bn['test_uar'].get('n', 1)} seeds",
+                    *(fmt(bn[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
+                ]
+            )
+        if "val_accuracy" in s:  # the figure to choose a seed-protocol config by
+            rows.append(
+                [
+                    "↳ the same models on each seed's validation split (to choose by)",
+                    f"{s['val_accuracy'].get('n', 1)} seeds",
+                    fmt(s["val_accuracy"], 3),
+                    fmt(s["val_uar"], 3) if "val_uar" in s else "",
+                    "",  # no validation macro-F1 in a seed summary
+                ]
+            )
+        return rows
     ensemble = run_root / "ensemble_summary.json"
     if ensemble.exists():
         s = json.loads(ensemble.read_text())
@@ -975,6 +1037,7 @@ BLOCKS = {
     "round2_main": lambda root, kept: main_rows(root, ROUND2_MAIN, kept=kept),
     "round3_main": lambda root, kept: main_rows(root, ROUND3_MAIN, kept=kept),
     "round4_main": lambda root, kept: main_rows(root, ROUND4_MAIN, kept=kept),
+    "round5_main": lambda root, kept: main_rows(root, ROUND5_MAIN, kept=kept),
 }
 
 

@@ -696,12 +696,25 @@ def test_readme_results_table_reads_runs_and_says_what_is_missing(tmp_path):
     ms = {"mean": 0.7, "std": 0.05, "n": 3}
     summary = {"seeds": [10, 11, 12], "command": "ser-jax train --seeds 3 --workdir runs/best"}
     summary |= {m: ms for m in ("test_accuracy", "test_uar", "test_macro_f1")}
+    summary |= {"val_accuracy": {"mean": 0.8, "std": 0.01, "n": 3}}
+    summary |= {"val_uar": {"mean": 0.75, "std": 0.02, "n": 3}}
     (run / "summary.json").write_text(json.dumps(summary))
     info = {"git_commit": "abcdef1234567", "git_dirty": False, "processor": "Test CPU"}
     (run / "seed10" / "run_info.json").write_text(json.dumps(info))
     text = rt.main_rows(tmp_path)
-    best_row = next(x for x in text.splitlines() if "seed protocol" in x)
+    lines = text.splitlines()
+    i = next(i for i, x in enumerate(lines) if "seed protocol" in x)
+    best_row = lines[i]
     assert "3 seeds (10, 11, 12)" in best_row and "0.700 ± 0.050" in best_row
+    # the validation figures to choose by, on the row under it (no macro-F1 there)
+    val = [c.strip() for c in lines[i + 1].split("|")[1:-1]]
+    assert val[:5] == [
+        "↳ the same models on each seed's validation split (to choose by)",
+        "3 seeds",
+        "0.800 ± 0.010",
+        "0.750 ± 0.020",
+        "",
+    ]
     assert "`ser-jax train --seeds 3 --workdir runs/best`" in best_row
     assert "abcdef1234 on Test CPU" in best_row
     loso_row = next(x for x in text.splitlines() if "leave-one-speaker-out" in x)
