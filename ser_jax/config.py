@@ -213,6 +213,11 @@ def get_config() -> ml_collections.ConfigDict:
     # How one device runs its share of those models: vmap (batched into each op: accelerators),
     # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
     c.train.members_loop = "auto"
+    # Compute every training clip's features once before training and feed the model from that
+    # cache (ser_jax.features.cached_training_features): the same steps without the front-end in
+    # each of them. Only for clean training features (no augmentation, frontend.normalize not
+    # "speaker") of clips that all fit one bucket, none longer than data.max_seconds.
+    c.train.cache_features = False
     return c
 
 

@@ -532,7 +532,11 @@ class Functionals(nn.Module):
     frames, and a multi-layer perceptron: the classic "functionals" recipe of speech emotion
     recognition on our front-end, trained end to end. Its input BatchNorm is what
     speaker-adaptive BatchNorm replaces with a speaker's statistics: the per-speaker
-    standardisation of the functionals."""
+    standardisation of the functionals.
+
+    A 2-D input ``(batch, statistics)`` is taken as the statistics themselves (what
+    :func:`cached_input` computed once for the training cache, ``train.cache_features``): no
+    parameter comes before them, so they are the same in every step of a clean run."""
 
     num_classes: int
     hidden: Sequence[int] = (256, 128)
@@ -546,8 +550,11 @@ class Functionals(nn.Module):
     def __call__(
         self, feats: jax.Array, frame_lengths: jax.Array, *, train: bool = False
     ) -> jax.Array:
-        x = frame_vectors(feats, self.track_channels)
-        stats = masked_functionals(x, frame_lengths, self.statistics)
+        if feats.ndim == 2:
+            stats = feats
+        else:
+            x = frame_vectors(feats, self.track_channels)
+            stats = masked_functionals(x, frame_lengths, self.statistics)
         stats = FunctionalsNorm(self.bn_momentum, name="norm")(
             stats, frame_lengths > 0, train=train
         )
@@ -558,6 +565,19 @@ class Functionals(nn.Module):
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout)(h, deterministic=not train)
         return nn.Dense(self.num_classes, name="head")(h)
+
+
+def cached_input(model: nn.Module) -> Any:
+    """``fn(feats, frame_lengths) -> inputs`` that compute, once, the part of ``model``'s
+    forward pass that holds no parameter, for the training cache (``train.cache_features``);
+    None when the model's first layer learns (its input is the features themselves).
+    :class:`Functionals`: the utterance statistics, which its ``__call__`` accepts in place of
+    the features (a 2-D input)."""
+    if isinstance(model, Functionals):
+        return lambda feats, frame_lengths: masked_functionals(
+            frame_vectors(feats, model.track_channels), frame_lengths, model.statistics
+        )
+    return None
 
 
 class FunctionalsNorm(nn.Module):

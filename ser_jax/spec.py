@@ -57,6 +57,7 @@ class RunSpec:
     tta_shifts: tuple[int, ...]  # test-time augmentation: shifts in samples; () = off
     speaker_bn: bool = False  # also test with each speaker's own BatchNorm statistics
     speaker_bn_source: str = "scored"  # scored | train | all: whose clips give them
+    cache_features: bool = False  # training features computed once, not in every step
 
     @property
     def select_metric(self) -> str:
@@ -137,6 +138,18 @@ def resolve(config: Any) -> RunSpec:
             f"trains), so train.select={select!r} has nothing to select on: set "
             "train.select='last' (a fixed number of epochs)"
         )
+    cache_features = bool(t.get("cache_features", False))
+    if cache_features and augment.enabled:
+        on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)
+        raise ConfigError(
+            "train.cache_features=True needs clean training features, but augmentation is on "
+            f"({', '.join(on) or 'augment'}): set those to 0 or train.cache_features=False"
+        )
+    if cache_features and frontend.normalize == "speaker":
+        raise ConfigError(
+            "train.cache_features=True does not support frontend.normalize='speaker' (each "
+            "batch brings its speakers' statistics): set train.cache_features=False"
+        )
     return RunSpec(
         name=str(config.get("name", "")),
         seed=int(config.seed),
@@ -165,4 +178,5 @@ def resolve(config: Any) -> RunSpec:
         tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
         speaker_bn=bool(config.eval.speaker_bn),
         speaker_bn_source=speaker_bn_source,
+        cache_features=cache_features,
     )

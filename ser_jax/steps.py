@@ -102,7 +102,10 @@ def training_features(
     """``(feats (batch, frames, mel), frame_lengths)`` of a training batch, augmented when
     ``augment`` is on; in offline mode each file's original copy (``batch["augment"]`` False)
     stays clean. ``frontend.normalize == "speaker"``: each example's speaker's statistics come
-    with the batch (``norm_mean``, ``norm_std`` ``(batch, n_bands)``)."""
+    with the batch (``norm_mean``, ``norm_std`` ``(batch, n_bands)``). A batch that brings its
+    features (``feats``, ``frames``: ``train.cache_features``) is used as it is."""
+    if "feats" in batch:
+        return batch["feats"], batch["frames"]
     if frontend.normalize == "speaker":
         stats = (batch["norm_mean"], batch["norm_std"])
     else:

@@ -44,9 +44,13 @@ from ser_jax.evaluate import (
     read_predictions,
     write_report,
 )
-from ser_jax.features import dataset_feature_stats, speaker_feature_stats
+from ser_jax.features import (
+    cached_training_features,
+    dataset_feature_stats,
+    speaker_feature_stats,
+)
 from ser_jax.frontend import num_frames
-from ser_jax.models import check_min_frames, create_model
+from ser_jax.models import cached_input, check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
 from ser_jax.restore import MODEL_FILE, read_model_file, write_model_file
 from ser_jax.rundir import (
@@ -102,10 +106,26 @@ class Member:
     schedule: optax.Schedule  # learning rate by step, for the log and the injected rate
     # frontend.normalize="speaker": each speaker's log-mel mean/std (``speaker_stats``)
     speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    # train.cache_features: every training clip's features (features.cached_training_features)
+    feature_cache: dict[str, np.ndarray] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
         return self.batches.steps_per_epoch
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """The training batch of ``step``; with the feature cache, its clips' cached features
+        (``feats``, ``frames``) in place of their audio (a filling row's ``index`` -1 takes
+        the cache's last row, an empty clip's)."""
+        batch = self.batches[step]
+        if self.feature_cache is None:
+            return batch
+        index = batch.pop("index")
+        del batch["audio"]
+        batch["feats"] = self.feature_cache["feats"][index]
+        batch["frames"] = self.feature_cache["frames"][index]
+        batch["index"] = index
+        return batch
 
     @property
     def total_steps(self) -> int:
@@ -160,11 +180,20 @@ class Trainer:
         ``(members, batch, ...)`` (padded to the longest); a model no longer ``running``
         repeats its last batch (its update is masked)."""
         if not self.stacked:
-            return self.members[0].batches[step]
+            return self.members[0].batch(step)
         parts = [
-            m.batches[step if r else m.total_steps - 1]
+            m.batch(step if r else m.total_steps - 1)
             for m, r in zip(self.members, running, strict=True)
         ]
+        if "feats" in parts[0]:  # the feature cache
+            shapes = {p["feats"].shape for p in parts}
+            if len(shapes) > 1:
+                raise ConfigError(
+                    f"train.cache_features=True: the models trained together have cached "
+                    f"features of different shapes {sorted(shapes)} (their clips differ in "
+                    "length): train them one at a time or set train.cache_features=False"
+                )
+            return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
         length = max(p["audio"].shape[1] for p in parts)
         out = {}
         for key in parts[0]:
@@ -474,6 +503,16 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
                 bucket_samples=spec.bucket_samples,
             )
             state = state.replace(feature_stats=jax.tree.map(jnp.asarray, stats))
+        if spec.cache_features:
+            m.feature_cache = cached_training_features(
+                m.data.train.waves,
+                spec.frontend,
+                (np.asarray(state.feature_stats["mean"]), np.asarray(state.feature_stats["std"])),
+                batch_size=spec.batch_size,
+                max_samples=spec.max_samples,
+                bucket_samples=spec.bucket_samples,
+                model_input=cached_input(model),
+            )
         states.append(state)
     state = jax.tree.map(lambda *xs: jnp.stack(xs), *states) if stacked else states[0]
     state_sh = parallel.state_sharding(mesh, state, stacked)

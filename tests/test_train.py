@@ -439,3 +439,113 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     assert [r["probs"] for r in printed] == [r["probs"] for r in both]
     with pytest.raises(ConfigError, match="a committee of 2 models has no timeline"):
         predict_command(f"{tmp_path / 'run'},{trained[0]}", paths, as_json=True, timeline="t.png")
+
+
+def _cepstral_tiny(cache: bool, **train):
+    c = tiny_config(epochs=2, **train)
+    c.frontend.normalize = "dataset"
+    c.frontend.mfcc = 13
+    c.frontend.descriptors = True
+    c.frontend.deltas = 2
+    c.model.name = "functionals"
+    c.model.mlp_hidden = ()
+    c.model.statistics = ("mean", "std", "p10", "p50", "change", "skew")
+    c.data.speaker_batches = True  # filling rows: index -1 takes the cache's empty row
+    c.train.cache_features = cache
+    return c
+
+
+def _test_probs(run):
+    return np.array(
+        [list(json.loads(r)["probs"].values()) for r in open(run / "test_predictions.jsonl")]
+    )
+
+
+@pytest.mark.parametrize("model", ["functionals", "cnn_lstm"])
+def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, model):
+    """train.cache_features: the same run from features (or, for the functionals model, its
+    statistics) computed once: the same losses, test metrics and probabilities as with the
+    front-end in every step; a cached batch holds exactly its own clips' rows."""
+    from ser_jax.data.prepare import prepare
+    from ser_jax.models import create_model, frame_vectors, masked_functionals
+
+    def cfg(cache):
+        return (
+            _cepstral_tiny(cache)
+            if model == "functionals"
+            else tiny_config(epochs=2, cache_features=cache)
+        )
+
+    data = prepare(cfg(False))
+    runs = {}
+    for cache in (False, True):
+        runs[cache] = train_and_evaluate(cfg(cache), tmp_path / str(cache), data=data)
+    assert runs[True]["test_accuracy"] == runs[False]["test_accuracy"]
+    assert runs[True]["test_uar"] == runs[False]["test_uar"]
+    np.testing.assert_allclose(
+        _test_probs(tmp_path / "True"), _test_probs(tmp_path / "False"), atol=1e-4
+    )
+    losses = [
+        [
+            json.loads(r).get("train_loss", json.loads(r).get("train_loss_step"))
+            for r in open(tmp_path / str(c) / "metrics.jsonl")
+        ]
+        for c in (False, True)
+    ]
+    assert len(losses[0]) >= 2
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+    trainer = build_trainer(cfg(True), data)
+    cache = trainer.members[0].feature_cache
+    assert len(cache["feats"]) == len(data.train) + 1 and cache["frames"][-1] == 0
+    batch = trainer.batch(1, [True])
+    assert "audio" not in batch
+    plain = trainer.batches[1]  # the same step's clips as audio
+    from ser_jax.steps import training_features
+
+    feats, frames = training_features(
+        {k: jax.numpy.asarray(v) for k, v in plain.items()},
+        trainer.state.feature_stats,
+        0,
+        frontend=trainer.frontend,
+        augment=trainer.augment,
+        offline=False,
+    )
+    np.testing.assert_array_equal(batch["frames"], np.asarray(frames))
+    if model == "functionals":
+        m = create_model(cfg(True).model, len(data.label_names))
+        feats = masked_functionals(frame_vectors(feats, 0), frames, m.statistics)
+        assert batch["feats"].ndim == 2
+    np.testing.assert_allclose(batch["feats"], np.asarray(feats), atol=1e-4)
+    filled = batch["index"] < 0
+    assert not np.asarray(batch["frames"])[filled].any()
+
+
+def test_feature_cache_refuses_what_it_cannot_hold():
+    """Augmentation on, a clip longer than data.max_seconds (random crops), and clips in
+    different buckets are refused with the setting and the cause."""
+    from ser_jax.features import cached_training_features
+    from ser_jax.frontend import FrontendConfig
+    from ser_jax.spec import resolve
+
+    c = tiny_config(cache_features=True)
+    c.augment.noise_prob = 0.5
+    with pytest.raises(ConfigError, match=r"cache_features.*augmentation is on \(noise_prob\)"):
+        resolve(c)
+    c.augment.noise_prob = 0.0
+    c.frontend.normalize = "speaker"
+    with pytest.raises(ConfigError, match="cache_features.*normalize='speaker'"):
+        resolve(c)
+
+    fe = FrontendConfig(sample_rate=16000, n_mels=16, n_fft=256, win_length=256)
+    stats = (np.zeros(16, np.float32), np.ones(16, np.float32))
+    rng = np.random.default_rng(0)
+    kw = dict(batch_size=4, max_samples=8000, bucket_samples=4000)
+    with pytest.raises(ConfigError, match="training clip 1 has 9000 samples.*8000"):
+        cached_training_features([rng.normal(size=n) for n in (8000, 9000)], fe, stats, **kw)
+    with pytest.raises(ConfigError, match="2 buckets \\(4000..8000"):
+        cached_training_features([rng.normal(size=n) for n in (3000, 7000)], fe, stats, **kw)
+    out = cached_training_features(
+        [rng.normal(size=n).astype(np.float32) for n in (5000, 7000)], fe, stats, **kw
+    )
+    assert out["feats"].shape[0] == 3 and list(out["frames"]) == [32, 44, 0]

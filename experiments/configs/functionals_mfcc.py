@@ -16,7 +16,9 @@ test speaker by the statistics of its own clips (its audio only, never a label).
 belong to that protocol. The augmentation is off: the test speaker's statistics come from
 clean audio, and training batches normalised by augmented statistics scored worse (see the
 README's lever table). The classifier is linear (logistic regression: no hidden layer, L2
-0.03), trained for 80 epochs of 7 whole-speaker batches.
+0.03), trained for 80 epochs of 7 whole-speaker batches. With the augmentation off nothing
+before the classifier changes from one step to the next, so the statistics are computed once
+before training (``train.cache_features``), about 16x faster an epoch than in every step.
 
     ser-jax cv --config experiments/configs/functionals_mfcc.py
 """
@@ -39,6 +41,7 @@ def get_config():
     c.train.learning_rate = 3e-3
     c.train.weight_decay = 0.03
     c.model.mlp_hidden = ()
+    c.train.cache_features = True
     for name in ("time_shift", "noise", "gain", "time_mask", "freq_mask", "pitch_shift", "speed"):
         c.augment[f"{name}_prob"] = 0.0
     return c
