@@ -215,8 +215,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.members_loop = "auto"
     # Compute every training clip's features once before training and feed the model from that
     # cache (ser_jax.features.cached_training_features): the same steps without the front-end in
-    # each of them. Only for clean training features (no augmentation, frontend.normalize not
-    # "speaker") of clips that all fit one bucket, none longer than data.max_seconds.
+    # each of them. For clean training features or offline augmentation's fixed copies (not
+    # online augmentation, nor frontend.normalize="speaker"), of clips that all fit one bucket,
+    # none longer than data.max_seconds.
     c.train.cache_features = False
     return c
 

@@ -3,24 +3,20 @@
 One pure, jit-able function, :func:`make_features`, with the front-end and augmentation
 settings static. It hands on ``(feats (batch, frames, mel), frame_lengths (batch,))``.
 :func:`dataset_feature_stats` computes the training-set statistics of ``normalize="dataset"``,
-:func:`speaker_feature_stats` each speaker's of ``normalize="speaker"``;
-:func:`cached_training_features` every training clip's clean features at once
-(``train.cache_features``).
+:func:`speaker_feature_stats` each speaker's of ``normalize="speaker"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
-from ser_jax.data.pipeline import bucket_length, window_batches, windows
-from ser_jax.errors import ConfigError
+from ser_jax.data.pipeline import window_batches, windows
 from ser_jax.frontend import (
     FrontendConfig,
     apply_dataset_stats,
@@ -165,68 +161,3 @@ def speaker_feature_stats(
         )
         for speaker, group in sorted(groups.items())
     }
-
-
-@functools.partial(jax.jit, static_argnames="frontend")
-def _clean_features(audio, lengths, stats, *, frontend):
-    return make_features(audio, lengths, None, frontend=frontend, augment=None, stats=stats)
-
-
-def cached_training_features(
-    waves: Sequence[np.ndarray],
-    frontend: FrontendConfig,
-    stats: tuple[np.ndarray, np.ndarray],
-    *,
-    batch_size: int,
-    max_samples: int,
-    bucket_samples: int,
-    model_input: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-) -> dict[str, np.ndarray]:
-    """Every training clip's clean features, computed once (``train.cache_features``):
-    ``{"feats": (n + 1, frames, ...), "frames": (n + 1,)}``, row ``i`` clip ``i``'s and the last
-    row an empty clip's (length 0: the filling rows of speaker batches, ``index`` -1). With
-    ``model_input`` (``ser_jax.models.cached_input``: the parameter-free start of the model's
-    forward pass), ``feats`` holds what it makes of the features instead.
-
-    The rows are what ``make_features`` gives the train step for those clips without
-    augmentation: the clips are padded to the one bucket length every training batch has and
-    scored in batches of ``batch_size``. That holds only when no clip is longer than
-    ``max_samples`` (a longer one is cropped at random in each epoch) and every clip falls in
-    the same bucket (a batch is padded to its longest clip's bucket); otherwise the cache is
-    refused with the reason.
-    """
-    lengths = np.array([len(w) for w in waves], np.int64)
-    if not len(lengths):
-        raise ValueError("no training clips to cache features of")
-    if lengths.max() > max_samples:
-        i = int(lengths.argmax())
-        raise ConfigError(
-            f"train.cache_features=True: training clip {i} has {lengths[i]} samples, more than "
-            f"data.max_seconds ({max_samples} samples), so each epoch crops it at random: raise "
-            "data.max_seconds or set train.cache_features=False"
-        )
-    buckets = sorted({bucket_length(int(n), bucket_samples, max_samples) for n in lengths})
-    if len(buckets) > 1:
-        raise ConfigError(
-            f"train.cache_features=True: the training clips fall in {len(buckets)} buckets "
-            f"({buckets[0]}..{buckets[-1]} samples), so batches differ in length: set "
-            "data.bucket_seconds to data.max_seconds or train.cache_features=False"
-        )
-    length = buckets[0]
-    stats = (jnp.asarray(stats[0]), jnp.asarray(stats[1]))
-    rows = [*waves, np.zeros(0, np.float32)]
-    then = jax.jit(model_input) if model_input is not None else None
-    feats, frames = [], []
-    for start in range(0, len(rows), batch_size):
-        part = rows[start : start + batch_size]
-        audio = np.zeros((batch_size, length), np.float32)
-        count = np.zeros(batch_size, np.int32)
-        for i, w in enumerate(part):
-            audio[i, : len(w)] = w
-            count[i] = len(w)
-        f, n = _clean_features(jnp.asarray(audio), jnp.asarray(count), stats, frontend=frontend)
-        if then is not None:
-            f = then(f, n)
-        feats.append(np.asarray(f)[: len(part)])
-        frames.append(np.asarray(n)[: len(part)])
-    return {"feats": np.concatenate(feats), "frames": np.concatenate(frames)}

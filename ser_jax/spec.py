@@ -139,11 +139,12 @@ def resolve(config: Any) -> RunSpec:
             "train.select='last' (a fixed number of epochs)"
         )
     cache_features = bool(t.get("cache_features", False))
-    if cache_features and augment.enabled:
+    if cache_features and augment.enabled and copies == 0:
         on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)
         raise ConfigError(
-            "train.cache_features=True needs clean training features, but augmentation is on "
-            f"({', '.join(on) or 'augment'}): set those to 0 or train.cache_features=False"
+            "train.cache_features=True holds fixed features, but online augmentation draws "
+            f"anew every step ({', '.join(on) or 'augment'}): set those to 0, use "
+            "augment.mode='offline' (fixed copies), or train.cache_features=False"
         )
     if cache_features and frontend.normalize == "speaker":
         raise ConfigError(

@@ -11,16 +11,19 @@ uninterrupted one. ``predict_step`` scores clean audio with :class:`ModelVariabl
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
 from ser_jax.augment import AugmentConfig
+from ser_jax.data.pipeline import bucket_length
 from ser_jax.errors import ConfigError
 from ser_jax.features import make_features
 from ser_jax.frontend import FrontendConfig
@@ -123,6 +126,91 @@ def training_features(
         stats=stats,
         apply=batch["augment"] if offline else None,
     )
+
+
+def cached_training_features(
+    waves: Sequence[np.ndarray],
+    feature_stats: Any,
+    *,
+    frontend: FrontendConfig,
+    augment: AugmentConfig,
+    copies: int,
+    seed: int,
+    batch_size: int,
+    max_samples: int,
+    bucket_samples: int,
+    model_input: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every training row's features, computed once (``train.cache_features``):
+    ``{"feats": (rows + 1, frames, ...), "frames": (rows + 1,)}``; the last row is an empty
+    clip's (length 0: the filling rows of speaker batches, whose ``index`` and ``aug_id`` are
+    -1). Without augmentation a row is a clip (row ``i``: clip ``i``, found by a batch's
+    ``index``); with offline augmentation (``copies`` > 0) a row is an item of the epoch (row
+    ``i``: clip ``i % n``, its clean original for ``i < n`` and a fixed augmented copy after,
+    found by ``aug_id``), drawn with the train step's own keys (``training_features``). With
+    ``model_input`` (``ser_jax.models.cached_input``: the parameter-free start of the model's
+    forward pass) ``feats`` holds what it makes of the features instead.
+
+    The rows are what the train step computes for those clips: they are padded to the one
+    bucket length every training batch has and scored in batches of ``batch_size``. That holds
+    only when no clip is longer than ``max_samples`` (a longer one is cropped at random in each
+    epoch) and every clip falls in the same bucket (a batch is padded to its longest clip's
+    bucket); otherwise the cache is refused with the reason. Online augmentation (a fresh draw
+    every step) cannot be cached (``ser_jax.spec.resolve`` refuses it).
+    """
+    lengths = np.array([len(w) for w in waves], np.int64)
+    if not len(lengths):
+        raise ValueError("no training clips to cache features of")
+    if lengths.max() > max_samples:
+        i = int(lengths.argmax())
+        raise ConfigError(
+            f"train.cache_features=True: training clip {i} has {lengths[i]} samples, more than "
+            f"data.max_seconds ({max_samples} samples), so each epoch crops it at random: raise "
+            "data.max_seconds or set train.cache_features=False"
+        )
+    buckets = sorted({bucket_length(int(n), bucket_samples, max_samples) for n in lengths})
+    if len(buckets) > 1:
+        raise ConfigError(
+            f"train.cache_features=True: the training clips fall in {len(buckets)} buckets "
+            f"({buckets[0]}..{buckets[-1]} samples), so batches differ in length: set "
+            "data.bucket_seconds to data.max_seconds or train.cache_features=False"
+        )
+    length, n = buckets[0], len(waves)
+    offline = copies > 0 and augment.enabled
+    items = n * (copies + 1) if offline else n
+    step = jax.jit(
+        functools.partial(
+            _cached_rows, frontend=frontend, augment=augment, offline=offline, then=model_input
+        )
+    )
+    feats, frames = [], []
+    for start in range(0, items + 1, batch_size):
+        ids = np.arange(start, min(start + batch_size, items + 1))
+        audio = np.zeros((batch_size, length), np.float32)
+        count = np.zeros(batch_size, np.int32)
+        for r, i in enumerate(ids):
+            if i < items:  # the last id is the empty row
+                audio[r, : lengths[i % n]] = waves[i % n]
+                count[r] = lengths[i % n]
+        aug_id = np.full(batch_size, -1, np.int32)
+        aug_id[: len(ids)] = np.where(ids < items, ids, -1)
+        batch = {
+            "audio": audio,
+            "length": count,
+            "aug_id": aug_id,
+            "augment": aug_id >= n,
+        }
+        f, k = step({k: jnp.asarray(v) for k, v in batch.items()}, feature_stats, seed)
+        feats.append(np.asarray(f)[: len(ids)])
+        frames.append(np.asarray(k)[: len(ids)])
+    return {"feats": np.concatenate(feats), "frames": np.concatenate(frames)}
+
+
+def _cached_rows(batch, feature_stats, seed, *, frontend, augment, offline, then):
+    feats, frames = training_features(
+        batch, feature_stats, seed, frontend=frontend, augment=augment, offline=offline
+    )
+    return (then(feats, frames) if then is not None else feats), frames
 
 
 def mix(

@@ -44,11 +44,7 @@ from ser_jax.evaluate import (
     read_predictions,
     write_report,
 )
-from ser_jax.features import (
-    cached_training_features,
-    dataset_feature_stats,
-    speaker_feature_stats,
-)
+from ser_jax.features import dataset_feature_stats, speaker_feature_stats
 from ser_jax.frontend import num_frames
 from ser_jax.models import cached_input, check_min_frames, create_model
 from ser_jax.optim import make_optimizer, make_schedule
@@ -74,6 +70,7 @@ from ser_jax.steps import (
     ModelVariables,
     TrainState,
     batchnorm_stats_fn,
+    cached_training_features,
     class_terms,
     create_train_state,
     members_train_step,
@@ -114,17 +111,17 @@ class Member:
         return self.batches.steps_per_epoch
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        """The training batch of ``step``; with the feature cache, its clips' cached features
-        (``feats``, ``frames``) in place of their audio (a filling row's ``index`` -1 takes
-        the cache's last row, an empty clip's)."""
+        """The training batch of ``step``; with the feature cache, its rows' cached features
+        (``feats``, ``frames``) in place of their audio: found by ``index`` (the clip), or by
+        ``aug_id`` (the clip's fixed copy) under offline augmentation; a filling row's -1 takes
+        the cache's last row, an empty clip's."""
         batch = self.batches[step]
         if self.feature_cache is None:
             return batch
-        index = batch.pop("index")
+        rows = batch["aug_id"] if self.spec.copies and self.spec.augment.enabled else batch["index"]
         del batch["audio"]
-        batch["feats"] = self.feature_cache["feats"][index]
-        batch["frames"] = self.feature_cache["frames"][index]
-        batch["index"] = index
+        batch["feats"] = self.feature_cache["feats"][rows]
+        batch["frames"] = self.feature_cache["frames"][rows]
         return batch
 
     @property
@@ -506,8 +503,11 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         if spec.cache_features:
             m.feature_cache = cached_training_features(
                 m.data.train.waves,
-                spec.frontend,
-                (np.asarray(state.feature_stats["mean"]), np.asarray(state.feature_stats["std"])),
+                state.feature_stats,
+                frontend=spec.frontend,
+                augment=spec.augment,
+                copies=spec.copies,
+                seed=m.spec.seed,
                 batch_size=spec.batch_size,
                 max_samples=spec.max_samples,
                 bucket_samples=spec.bucket_samples,

@@ -461,20 +461,23 @@ def _test_probs(run):
     )
 
 
-@pytest.mark.parametrize("model", ["functionals", "cnn_lstm"])
+@pytest.mark.parametrize("model", ["functionals", "cnn_lstm", "functionals_offline"])
 def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, model):
     """train.cache_features: the same run from features (or, for the functionals model, its
     statistics) computed once: the same losses, test metrics and probabilities as with the
-    front-end in every step; a cached batch holds exactly its own clips' rows."""
+    front-end in every step; a cached batch holds exactly its own rows (under offline
+    augmentation: each clip's clean original and its fixed augmented copy)."""
     from ser_jax.data.prepare import prepare
     from ser_jax.models import create_model, frame_vectors, masked_functionals
 
     def cfg(cache):
-        return (
-            _cepstral_tiny(cache)
-            if model == "functionals"
-            else tiny_config(epochs=2, cache_features=cache)
-        )
+        if model == "cnn_lstm":
+            return tiny_config(epochs=2, cache_features=cache)
+        c = _cepstral_tiny(cache)
+        if model == "functionals_offline":
+            c.augment.mode, c.augment.copies = "offline", 1
+            c.augment.noise_prob = c.augment.pitch_shift_prob = 1.0
+        return c
 
     data = prepare(cfg(False))
     runs = {}
@@ -497,7 +500,11 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
 
     trainer = build_trainer(cfg(True), data)
     cache = trainer.members[0].feature_cache
-    assert len(cache["feats"]) == len(data.train) + 1 and cache["frames"][-1] == 0
+    copies = 2 if model == "functionals_offline" else 1
+    assert len(cache["feats"]) == copies * len(data.train) + 1 and cache["frames"][-1] == 0
+    if model == "functionals_offline":  # a copy differs from its clean original
+        n = len(data.train)
+        assert np.abs(cache["feats"][n : 2 * n] - cache["feats"][:n]).max() > 0.1
     batch = trainer.batch(1, [True])
     assert "audio" not in batch
     plain = trainer.batches[1]  # the same step's clips as audio
@@ -509,10 +516,10 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
         0,
         frontend=trainer.frontend,
         augment=trainer.augment,
-        offline=False,
+        offline=model == "functionals_offline",
     )
     np.testing.assert_array_equal(batch["frames"], np.asarray(frames))
-    if model == "functionals":
+    if model.startswith("functionals"):
         m = create_model(cfg(True).model, len(data.label_names))
         feats = masked_functionals(frame_vectors(feats, 0), frames, m.statistics)
         assert batch["feats"].ndim == 2
@@ -524,13 +531,14 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
 def test_feature_cache_refuses_what_it_cannot_hold():
     """Augmentation on, a clip longer than data.max_seconds (random crops), and clips in
     different buckets are refused with the setting and the cause."""
-    from ser_jax.features import cached_training_features
+    from ser_jax.augment import AugmentConfig
     from ser_jax.frontend import FrontendConfig
     from ser_jax.spec import resolve
+    from ser_jax.steps import cached_training_features
 
     c = tiny_config(cache_features=True)
     c.augment.noise_prob = 0.5
-    with pytest.raises(ConfigError, match=r"cache_features.*augmentation is on \(noise_prob\)"):
+    with pytest.raises(ConfigError, match=r"cache_features.*online augmentation.*\(noise_prob\)"):
         resolve(c)
     c.augment.noise_prob = 0.0
     c.frontend.normalize = "speaker"
@@ -538,14 +546,22 @@ def test_feature_cache_refuses_what_it_cannot_hold():
         resolve(c)
 
     fe = FrontendConfig(sample_rate=16000, n_mels=16, n_fft=256, win_length=256)
-    stats = (np.zeros(16, np.float32), np.ones(16, np.float32))
+    stats = {"mean": np.zeros(16, np.float32), "std": np.ones(16, np.float32)}
     rng = np.random.default_rng(0)
-    kw = dict(batch_size=4, max_samples=8000, bucket_samples=4000)
+    kw = dict(
+        frontend=fe,
+        augment=AugmentConfig(),
+        copies=0,
+        seed=0,
+        batch_size=4,
+        max_samples=8000,
+        bucket_samples=4000,
+    )
     with pytest.raises(ConfigError, match="training clip 1 has 9000 samples.*8000"):
-        cached_training_features([rng.normal(size=n) for n in (8000, 9000)], fe, stats, **kw)
+        cached_training_features([rng.normal(size=n) for n in (8000, 9000)], stats, **kw)
     with pytest.raises(ConfigError, match="2 buckets \\(4000..8000"):
-        cached_training_features([rng.normal(size=n) for n in (3000, 7000)], fe, stats, **kw)
+        cached_training_features([rng.normal(size=n) for n in (3000, 7000)], stats, **kw)
     out = cached_training_features(
-        [rng.normal(size=n).astype(np.float32) for n in (5000, 7000)], fe, stats, **kw
+        [rng.normal(size=n).astype(np.float32) for n in (5000, 7000)], stats, **kw
     )
     assert out["feats"].shape[0] == 3 and list(out["frames"]) == [32, 44, 0]
