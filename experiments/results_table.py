@@ -831,6 +831,32 @@ ROUND5_MAIN = (
     ),
 )
 
+# The sixth round (an Intel Xeon): fixed vocal-tract-perturbed copies of the training files for
+# the functionals models, which the feature cache makes cheap (offline augmentation, cached).
+ROUND6_LEVERS = (
+    (
+        "x_cep_pitch_stats13",
+        "base: the cepstral model with the pitch tracks and 13 statistics "
+        "(functionals_mfcc_shuffled_pitch.py, 13 statistics; the fifth round's LOSO row)",
+    ),
+    (
+        "x_cep_pitch_stats13_vtlp2",
+        "+ 2 fixed copies of each training file, pitch-shifted (VTLP: the filterbank warped by "
+        "up to ±2 semitones); the originals stay clean",
+    ),
+    ("x_cep_vtlp4", "+ 4 such copies"),
+    ("x_cep_vtlp2_st4", "+ 2 copies warped by up to ±4 semitones"),
+    ("x_cep_vtlp2_speed", "+ 2 copies, VTLP and speed perturbation (0.9–1.1, p 0.5)"),
+)
+ROUND6_FUNC = (
+    (
+        "x_fpitch_off4",
+        "base: the log-mel and pitch statistics perceptron (functionals_pitch.py) with its "
+        "augmentation as 4 fixed copies of each file (offline), feature cache",
+    ),
+    ("x_fpitch_off4_vtlp", "+ VTLP (up to ±2 semitones) in every copy"),
+)
+
 # (summary key, what) of the evaluations beside the plain pooled ones, as their rows name them.
 ENSEMBLE_BESIDE = (
     ("pooled", ""),
@@ -1038,6 +1064,8 @@ BLOCKS = {
     "round3_main": lambda root, kept: main_rows(root, ROUND3_MAIN, kept=kept),
     "round4_main": lambda root, kept: main_rows(root, ROUND4_MAIN, kept=kept),
     "round5_main": lambda root, kept: main_rows(root, ROUND5_MAIN, kept=kept),
+    "round6_levers": lambda root, kept: lever_rows(root, ROUND6_LEVERS, kept, balanced=True),
+    "round6_func": lambda root, kept: lever_rows(root, ROUND6_FUNC, kept, balanced=True),
 }
 
 
