@@ -857,6 +857,33 @@ ROUND6_FUNC = (
     ("x_fpitch_off4_vtlp", "+ VTLP (up to ±2 semitones) in every copy"),
 )
 
+CEP6 = f"ser-jax cv --config experiments/configs/functionals_mfcc_shuffled_pitch.py {STATS13}"
+ROUND6_MAIN = (
+    (
+        "x_cep6_s23",
+        "the round's cepstral row with the highest pooled UAR on seeds 0-1, on seeds 2 and 3 "
+        "(the rule written down before the round's rows finished)",
+        f"{CEP6} <that row's overrides> --config.train.progress=False --config.seed=2 --seeds 2 "
+        "--workdir runs/x_cep6_s23",
+    ),
+    (
+        "x_cep6_base_s23",
+        "the round's base (no copies) on seeds 2 and 3",
+        f"{CEP6} --config.train.progress=False --config.seed=2 --seeds 2 "
+        "--workdir runs/x_cep6_base_s23",
+    ),
+    (
+        "x_committee6_cep_s23",
+        "best.py and that cepstral row, seeds 2 and 3, averaged probabilities",
+        "ser-jax ensemble --out runs/x_committee6_cep_s23 runs/x_base_s23 runs/x_cep6_s23",
+    ),
+    (
+        "x_committee6_cep0_s23",
+        "best.py and the base cepstral model, seeds 2 and 3, averaged probabilities",
+        "ser-jax ensemble --out runs/x_committee6_cep0_s23 runs/x_base_s23 runs/x_cep6_base_s23",
+    ),
+)
+
 # (summary key, what) of the evaluations beside the plain pooled ones, as their rows name them.
 ENSEMBLE_BESIDE = (
     ("pooled", ""),
@@ -1066,6 +1093,7 @@ BLOCKS = {
     "round5_main": lambda root, kept: main_rows(root, ROUND5_MAIN, kept=kept),
     "round6_levers": lambda root, kept: lever_rows(root, ROUND6_LEVERS, kept, balanced=True),
     "round6_func": lambda root, kept: lever_rows(root, ROUND6_FUNC, kept, balanced=True),
+    "round6_main": lambda root, kept: main_rows(root, ROUND6_MAIN, kept=kept),
 }
 
 
