@@ -847,6 +847,7 @@ ROUND6_LEVERS = (
     ("x_cep_vtlp4", "+ 4 such copies"),
     ("x_cep_vtlp2_st4", "+ 2 copies warped by up to ±4 semitones"),
     ("x_cep_vtlp2_st6", "+ 2 copies warped by up to ±6 semitones"),
+    ("x_cep_vtlp2_st8", "+ 2 copies warped by up to ±8 semitones"),
     ("x_cep_vtlp2_speed", "+ 2 copies, VTLP and speed perturbation (0.9–1.1, p 0.5)"),
 )
 ROUND6_FUNC = (
