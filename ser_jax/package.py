@@ -441,6 +441,8 @@ SPLIT_AND_BOOKKEEPING = (
     "train.early_stopping_patience",
     "train.eval_every_epochs",
     "train.members",
+    "train.members_loop",
+    "train.cache_features",  # where the features are computed, not what they are
     "train.progress",
     "train.log_every_steps",
     "train.checkpoint_every_steps",

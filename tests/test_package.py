@@ -407,6 +407,11 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
     ]
     with_pitch = as_json("functionals_mfcc_shuffled_pitch.py")
     assert recipe_differences(with_pitch, shuffled) == ["frontend.pitch", "model.track_channels"]
+    # the feature cache says where the features are computed, not what they are: a run made
+    # before the presets turned it on trained the same recipe
+    assert with_pitch["train"]["cache_features"] is True
+    uncached = dict(with_pitch, train=dict(with_pitch["train"], cache_features=False))
+    assert recipe_differences(with_pitch, uncached) == []
 
 
 def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_path):
