@@ -412,6 +412,14 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
     assert with_pitch["train"]["cache_features"] is True
     uncached = dict(with_pitch, train=dict(with_pitch["train"], cache_features=False))
     assert recipe_differences(with_pitch, uncached) == []
+    # the sixth round's best row, as a preset: exactly its command's overrides
+    assert recipe_differences(as_json("cepstral_vtlp.py"), with_pitch) == [
+        "augment.copies",
+        "augment.mode",
+        "augment.pitch_shift_prob",
+        "augment.semitones",
+        "model.statistics",
+    ]
 
 
 def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_path):
