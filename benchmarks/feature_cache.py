@@ -7,8 +7,9 @@ Trains the same model twice on the same LOSO fold (``data.split=loso``, ``data.v
 once with the front-end in every train step (the default) and once from features computed
 once before training, and prints for each: the median epoch time, the wall time of the whole
 run (cache and compilation included), the test figures and, against the step row, the largest
-difference of the test probabilities. Augmentation must be off in the config (the cache holds
-clean features only; the cepstral presets have none). With ``--rounds`` > 1 the two rows
+difference of the test probabilities. Online augmentation must be off in the config (the
+cache holds clean features or offline augmentation's fixed copies; the cepstral presets have
+no augmentation). With ``--rounds`` > 1 the two rows
 alternate, so load from other jobs hits both alike; medians over rounds are reported.
 
 The corpus is the config's (Emo-DB from ``SER_EMODB_DIR`` for the presets); ``--demo`` uses

@@ -214,7 +214,7 @@ def get_config() -> ml_collections.ConfigDict:
     # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
     c.train.members_loop = "auto"
     # Compute every training clip's features once before training and feed the model from that
-    # cache (ser_jax.features.cached_training_features): the same steps without the front-end in
+    # cache (ser_jax.steps.cached_training_features): the same steps without the front-end in
     # each of them. For clean training features or offline augmentation's fixed copies (not
     # online augmentation, nor frontend.normalize="speaker"), of clips that all fit one bucket,
     # none longer than data.max_seconds.

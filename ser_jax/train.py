@@ -103,7 +103,7 @@ class Member:
     schedule: optax.Schedule  # learning rate by step, for the log and the injected rate
     # frontend.normalize="speaker": each speaker's log-mel mean/std (``speaker_stats``)
     speaker_stats: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
-    # train.cache_features: every training clip's features (features.cached_training_features)
+    # train.cache_features: every training row's features (steps.cached_training_features)
     feature_cache: dict[str, np.ndarray] | None = None
 
     @property
@@ -1011,6 +1011,7 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
         own.eval.tta_shifts = tuple(shifts) if need_tta else ()
         own.eval.speaker_bn = need_bn
         own.eval.speaker_bn_source = source
+        own.train.cache_features = False  # scoring trains nothing: no training cache to build
     data = data if data is not None else prepare(own, progress=False)
     recorded = _recorded_probabilities(run, data)
     trainer = build_trainer([own], [data], stacked=False)
