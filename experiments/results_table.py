@@ -848,7 +848,6 @@ ROUND6_LEVERS = (
     ("x_cep_vtlp2_st4", "+ 2 copies warped by up to ±4 semitones"),
     ("x_cep_vtlp2_st6", "+ 2 copies warped by up to ±6 semitones"),
     ("x_cep_vtlp2_st8", "+ 2 copies warped by up to ±8 semitones"),
-    ("x_cep_vtlp2_speed", "+ 2 copies, VTLP and speed perturbation (0.9–1.1, p 0.5)"),
 )
 ROUND6_FUNC = (
     (
@@ -857,6 +856,44 @@ ROUND6_FUNC = (
         "augmentation as 4 fixed copies of each file (offline), feature cache",
     ),
     ("x_fpitch_off4_vtlp", "+ VTLP (up to ±2 semitones) in every copy"),
+)
+
+ROUND7_LEVERS = (
+    (
+        "x_cep_vtlp2_st8",
+        "base: cepstral_vtlp.py (2 copies warped by up to ±8 semitones; the sixth round's row)",
+    ),
+    ("x_cep7_st12", "copies warped by up to ±12 semitones"),
+    ("x_cep7_c4", "4 copies (±8 semitones)"),
+    ("x_cep7_speed", "+ speed perturbation in the copies (0.9–1.1, p 0.5)"),
+)
+NAMED_S23 = "runs/x_base_s23 runs/x_bilstm_att_s23 runs/x_func_pitch_s23"
+ROUND7_MAIN = (
+    (
+        "x_committee7_w1212_s23",
+        "the named best with cepstral_vtlp.py in the shuffled cepstral member's place, all "
+        "four members' seeds 2-3, run weights 1, 2, 1, 2 (the rule written down before its "
+        "runs)",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee7_w1212_s23 "
+        f"{NAMED_S23} runs/x_cep6_s23",
+    ),
+    (
+        "x_committee7_alike_s23",
+        "the same four runs alike (run weights 1, 1, 1, 1)",
+        f"ser-jax ensemble --out runs/x_committee7_alike_s23 {NAMED_S23} runs/x_cep6_s23",
+    ),
+    (
+        "s7_cep_vtlp",
+        "cepstral_vtlp.py, stratified 70/15/15 (the seed protocol), seeds 10-12",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py --config.seed=10 --seeds 3 "
+        "--config.train.progress=False --workdir runs/s7_cep_vtlp",
+    ),
+    (
+        "s7_cep_vtlp_s13",
+        "cepstral_vtlp.py, the seed protocol, seeds 13-15 (written down before it ran)",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py --config.seed=13 --seeds 3 "
+        "--config.train.progress=False --workdir runs/s7_cep_vtlp_s13",
+    ),
 )
 
 CEP6 = f"ser-jax cv --config experiments/configs/functionals_mfcc_shuffled_pitch.py {STATS13}"
@@ -1045,10 +1082,10 @@ def screening_rows(sweep_root: Path) -> str:
 def reproduction_rows(root: Path, kept: dict[str, list[list[str]]] | None = None) -> str:
     rows = []
     for d, what, paper, protocol, differs, cmd in REPRODUCTIONS:
-        if not (root / d).exists() and what in (kept or {}):
+        got = metrics(root / d)
+        if got is None and what in (kept or {}):
             rows += kept[what]
             continue
-        got = metrics(root / d)
         ours = "not run" if got is None else f"{got[1][0]} acc, {got[1][1]} UAR ({got[0]})"
         cmd = recorded_command(root / d, cmd)
         rows.append([what, paper, protocol, ours, differs, f"`{cmd}`", provenance(root / d)])
@@ -1066,10 +1103,10 @@ def main_rows(
 ) -> str:
     rows = []
     for d, what, cmd in table:
-        if not (root / d).exists() and what in (kept or {}):
+        got = metrics(root / d)  # None: not here, or here but not finished (a rerun going on)
+        if got is None and what in (kept or {}):
             rows += kept[what]
             continue
-        got = metrics(root / d)
         if got is None:
             rows.append([what, "not run at this commit", "", "", "", f"`{cmd}`", ""])
             continue
@@ -1096,6 +1133,8 @@ BLOCKS = {
     "round6_levers": lambda root, kept: lever_rows(root, ROUND6_LEVERS, kept, balanced=True),
     "round6_func": lambda root, kept: lever_rows(root, ROUND6_FUNC, kept, balanced=True),
     "round6_main": lambda root, kept: main_rows(root, ROUND6_MAIN, kept=kept),
+    "round7_levers": lambda root, kept: lever_rows(root, ROUND7_LEVERS, kept, balanced=True),
+    "round7_main": lambda root, kept: main_rows(root, ROUND7_MAIN, kept=kept),
 }
 
 

@@ -792,8 +792,8 @@ def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
 
 
 def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
-    """A row whose run directory is missing (made on another machine) keeps its README text
-    and the ↳ rows under it; a row whose run is here is rewritten from it; a row neither in
+    """A row whose run directory is missing (made on another machine) or unfinished (a rerun
+    going on) keeps its README text and the ↳ rows under it; a row whose run is here is rewritten from it; a row neither in
     the README nor here says "not run"."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
     import results_table as rt
@@ -825,6 +825,10 @@ def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
     assert "0.600" in loso and "`new cmd`" in loso and "0123456789 on New CPU" in loso
     assert not any("0.222" in x or "0.333" in x for x in lines)
     assert any("not run at this commit" in x for x in lines)  # e.g. the committee rows
+    # a rerun going on (its directory here, no summary yet) keeps the README's row too
+    (run / "cv_summary.json").unlink()
+    lines = rt.main_rows(tmp_path, kept=kept).splitlines()
+    assert any("0.222" in x for x in lines) and any("0.333" in x for x in lines)
     # the whole README path: on an empty runs folder the block comes back as it was
     empty = tmp_path / "none"
     empty.mkdir()
