@@ -443,6 +443,8 @@ SEED_NAMED = (
     "runs/s_best_bntrain runs/s_bilstm_bntrain runs/s_pitch_bntrain runs/s_cepw_bntrain "
     "runs/s_cep_bntrain"
 )
+# the named best's members other than the cepstral one, seeds 2-3 (rounds 4 and 7)
+NAMED_S23 = "runs/x_base_s23 runs/x_bilstm_att_s23 runs/x_func_pitch_s23"
 ROUND4_MAIN = (
     (
         "x_committee6_w",
@@ -504,8 +506,8 @@ ROUND4_MAIN = (
         "x_committee_w1212_s23all",
         "the named best on seeds 2-3 of all four members (written down before best.py's ran), "
         "run weights 1, 2, 1, 2",
-        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee_w1212_s23all runs/x_base_s23 "
-        "runs/x_bilstm_att_s23 runs/x_func_pitch_s23 runs/x_func_mfcc_shuffled_s23",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee_w1212_s23all "
+        f"{NAMED_S23} runs/x_func_mfcc_shuffled_s23",
     ),
     (
         "x_committee_family",
@@ -867,7 +869,6 @@ ROUND7_LEVERS = (
     ("x_cep7_c4", "4 copies (±8 semitones)"),
     ("x_cep7_speed", "+ speed perturbation in the copies (0.9–1.1, p 0.5)"),
 )
-NAMED_S23 = "runs/x_base_s23 runs/x_bilstm_att_s23 runs/x_func_pitch_s23"
 ROUND7_MAIN = (
     (
         "x_committee7_w1212_s23",

@@ -793,8 +793,8 @@ def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
 
 def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
     """A row whose run directory is missing (made on another machine) or unfinished (a rerun
-    going on) keeps its README text and the ↳ rows under it; a row whose run is here is rewritten from it; a row neither in
-    the README nor here says "not run"."""
+    going on) keeps its README text and the ↳ rows under it; a row whose run is here is
+    rewritten from it; a row neither in the README nor here says "not run"."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
     import results_table as rt
 
