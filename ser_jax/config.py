@@ -45,6 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
     # speaker_kfold: the first speaker of each of the next groups); 0: none, all others train
     # (needs train.select="last")
     c.data.val_count = 1
+    # True: the validation files join training, the test files unchanged (stratified and
+    # speakers splits), for a recipe that selects nothing on them (train.select="last" and no
+    # early stopping); loso / speaker_kfold say it with data.val_count=0
+    c.data.train_on_val = False
     c.data.folds = 4  # speaker_kfold: number of speaker groups
     c.data.split_seed = -1  # -1: use c.seed; the split's own seed
     c.data.labels = ()  # class order (label id = index); () = from the corpus (EMOTIONS order)

@@ -435,6 +435,7 @@ SPLIT_AND_BOOKKEEPING = (
     "data.val_speakers",
     "data.fold",
     "data.val_count",
+    "data.train_on_val",
     "data.folds",
     "data.split_seed",
     "train.select",

@@ -138,6 +138,20 @@ def resolve(config: Any) -> RunSpec:
             f"trains), so train.select={select!r} has nothing to select on: set "
             "train.select='last' (a fixed number of epochs)"
         )
+    if bool(config.data.get("train_on_val", False)):
+        split = str(config.data.split)
+        if split not in ("stratified", "speakers"):
+            raise ConfigError(
+                f"data.train_on_val=True moves a stratified or speakers split's validation "
+                f"files into training; data.split={split!r}"
+                + (" says it with data.val_count=0" if split in ("loso", "speaker_kfold") else "")
+            )
+        if select != "last" or int(t.early_stopping_patience) > 0:
+            raise ConfigError(
+                "data.train_on_val=True leaves no validation file to select on: set "
+                f"train.select='last' (is {select!r}) and train.early_stopping_patience=0 "
+                f"(is {int(t.early_stopping_patience)})"
+            )
     cache_features = bool(t.get("cache_features", False))
     if cache_features and augment.enabled and copies == 0:
         on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)

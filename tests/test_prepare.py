@@ -102,3 +102,16 @@ def test_demo_corpus_race_leaves_nothing_behind_and_real_errors_surface(tmp_path
     with pytest.raises(ConfigError, match="could not write the demo corpus"):
         demo_corpus_root(cfg.data)
     assert [p.name for p in (tmp_path / "cache2").iterdir()] == [root.name]
+
+
+def test_validation_files_train_when_asked_and_the_test_files_stay(demo_corpus_dir, tmp_path):
+    cfg = tiny_config()
+    plain = prepare(cfg, progress=False)
+    cfg.data.train_on_val = True
+    merged = prepare(cfg, progress=False)
+    assert len(merged.val) == 0 and len(plain.val) > 0
+    assert [u.path for u in merged.test.utts] == [u.path for u in plain.test.utts]
+    assert sorted(u.path for u in merged.train.utts) == sorted(
+        u.path for u in [*plain.train.utts, *plain.val.utts]
+    )
+    assert merged.split.name.endswith("+val-trains")

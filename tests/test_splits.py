@@ -288,3 +288,36 @@ def test_no_validation_speaker_needs_a_fixed_number_of_epochs():
         resolve(cfg)
     cfg.train.select = "last"
     assert resolve(cfg).select == "last"
+
+
+def test_validation_joins_training_and_the_test_files_stay():
+    from ser_jax.data.splits import validation_trains
+
+    labels = np.array([c for c, n in EMODB_COUNTS.items() for _ in range(n)])
+    split = stratified_split(labels, (0.70, 0.15, 0.15), seed=10)
+    merged = validation_trains(split)
+    check_disjoint(merged)
+    assert _covers(merged, len(labels))
+    np.testing.assert_array_equal(merged.test, split.test)
+    np.testing.assert_array_equal(merged.train, np.sort(np.r_[split.train, split.val]))
+    assert len(merged.val) == 0 and (len(merged.train), len(merged.test)) == (347, 62)
+    assert merged.name == f"{split.name}+val-trains"
+
+
+def test_training_on_validation_needs_a_fixed_number_of_epochs_and_a_split_with_one():
+    from ser_jax.config import get_config
+    from ser_jax.spec import resolve
+
+    cfg = get_config()
+    cfg.data.train_on_val = True
+    with pytest.raises(ConfigError, match="train.select='last' \\(is 'val_uar'\\)"):
+        resolve(cfg)
+    cfg.train.select = "last"
+    cfg.train.early_stopping_patience = 5
+    with pytest.raises(ConfigError, match="early_stopping_patience=0 \\(is 5\\)"):
+        resolve(cfg)
+    cfg.train.early_stopping_patience = 0
+    assert resolve(cfg).select == "last"
+    cfg.data.split = "loso"
+    with pytest.raises(ConfigError, match="data.split='loso' says it with data.val_count=0"):
+        resolve(cfg)

@@ -30,6 +30,7 @@ from ser_jax.data.splits import (
     speaker_independent_split,
     speaker_kfold,
     stratified_split,
+    validation_trains,
 )
 from ser_jax.errors import ConfigError, ManifestError
 
@@ -151,6 +152,8 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
     kind = str(data_cfg.split)
     if kind == "stratified":
         split = stratified_split(labels, tuple(data_cfg.fractions), seed=split_seed)
+        if bool(data_cfg.get("train_on_val", False)):
+            split = validation_trains(split)
         check_disjoint(split)
         return split
     if kind == "all":  # a release model: every file trains, nothing is validated or tested
@@ -166,6 +169,8 @@ def make_split(data_cfg: Any, utts: list[Utterance], labels: np.ndarray, seed: i
             labels=labels,
             seed=split_seed,
         )
+        if bool(data_cfg.get("train_on_val", False)):
+            split = validation_trains(split)
     elif kind in ("loso", "speaker_kfold"):
         folds = (
             loso_folds(speakers, seed=split_seed, val_count=int(data_cfg.val_count))
@@ -208,8 +213,10 @@ def prepare(
     _, root = resolve_corpus(data_cfg)
     if split.name == "all":
         parts: tuple[str, ...] = ("train",)
-    elif str(data_cfg.split) in ("loso", "speaker_kfold") and int(data_cfg.val_count) == 0:
-        parts = ("train", "test")  # no validation speaker, as asked
+    elif (
+        str(data_cfg.split) in ("loso", "speaker_kfold") and int(data_cfg.val_count) == 0
+    ) or bool(data_cfg.get("train_on_val", False)):
+        parts = ("train", "test")  # no validation file, as asked
     else:
         parts = ("train", "val", "test")
     for part in parts:

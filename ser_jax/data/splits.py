@@ -76,6 +76,14 @@ def stratified_split(
     return Split(*(_indices(p) for p in parts), name=name)
 
 
+def validation_trains(split: Split) -> Split:
+    """``split`` with its validation files moved into training (``data.train_on_val``): the
+    test files stay exactly the ones the split held out, so runs with and without it are
+    scored on the same files."""
+    train = np.sort(np.concatenate([split.train, split.val]).astype(np.int64))
+    return Split(train, np.zeros(0, np.int64), split.test, name=f"{split.name}+val-trains")
+
+
 def _as_names(names: str | Iterable) -> tuple[str, ...]:
     if isinstance(names, str):
         return (names,)
