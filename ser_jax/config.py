@@ -173,6 +173,10 @@ def get_config() -> ml_collections.ConfigDict:
     # these seconds (zero-filled, as training's time shift) and probabilities averaged;
     # reported beside the plain test numbers (results.json "tta"). () = off.
     c.eval.tta_shifts = ()
+    # Test-time augmentation by vocal-tract warps: also score every clip (and shifted clip)
+    # with its frequency axis warped by each of these semitones (the warp of pitch-shift
+    # augmentation, augment.pitch_shift_prob), averaged with the rest of "tta". () = off.
+    c.eval.tta_semitones = ()
     # Speaker-adaptive BatchNorm (AdaBN): also score the test split with each test speaker's
     # BatchNorm statistics gathered from that speaker's own clean clips (no labels) instead of
     # the running statistics of training; its own protocol (it needs the speaker's unlabelled

@@ -424,6 +424,7 @@ ENSEMBLE_KINDS = (
     ("test_speaker_bn", "pooled_speaker_bn"),
     ("test_balanced", "pooled_balanced"),
     ("test_speaker_bn_balanced", "pooled_speaker_bn_balanced"),
+    ("test_tta", "pooled_tta"),
 )
 # How the tables name each rule of combining models' probabilities (the first column).
 RULE_NAMES = {"mean": "averaged probabilities", "geometric": "geometric mean of probabilities"}
@@ -441,6 +442,7 @@ KIND_NAMES = (
     ("pooled_speaker_bn", "pooled, speaker-adaptive BatchNorm"),
     ("pooled_balanced", "pooled, balanced decision (÷ training prior)"),
     ("pooled_speaker_bn_balanced", "pooled, speaker-adaptive BatchNorm, balanced decision"),
+    ("pooled_tta", "pooled, test-time augmentation"),
 )
 
 

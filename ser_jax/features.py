@@ -36,6 +36,7 @@ def make_features(
     augment: AugmentConfig | None,
     stats: tuple[jax.Array, jax.Array] | None = None,
     apply: jax.Array | None = None,
+    warp: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Log-mel features of a padded batch, augmented when ``augment`` is on and keys are given.
 
@@ -51,6 +52,8 @@ def make_features(
       apply: optional ``(batch,)`` bool: augment only these examples, the others come out
         clean (offline augmentation keeps each file's original copy clean). One front-end pass
         serves both.
+      warp: optional ``(batch,)`` fixed frequency-warp factors of the clean features (test-time
+        augmentation, ``eval.tta_semitones``: the warp pitch-shift augmentation draws at random).
 
     Returns:
       ``feats`` ``(batch, frames, n_bands)`` (``(batch, frames, n_bands, frontend.channels)``
@@ -76,8 +79,9 @@ def make_features(
         return feats
 
     if augment is None or not augment.enabled or keys is None:
-        feats, flen = log_mel(audio, lengths, frontend)
-        return standardise(feats, flen, audio, lengths), _no_frames_if_empty(flen, lengths)
+        feats, flen = log_mel(audio, lengths, frontend, warp)
+        feats = standardise(feats, flen, audio, lengths, warp)
+        return feats, _no_frames_if_empty(flen, lengths)
     # Independent streams for the waveform and the spectrogram stage of each example.
     split = jax.vmap(jax.random.split)(keys)
     wave_keys, spec_keys = split[:, 0], split[:, 1]

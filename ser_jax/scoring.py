@@ -4,8 +4,10 @@
 A clip no longer than ``max_samples`` (``data.max_seconds``) is scored whole. A longer clip is
 cut into windows of ``max_samples`` with a hop of half a window (the last window ends at the
 clip's end), each window is scored, and the clip's class probabilities are the mean over its
-windows. Test-time augmentation (``eval.tta_shifts``) adds each window shifted in time by each
-given amount to the average; it is reported beside the plain score, never instead of it.
+windows. Test-time augmentation (``eval.tta_shifts``, ``eval.tta_semitones``) adds each window shifted in
+time by each given amount, and each window (shifted or not) with its frequency axis warped by
+each given number of semitones (the warp of pitch-shift augmentation), to the average; it is
+reported beside the plain score, never instead of it.
 Windows are batched in order of length (less padding, fewer compiled shapes), padded to
 a bucket length, and the last batch is filled with empty rows of weight 0.
 
@@ -59,22 +61,31 @@ def score_clips(
     max_samples: int,
     bucket_samples: int,
     shifts: Sequence[int] = (),
+    warps: Sequence[float] = (),
 ) -> np.ndarray:
     """Class probabilities ``(len(waves), num_classes)``, windows averaged per clip; with
-    ``shifts`` (samples), every window is also scored shifted by each and all are averaged
-    (test-time augmentation)."""
+    ``shifts`` (samples), every window is also scored shifted by each, and with ``warps``
+    (frequency-warp factors, ``batch["warp"]`` to ``predict``) every window and shifted window
+    is also scored warped by each; all are averaged (test-time augmentation)."""
     pieces, owner = windows(waves, max_samples, shifts)
-    probs = score_windows(
-        predict,
-        pieces,
-        num_classes,
-        batch_size=batch_size,
-        max_samples=max_samples,
-        bucket_samples=bucket_samples,
-    )
     out = np.zeros((len(waves), num_classes), np.float64)
-    np.add.at(out, owner, probs)
-    counts = np.bincount(owner, minlength=len(waves))[:, None]
+    for warp in (None, *warps):
+        view = predict
+        if warp is not None:
+
+            def view(batch: dict[str, np.ndarray], w: float = float(warp)) -> np.ndarray:
+                return predict({**batch, "warp": np.full(len(batch["length"]), w, np.float32)})
+
+        probs = score_windows(
+            view,
+            pieces,
+            num_classes,
+            batch_size=batch_size,
+            max_samples=max_samples,
+            bucket_samples=bucket_samples,
+        )
+        np.add.at(out, owner, probs)
+    counts = np.bincount(owner, minlength=len(waves))[:, None] * (1 + len(warps))
     return (out / np.maximum(counts, 1)).astype(np.float32)
 
 

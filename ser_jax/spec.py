@@ -10,6 +10,7 @@ The data stage (``ser_jax.data.prepare``) reads ``config.data`` itself; the mode
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from ser_jax.augment import AugmentConfig
@@ -58,6 +59,17 @@ class RunSpec:
     speaker_bn: bool = False  # also test with each speaker's own BatchNorm statistics
     speaker_bn_source: str = "scored"  # scored | train | all: whose clips give them
     cache_features: bool = False  # training features computed once, not in every step
+    tta_semitones: tuple[float, ...] = ()  # test-time augmentation: frequency warps; () = off
+
+    @property
+    def tta(self) -> bool:
+        """Whether the test split is also scored with test-time augmentation."""
+        return bool(self.tta_shifts or self.tta_semitones)
+
+    @property
+    def tta_warps(self) -> tuple[float, ...]:
+        """The frequency-warp factors of ``tta_semitones`` (``2**(semitones/12)``)."""
+        return tuple(2.0 ** (s / 12.0) for s in self.tta_semitones)
 
     @property
     def select_metric(self) -> str:
@@ -152,6 +164,13 @@ def resolve(config: Any) -> RunSpec:
                 f"train.select='last' (is {select!r}) and train.early_stopping_patience=0 "
                 f"(is {int(t.early_stopping_patience)})"
             )
+    tta_semitones = tuple(float(s) for s in config.eval.get("tta_semitones", ()))
+    bad = [s for s in tta_semitones if not (math.isfinite(s) and s != 0 and abs(s) <= 12)]
+    if bad:
+        raise ConfigError(
+            f"eval.tta_semitones={tta_semitones}: {bad} not a warp to score (each a non-zero "
+            "number of semitones within ±12; the unwarped clip is always scored)"
+        )
     cache_features = bool(t.get("cache_features", False))
     if cache_features and augment.enabled and copies == 0:
         on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)
@@ -194,4 +213,5 @@ def resolve(config: Any) -> RunSpec:
         speaker_bn=bool(config.eval.speaker_bn),
         speaker_bn_source=speaker_bn_source,
         cache_features=cache_features,
+        tta_semitones=tta_semitones,
     )

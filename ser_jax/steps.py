@@ -470,10 +470,18 @@ def predict_step(
     *,
     frontend: FrontendConfig,
 ) -> jax.Array:
-    """Class probabilities ``(batch, classes)`` of clean audio ``batch["audio"]``."""
+    """Class probabilities ``(batch, classes)`` of clean audio ``batch["audio"]``, its
+    frequency axis warped by ``batch["warp"]`` ``(batch,)`` when the batch has one (test-time
+    augmentation)."""
     stats = (variables.feature_stats["mean"], variables.feature_stats["std"])
     feats, frames = make_features(
-        batch["audio"], batch["length"], None, frontend=frontend, augment=None, stats=stats
+        batch["audio"],
+        batch["length"],
+        None,
+        frontend=frontend,
+        augment=None,
+        stats=stats,
+        warp=batch.get("warp"),
     )
     logits = apply_fn(
         {"params": variables.params, "batch_stats": variables.batch_stats},

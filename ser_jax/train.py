@@ -261,11 +261,12 @@ class Trainer:
         variables: ModelVariables | None = None,
         shifts: Sequence[int] = (),
         *,
+        warps: Sequence[float] = (),
         speaker_bn: bool = False,
         bn_clips: Sequence[ClipSet] | None = None,
     ) -> np.ndarray:
         """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``;
-        ``shifts``: test-time augmentation; ``speaker_bn``: each speaker's clips with
+        ``shifts``, ``warps``: test-time augmentation; ``speaker_bn``: each speaker's clips with
         BatchNorm statistics of that speaker's clips in ``bn_clips``, None: of the clips
         scored)."""
         variables = variables if variables is not None else self.variables(self.state)
@@ -281,6 +282,7 @@ class Trainer:
                 max_samples=spec.max_samples,
                 bucket_samples=spec.bucket_samples,
                 shifts=shifts,
+                warps=warps,
             )
 
         if spec.frontend.normalize != "speaker" and not speaker_bn:
@@ -307,11 +309,14 @@ class Trainer:
         variables: ModelVariables | None = None,
         shifts: Sequence[int] = (),
         *,
+        warps: Sequence[float] = (),
         speaker_bn: bool = False,
         bn_clips: Sequence[ClipSet] | None = None,
     ) -> dict[str, Any]:
         """Metrics of ``clips`` (accuracy, UAR, macro-F1, per class), their loss and probs."""
-        probs = self.predict(clips, variables, shifts, speaker_bn=speaker_bn, bn_clips=bn_clips)
+        probs = self.predict(
+            clips, variables, shifts, warps=warps, speaker_bn=speaker_bn, bn_clips=bn_clips
+        )
         metrics = classification_metrics(clips.labels, probs.argmax(-1), self.data.label_names)
         nll = -np.log(probs[np.arange(len(clips)), clips.labels] + 1e-12)
         metrics["loss"] = float(nll.mean())
@@ -575,7 +580,10 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         model=model,
         state=state,
         _train_step=step_fn,
-        _predict=lambda v, b: predict(v, {"audio": b["audio"], "length": b["length"]}),
+        _predict=lambda v, b: predict(
+            v,
+            {k: b[k] for k in ("audio", "length", "warp") if k in b},  # not the weights
+        ),
         _take=take,
         speaker_stats={k: v for m in reversed(members) for k, v in m.speaker_stats.items()},
     )
@@ -883,7 +891,7 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     val = trainer.evaluate(data.val, variables) if len(data.val) else None
     test = trainer.evaluate(data.test, variables)
     # Test-time augmentation, chosen by config before any test result: reported beside.
-    tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if spec.tta_shifts else None
+    tta = _tta_test(trainer, data, variables) if spec.tta else None
     # Speaker-adaptive BatchNorm (its own protocol, chosen by config): reported beside.
     adapted = _adapted_test(trainer, data, variables) if spec.speaker_bn else None
     history = lp.history
@@ -931,6 +939,12 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     return results
 
 
+def _tta_test(trainer: Trainer, data: PreparedData, variables: Any) -> dict[str, Any]:
+    """The test split with test-time augmentation (``eval.tta_shifts``, ``eval.tta_semitones``)."""
+    spec = trainer.spec
+    return trainer.evaluate(data.test, variables, spec.tta_shifts, warps=spec.tta_warps)
+
+
 def _adapted_test(trainer: Trainer, data: PreparedData, variables: Any) -> dict[str, Any]:
     """The test split with speaker-adaptive BatchNorm, each speaker's statistics from the
     clips ``eval.speaker_bn_source`` names."""
@@ -948,6 +962,7 @@ def _beside_results(
         "tta": (
             {
                 "shifts_seconds": [k / spec.sample_rate for k in spec.tta_shifts],
+                "semitones": list(spec.tta_semitones),
                 **{f"test_{m}": tta[m] for m in keys},
             }
             if tta
@@ -979,7 +994,8 @@ REPRODUCE_TOLERANCE = 2e-3
 
 def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[str, Any]:
     """A finished run's results, with the evaluations beside the plain test that ``config``
-    asks for and the run lacks (``eval.tta_shifts``, or other shifts than it has;
+    asks for and the run lacks (``eval.tta_shifts`` and ``eval.tta_semitones``, or others than
+    it has;
     ``eval.speaker_bn``) scored now from its saved model, without training it again: so adding
     ``--config.eval.tta_shifts=...`` or ``--config.eval.speaker_bn=True`` to the command of a
     finished ``train`` or ``cv`` job scores them for every run of the job. The model comes
@@ -990,11 +1006,15 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
     is refused, naming the run, rather than scored beside numbers it did not make."""
     results = run.results()
     shifts = [float(x) for x in config.eval.tta_shifts]
-    have_tta = (results.get("tta") or {}).get("shifts_seconds")
-    need_tta = bool(shifts) and (
+    semitones = [float(x) for x in config.eval.get("tta_semitones", ())]
+    have = results.get("tta") or {}
+    have_tta, have_semitones = have.get("shifts_seconds"), have.get("semitones", [])
+    need_tta = bool(shifts or semitones) and (
         have_tta is None
         or len(have_tta) != len(shifts)
         or not np.allclose(have_tta, shifts, atol=1e-4)
+        or len(have_semitones) != len(semitones)
+        or not np.allclose(have_semitones, semitones, atol=1e-6)
     )
     need_bn = bool(config.eval.speaker_bn) and not results.get("speaker_bn")
     source = str(config.eval.get("speaker_bn_source", "scored"))
@@ -1009,6 +1029,7 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
     own = run.config()
     with own.unlocked():
         own.eval.tta_shifts = tuple(shifts) if need_tta else ()
+        own.eval.tta_semitones = tuple(semitones) if need_tta else ()
         own.eval.speaker_bn = need_bn
         own.eval.speaker_bn_source = source
         own.train.cache_features = False  # scoring trains nothing: no training cache to build
@@ -1024,7 +1045,7 @@ def score_beside(config: Any, data: PreparedData | None, run: RunDir) -> dict[st
             "differ since it was trained; train it again instead of scoring it beside them"
         )
     spec = trainer.spec
-    tta = trainer.evaluate(data.test, variables, spec.tta_shifts) if need_tta else None
+    tta = _tta_test(trainer, data, variables) if need_tta else None
     adapted = _adapted_test(trainer, data, variables) if need_bn else None
     added = {k: v for k, v in _beside_results(spec, tta, adapted).items() if v is not None}
     commit, dirty = git_state()

@@ -150,6 +150,24 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
     stamp = (run0 / "results.json").stat().st_mtime_ns
     cross_validate(cfg, tmp_path, seeds=1)
     assert (run0 / "results.json").stat().st_mtime_ns == stamp
+    # vocal-tract warps asked for as well: the test-time augmentation is scored again, every
+    # shifted window also warped, and committees average it (ser-jax ensemble)
+    shifted = (run0 / "test_tta_predictions.jsonl").read_text()
+    cfg.eval.tta_semitones = (-2.0, 2.0)
+    warped = cross_validate(cfg, tmp_path, seeds=1)
+    results = json.loads((run0 / "results.json").read_text())
+    assert results["tta"]["semitones"] == [-2.0, 2.0]
+    assert results["tta"]["shifts_seconds"] == pytest.approx([-0.05, 0.05], abs=1e-4)
+    assert (run0 / "test_tta_predictions.jsonl").read_text() != shifted
+    assert warped["pooled"] == summary["pooled"]
+    from ser_jax.experiment import ensemble_runs
+
+    ens = ensemble_runs([tmp_path], tmp_path / "ens")
+    assert ens["pooled_tta"]["uar"] == pytest.approx(warped["pooled_tta"]["test_uar"]["mean"])
+    with pytest.raises(ConfigError, match=r"eval.tta_semitones=\(0.0, 13.0\)"):
+        cfg.eval.tta_semitones = (0.0, 13.0)
+        cross_validate(cfg, tmp_path, seeds=1)
+    cfg.eval.tta_semitones = ()
     cfg.eval.tta_shifts = (0.1,)
     rows = [json.loads(x) for x in (run0 / "test_predictions.jsonl").open()]
     first = rows[0]["probs"]

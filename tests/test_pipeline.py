@@ -113,6 +113,19 @@ def test_score_clips_averages_window_probabilities():
     np.testing.assert_allclose(probs[0, 0], np.mean(each), rtol=1e-6)
     np.testing.assert_allclose(probs[1], [0.25, 0.75], rtol=1e-6)
 
+    # warps: every window also scored with the warp in its batch, all views averaged
+    def warped(batch):  # class 0 = the window's mean times its warp (1 without one)
+        w = batch.get("warp", np.ones(len(batch["length"]), np.float32))
+        assert w.shape == batch["length"].shape
+        p = predict(batch)[:, 0] * w
+        return np.stack([p, 1 - p], axis=1)
+
+    got = score_clips(
+        warped, [long, short], 2, batch_size=3, max_samples=200, bucket_samples=0, warps=(0.5, 2.0)
+    )
+    np.testing.assert_allclose(got[0, 0], np.mean(each) * (1 + 0.5 + 2.0) / 3, rtol=1e-6)
+    np.testing.assert_allclose(got[1, 0], 0.25 * 3.5 / 3, rtol=1e-6)
+
 
 def test_batch_larger_than_training_set_is_refused():
     with pytest.raises(ConfigError, match="larger than the training set"):
