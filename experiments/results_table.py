@@ -654,14 +654,18 @@ def lever_rows(
     levers: tuple[tuple[str, str], ...] = LEVERS,
     kept: dict[str, list[list[str]]] | None = None,
     balanced: bool = False,
+    tta: bool = False,
 ) -> str:
     """One row a lever: pooled LOSO metrics (mean ± std over seeds), its UAR change against
     the first row, the UAR with speaker-adaptive BatchNorm when the run scored it (its own
     protocol), the recorded command and who made it; ``balanced``: also the UAR of the
-    balanced decision (÷ training prior), plain and with speaker-adaptive BatchNorm."""
+    balanced decision (÷ training prior), plain and with speaker-adaptive BatchNorm; ``tta``:
+    also the UAR with test-time augmentation."""
     base = pooled_uar(root / levers[0][0])
-    beside = ["pooled_speaker_bn"] + (
-        ["pooled_balanced", "pooled_speaker_bn_balanced"] if balanced else []
+    beside = (
+        ["pooled_speaker_bn"]
+        + (["pooled_balanced", "pooled_speaker_bn_balanced"] if balanced else [])
+        + (["pooled_tta"] if tta else [])
     )
     rows = []
     for d, what in levers:
@@ -687,8 +691,10 @@ def lever_rows(
                 provenance(root / d),
             ]
         )
-    names = ["UAR, speaker-adaptive BN"] + (
-        ["UAR, balanced decision", "UAR, speaker-adaptive BN, balanced"] if balanced else []
+    names = (
+        ["UAR, speaker-adaptive BN"]
+        + (["UAR, balanced decision", "UAR, speaker-adaptive BN, balanced"] if balanced else [])
+        + (["UAR, test-time augmentation"] if tta else [])
     )
     return markdown(
         [
@@ -868,6 +874,54 @@ ROUND7_LEVERS = (
     ("x_cep7_st12", "copies warped by up to ±12 semitones"),
     ("x_cep7_c4", "4 copies (±8 semitones)"),
     ("x_cep7_speed", "+ speed perturbation in the copies (0.9–1.1, p 0.5)"),
+)
+ROUND8_LEVERS = (
+    (
+        "x_cep_vtlp2_st8",
+        "base: cepstral_vtlp.py (2 copies warped by up to ±8 semitones; the sixth round's row)",
+    ),
+    ("x_cep8_mlp", "a hidden layer of 256 (ReLU, dropout 0.3) instead of the linear classifier"),
+    ("x_cep8_wd01", "L2 0.1 (base 0.03)"),
+    ("x_cep8_wd001", "L2 0.01"),
+    ("x_cep8_mixup", "mixup of the utterance statistics (alpha 0.2)"),
+    ("x_cep8_ls", "label smoothing 0.1"),
+    (
+        "x_cep8_tta2",
+        "the base's saved models, test-time warps of ±2 semitones (eval.tta_semitones; "
+        "the TTA column)",
+    ),
+    ("x_cep8_tta4", "the base's saved models, test-time warps of ±4 semitones"),
+)
+SEED8 = "--config.train.progress=False --workdir runs/"
+ROUND8_MAIN = (
+    (
+        "s8_cep_vtlp_tov",
+        "cepstral_vtlp.py with the validation files in training (data.train_on_val), the seed "
+        "protocol, seeds 10-12 (the rule written down before its runs)",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        f"--config.data.train_on_val=True --config.seed=10 --seeds 3 {SEED8}s8_cep_vtlp_tov",
+    ),
+    (
+        "s8_cep_vtlp_tov_s13",
+        "the same, seeds 13-15 (the rule's second half)",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        f"--config.data.train_on_val=True --config.seed=13 --seeds 3 {SEED8}s8_cep_vtlp_tov_s13",
+    ),
+    (
+        "s8_cep_p13_tov",
+        "the pitch-and-13-statistics model without copies, validation files in training, "
+        "seeds 10-12 (beside the rule)",
+        "ser-jax train --config experiments/configs/functionals_mfcc_shuffled_pitch.py "
+        f"{STATS13} --config.data.train_on_val=True --config.seed=10 --seeds 3 "
+        f"{SEED8}s8_cep_p13_tov",
+    ),
+    (
+        "s8_cep_p13_tov_s13",
+        "the same, seeds 13-15",
+        "ser-jax train --config experiments/configs/functionals_mfcc_shuffled_pitch.py "
+        f"{STATS13} --config.data.train_on_val=True --config.seed=13 --seeds 3 "
+        f"{SEED8}s8_cep_p13_tov_s13",
+    ),
 )
 ROUND7_MAIN = (
     (
@@ -1136,6 +1190,10 @@ BLOCKS = {
     "round6_main": lambda root, kept: main_rows(root, ROUND6_MAIN, kept=kept),
     "round7_levers": lambda root, kept: lever_rows(root, ROUND7_LEVERS, kept, balanced=True),
     "round7_main": lambda root, kept: main_rows(root, ROUND7_MAIN, kept=kept),
+    "round8_main": lambda root, kept: main_rows(root, ROUND8_MAIN, kept=kept),
+    "round8_levers": lambda root, kept: lever_rows(
+        root, ROUND8_LEVERS, kept, balanced=True, tta=True
+    ),
 }
 
 
