@@ -784,7 +784,11 @@ def tta_note(run_root: Path, summary: dict) -> str:
     path = run_root / f"fold{first['fold']}-{first['speaker']}" / f"seed{first['seed']}"
     tta = json.loads((path / "results.json").read_text()).get("tta") or {}
     shifts = ", ".join(f"{x:+g}" for x in tta.get("shifts_seconds", []))
-    note = f" (the clip and its shifts by {shifts} s, averaged)" if shifts else ""
+    warps = ", ".join(f"{x:+g}" for x in tta.get("semitones", []))
+    views = [f"its shifts by {shifts} s"] * bool(shifts) + [
+        f"its warps by {warps} semitones"
+    ] * bool(warps)
+    note = f" (the clip and {' and '.join(views)}, averaged)" if views else ""
     later = tta.get("scored_later")
     if later:
         note += f", scored later from the saved models at {later['git_commit'][:10]}"
@@ -891,6 +895,8 @@ ROUND8_LEVERS = (
         "the TTA column)",
     ),
     ("x_cep8_tta4", "the base's saved models, test-time warps of ±4 semitones"),
+    ("x_cep8_tta6", "the base's saved models, test-time warps of ±6 semitones (chosen)"),
+    ("x_cep8_tta48", "the base's saved models, test-time warps of ±4 and ±8 semitones"),
 )
 SEED8 = "--config.train.progress=False --workdir runs/"
 ROUND8_MAIN = (
@@ -987,6 +993,7 @@ ENSEMBLE_BESIDE = (
         "pooled_speaker_bn_balanced",
         "speaker-adaptive BatchNorm and the balanced decision (own protocol)",
     ),
+    ("pooled_tta", "each member's test-time augmentation"),
 )
 
 
@@ -1068,7 +1075,7 @@ def cv_extras(run_root: Path) -> list[list[str]]:
             + [fmt(tta[f"test_{k}"], 3) for k in keys]
         )
     for key, what in ENSEMBLE_BESIDE[1:]:
-        if key in s:
+        if key in s and key != "pooled_tta":  # test-time augmentation has its row above
             rows.append([f"↳ with {what}", "pooled", *(fmt(s[key][f"test_{k}"], 3) for k in keys)])
     if "ensemble" in s:
         e = s["ensemble"]
