@@ -1015,6 +1015,20 @@ def cv_extras(run_root: Path) -> list[list[str]]:
                     *(fmt(bn[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
                 ]
             )
+        tta = s.get("tta")
+        if tta:
+            views = [f"shifts by {', '.join(f'{x:+g}' for x in tta['shifts_seconds'])} s"] * bool(
+                tta.get("shifts_seconds")
+            ) + [f"warps by {', '.join(f'{x:+g}' for x in tta['semitones'])} semitones"] * bool(
+                tta.get("semitones")
+            )
+            rows.append(
+                [
+                    f"↳ with test-time augmentation ({' and '.join(views)})",
+                    f"{tta['test_uar'].get('n', 1)} seeds",
+                    *(fmt(tta[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
+                ]
+            )
         if "val_accuracy" in s:  # the figure to choose a seed-protocol config by
             rows.append(
                 [

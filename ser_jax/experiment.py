@@ -103,6 +103,13 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
             "source": adapted[0].get("source", "scored"),
             **summarize(adapted),
         }
+    if all(r.get("tta") for r in results):  # test-time augmentation: beside
+        tta = [r["tta"] for r in results]
+        summary["tta"] = {
+            "shifts_seconds": tta[0].get("shifts_seconds", []),
+            "semitones": tta[0].get("semitones", []),
+            **summarize(tta),
+        }
     ensemble = seed_ensemble(dirs)
     if ensemble is not None:
         summary["ensemble"] = ensemble
@@ -121,6 +128,11 @@ def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any
                     ]
                     for k, v in summary.get("speaker_bn", {}).items()
                     if k != "source"
+                ]
+                + [
+                    [f"{k}, test-time augmentation", v]
+                    for k, v in summary.get("tta", {}).items()
+                    if k.startswith("test_")
                 ],
             ),
         ]

@@ -209,6 +209,17 @@ def test_seeds_report_mean_and_std(tmp_path):
         np.mean([a["test_uar"] for a in adapted])
     )
     assert "speaker-adaptive BatchNorm (all clips)" in (tmp_path / "summary.md").read_text()
+    # test-time warps asked for later: scored from the saved models, summarised beside
+    assert "tta" not in summary
+    cfg.eval.tta_semitones = (2.0,)
+    again = run_seeds(cfg, tmp_path, seeds=2)
+    tta = [json.loads((tmp_path / f"seed{s}" / "results.json").read_text())["tta"] for s in (0, 1)]
+    assert again["tta"]["semitones"] == [2.0] and again["tta"]["shifts_seconds"] == []
+    assert again["tta"]["test_accuracy"]["mean"] == pytest.approx(
+        np.mean([t["test_accuracy"] for t in tta])
+    )
+    assert again["test_accuracy"] == summary["test_accuracy"]
+    assert "test_uar, test-time augmentation" in (tmp_path / "summary.md").read_text()
     # ser-jax evaluate --speaker_bn takes the statistics from the clips training took them
     # from (every split here), so it gives what training recorded
     from ser_jax.inference import evaluate_run
