@@ -929,6 +929,63 @@ ROUND8_MAIN = (
         f"{SEED8}s8_cep_p13_tov_s13",
     ),
 )
+W6 = "'--config.eval.tta_semitones=(-6.0,6.0)'"
+NAMED8 = "runs/x_base_s23_w6 runs/x_bilstm_att_s23_w6 runs/x_func_pitch_s23_w6 runs/x_cep6_s23_w6"
+ROUND8_MAIN += (
+    (
+        "s8_cep_vtlp_tov_w6",
+        "the rule's seeds 10-12 scored again with test-time warps of ±6 semitones (the "
+        "seed-protocol warp rule, written down before it was scored; the TTA row)",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        f"--config.data.train_on_val=True --config.seed=10 --seeds 3 {W6} "
+        f"{SEED8}s8_cep_vtlp_tov_w6",
+    ),
+    (
+        "s8_cep_vtlp_tov_s13_w6",
+        "the same, seeds 13-15",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        f"--config.data.train_on_val=True --config.seed=13 --seeds 3 {W6} "
+        f"{SEED8}s8_cep_vtlp_tov_s13_w6",
+    ),
+    (
+        "x_base_s23_w6",
+        "its members, each a copy of the seventh round's run scored again with the warps: "
+        "best.py, seeds 2-3",
+        "ser-jax cv --config experiments/configs/best.py --config.data.val_count=0 "
+        "--config.train.select=last --config.eval.speaker_bn=True --config.seed=2 --seeds 2 "
+        f"{W6} --config.train.progress=False --workdir runs/x_base_s23_w6",
+    ),
+    (
+        "x_bilstm_att_s23_w6",
+        "bilstm_attention.py, seeds 2-3",
+        "ser-jax cv --config experiments/configs/bilstm_attention.py --config.eval.speaker_bn=True "
+        f"--config.seed=2 --seeds 2 {W6} --config.train.progress=False "
+        "--workdir runs/x_bilstm_att_s23_w6",
+    ),
+    (
+        "x_func_pitch_s23_w6",
+        "functionals_pitch.py, seeds 2-3",
+        "ser-jax cv --config experiments/configs/functionals_pitch.py --config.eval.speaker_bn=True "
+        f"--config.seed=2 --seeds 2 {W6} --config.train.progress=False "
+        "--workdir runs/x_func_pitch_s23_w6",
+    ),
+    (
+        "x_cep6_s23_w6",
+        "cepstral_vtlp.py's recipe (x_cep6_s23), seeds 2-3",
+        "ser-jax cv --config experiments/configs/functionals_mfcc_shuffled_pitch.py "
+        f"{STATS13} --config.augment.mode=offline --config.augment.copies=2 "
+        "--config.augment.pitch_shift_prob=1.0 '--config.augment.semitones=(-8.0,8.0)' "
+        f"--config.seed=2 --seeds 2 {W6} --config.train.progress=False "
+        "--workdir runs/x_cep6_s23_w6",
+    ),
+    (
+        "x_committee8_w6",
+        "the seventh round's committee (seeds 2-3, run weights 1, 2, 1, 2), every member "
+        "scored again with test-time warps of ±6 semitones (the rule written down before it "
+        "was scored: its committees' test-time-augmented row)",
+        f"ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee8_w6 {NAMED8}",
+    ),
+)
 ROUND7_MAIN = (
     (
         "x_committee7_w1212_s23",
