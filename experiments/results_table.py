@@ -897,6 +897,11 @@ ROUND8_LEVERS = (
     ("x_cep8_tta4", "the base's saved models, test-time warps of ±4 semitones"),
     ("x_cep8_tta6", "the base's saved models, test-time warps of ±6 semitones (chosen)"),
     ("x_cep8_tta48", "the base's saved models, test-time warps of ±4 and ±8 semitones"),
+    (
+        "x_cep8_mlp_tta6",
+        "the hidden-layer row's saved models, test-time warps of ±6 semitones (scored after "
+        "the choice)",
+    ),
 )
 SEED8 = "--config.train.progress=False --workdir runs/"
 ROUND8_MAIN = (
