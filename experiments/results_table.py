@@ -990,6 +990,21 @@ ROUND8_MAIN += (
         "was scored: its committees' test-time-augmented row)",
         f"ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee8_w6 {NAMED8}",
     ),
+    (
+        "x_cep8_mlp_s23",
+        "the hidden-layer cepstral model (cepstral_vtlp.py, a hidden layer of 256, dropout "
+        "0.3), seeds 2-3, test-time warps of ±6 semitones beside",
+        "ser-jax cv --config experiments/configs/cepstral_vtlp.py "
+        "'--config.model.mlp_hidden=(256,)' --config.model.dropout=0.3 --config.seed=2 "
+        f"--seeds 2 {W6} --config.train.progress=False --workdir runs/x_cep8_mlp_s23",
+    ),
+    (
+        "x_committee8_mlp",
+        "the committee with it in the cepstral member's place (the third rule: its committees' "
+        "plain row; each member's warps beside)",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/x_committee8_mlp "
+        f"{NAMED8.removesuffix('runs/x_cep6_s23_w6')}runs/x_cep8_mlp_s23",
+    ),
 )
 ROUND7_MAIN = (
     (

@@ -4,10 +4,10 @@
 A clip no longer than ``max_samples`` (``data.max_seconds``) is scored whole. A longer clip is
 cut into windows of ``max_samples`` with a hop of half a window (the last window ends at the
 clip's end), each window is scored, and the clip's class probabilities are the mean over its
-windows. Test-time augmentation (``eval.tta_shifts``, ``eval.tta_semitones``) adds each window shifted in
-time by each given amount, and each window (shifted or not) with its frequency axis warped by
-each given number of semitones (the warp of pitch-shift augmentation), to the average; it is
-reported beside the plain score, never instead of it.
+windows. Test-time augmentation (``eval.tta_shifts``, ``eval.tta_semitones``) adds each
+window shifted in time by each given amount, and each window (shifted or not) with its
+frequency axis warped by each given number of semitones (the warp of pitch-shift
+augmentation), to the average; it is reported beside the plain score, never instead of it.
 Windows are batched in order of length (less padding, fewer compiled shapes), padded to
 a bucket length, and the last batch is filled with empty rows of weight 0.
 
