@@ -836,6 +836,7 @@ def ensemble_runs(
     for key, png, what in (
         ("pooled", "ensemble_confusion.png", f"{out['models_per_file']} models a file"),
         ("pooled_speaker_bn", "ensemble_speaker_bn_confusion.png", "speaker-adaptive BatchNorm"),
+        ("pooled_tta", "ensemble_tta_confusion.png", "each model's test-time augmentation"),
     ):
         if key in out:
             plot_confusion(

@@ -164,6 +164,7 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
 
     ens = ensemble_runs([tmp_path], tmp_path / "ens")
     assert ens["pooled_tta"]["uar"] == pytest.approx(warped["pooled_tta"]["test_uar"]["mean"])
+    assert (tmp_path / "ens" / "ensemble_tta_confusion.png").exists()
     with pytest.raises(ConfigError, match=r"eval.tta_semitones=\(0.0, 13.0\)"):
         cfg.eval.tta_semitones = (0.0, 13.0)
         cross_validate(cfg, tmp_path, seeds=1)
