@@ -903,6 +903,18 @@ ROUND8_LEVERS = (
         "the choice)",
     ),
 )
+ROUND8_FUNC = (
+    (
+        "x_fpitch_off4_vtlp",
+        "base: functionals_pitch.py, 4 offline copies with its augmentation and warps of up to "
+        "±2 semitones (the sixth round's row)",
+    ),
+    (
+        "x_fpitch8_base_tta6",
+        "the base's saved models, test-time warps of ±6 semitones (the TTA column)",
+    ),
+    ("x_fpitch8_st6", "copies warped by up to ±6 semitones, test-time warps of ±6 beside"),
+)
 SEED8 = "--config.train.progress=False --workdir runs/"
 ROUND8_MAIN = (
     (
@@ -1292,6 +1304,7 @@ BLOCKS = {
     "round8_levers": lambda root, kept: lever_rows(
         root, ROUND8_LEVERS, kept, balanced=True, tta=True
     ),
+    "round8_func": lambda root, kept: lever_rows(root, ROUND8_FUNC, kept, balanced=True, tta=True),
 }
 
 
