@@ -1011,6 +1011,22 @@ ROUND8_MAIN += (
         f"--seeds 2 {W6} --config.train.progress=False --workdir runs/x_cep8_mlp_s23",
     ),
     (
+        "s8_cep_mlp_tov",
+        "the fourth rule: the hidden-layer cepstral model, validation files in training, seed "
+        "protocol seeds 10-12, test-time warps of ±6 semitones (its TTA row counts)",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        "'--config.model.mlp_hidden=(256,)' --config.model.dropout=0.3 "
+        f"--config.data.train_on_val=True --config.seed=10 --seeds 3 {W6} {SEED8}s8_cep_mlp_tov",
+    ),
+    (
+        "s8_cep_mlp_tov_s13",
+        "the same, seeds 13-15",
+        "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+        "'--config.model.mlp_hidden=(256,)' --config.model.dropout=0.3 "
+        f"--config.data.train_on_val=True --config.seed=13 --seeds 3 {W6} "
+        f"{SEED8}s8_cep_mlp_tov_s13",
+    ),
+    (
         "x_committee8_mlp",
         "the committee with it in the cepstral member's place (the third rule: its committees' "
         "plain row; each member's warps beside)",
