@@ -777,18 +777,26 @@ def metrics(run_root: Path) -> tuple[str, list[str]] | None:
     return None
 
 
+def tta_views(tta: dict, its: str = "its ") -> str:
+    """The views a ``results.json`` (or seed summary) ``tta`` block averaged beside the clip:
+    ``"its shifts by -0.1, +0.1 s and its warps by -6, +6 semitones"`` (``its=""``: without
+    the pronoun)."""
+    shifts = ", ".join(f"{x:+g}" for x in tta.get("shifts_seconds", []))
+    warps = ", ".join(f"{x:+g}" for x in tta.get("semitones", []))
+    views = [f"{its}shifts by {shifts} s"] * bool(shifts) + [
+        f"{its}warps by {warps} semitones"
+    ] * bool(warps)
+    return " and ".join(views)
+
+
 def tta_note(run_root: Path, summary: dict) -> str:
     """The shifts of a cv run's test-time augmentation, and the commit that scored it when
     that was not the training job (read from its first fold run's ``results.json``)."""
     first = summary["per_fold"][0]
     path = run_root / f"fold{first['fold']}-{first['speaker']}" / f"seed{first['seed']}"
     tta = json.loads((path / "results.json").read_text()).get("tta") or {}
-    shifts = ", ".join(f"{x:+g}" for x in tta.get("shifts_seconds", []))
-    warps = ", ".join(f"{x:+g}" for x in tta.get("semitones", []))
-    views = [f"its shifts by {shifts} s"] * bool(shifts) + [
-        f"its warps by {warps} semitones"
-    ] * bool(warps)
-    note = f" (the clip and {' and '.join(views)}, averaged)" if views else ""
+    views = tta_views(tta)
+    note = f" (the clip and {views}, averaged)" if views else ""
     later = tta.get("scored_later")
     if later:
         note += f", scored later from the saved models at {later['git_commit'][:10]}"
@@ -1122,14 +1130,9 @@ def cv_extras(run_root: Path) -> list[list[str]]:
             )
         tta = s.get("tta")
         if tta:
-            views = [f"shifts by {', '.join(f'{x:+g}' for x in tta['shifts_seconds'])} s"] * bool(
-                tta.get("shifts_seconds")
-            ) + [f"warps by {', '.join(f'{x:+g}' for x in tta['semitones'])} semitones"] * bool(
-                tta.get("semitones")
-            )
             rows.append(
                 [
-                    f"↳ with test-time augmentation ({' and '.join(views)})",
+                    f"↳ with test-time augmentation ({tta_views(tta, its='')})",
                     f"{tta['test_uar'].get('n', 1)} seeds",
                     *(fmt(tta[m], 3) for m in ("test_accuracy", "test_uar", "test_macro_f1")),
                 ]
