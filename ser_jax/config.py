@@ -218,6 +218,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Seeds (--seeds N) and cross-validation folds trained together as members of one compiled
     # step, up to this many at once; 0 = one model at a time (ser_jax.train.train_members).
     c.train.members = 0
+    # Another draw of the training randomness on the same split: initial weights, batch order,
+    # augmentation and offline copies use seed + 1000 * seed_offset, while the split and the
+    # run's seed (its name in summaries, what committees match on) stay those of c.seed.
+    # Directories of one recipe with offsets 0, 1, 2, ... give `ser-jax ensemble` a seed
+    # ensemble on each of the seed protocol's splits.
+    c.train.seed_offset = 0
     # How one device runs its share of those models: vmap (batched into each op: accelerators),
     # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
     c.train.members_loop = "auto"

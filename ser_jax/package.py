@@ -443,6 +443,7 @@ SPLIT_AND_BOOKKEEPING = (
     "train.eval_every_epochs",
     "train.members",
     "train.members_loop",
+    "train.seed_offset",  # another draw of the same recipe, like another seed
     "train.cache_features",  # where the features are computed, not what they are
     "train.progress",
     "train.log_every_steps",

@@ -60,6 +60,14 @@ class RunSpec:
     speaker_bn_source: str = "scored"  # scored | train | all: whose clips give them
     cache_features: bool = False  # training features computed once, not in every step
     tta_semitones: tuple[float, ...] = ()  # test-time augmentation: frequency warps; () = off
+    seed_offset: int = 0  # train.seed_offset: another draw of the training randomness
+
+    @property
+    def train_seed(self) -> int:
+        """The seed of the training randomness (initial weights, batch order, augmentation,
+        offline copies): ``seed + 1000 * seed_offset``; the split and the run's name keep
+        ``seed``."""
+        return self.seed + 1000 * self.seed_offset
 
     @property
     def tta(self) -> bool:
@@ -122,6 +130,12 @@ def resolve(config: Any) -> RunSpec:
         )
     if float(t.mixup_alpha) < 0:
         raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
+    seed_offset = int(t.get("seed_offset", 0))
+    if seed_offset < 0:
+        raise ConfigError(
+            f"train.seed_offset={seed_offset}: must be >= 0 (0 = the seed's own draw; 1, 2, ... "
+            "other draws on the same split)"
+        )
     speaker_bn_source = str(config.eval.get("speaker_bn_source", "scored"))
     if speaker_bn_source not in SPEAKER_BN_SOURCES:
         raise ConfigError(
@@ -214,4 +228,5 @@ def resolve(config: Any) -> RunSpec:
         speaker_bn_source=speaker_bn_source,
         cache_features=cache_features,
         tta_semitones=tta_semitones,
+        seed_offset=seed_offset,
     )

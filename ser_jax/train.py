@@ -440,7 +440,7 @@ def _member(config: Any, data: PreparedData | None) -> Member:
     batches = TrainBatches(
         data.train,
         spec.batch_size,
-        seed=spec.seed,
+        seed=spec.train_seed,
         max_samples=spec.max_samples,
         bucket_samples=spec.bucket_samples,
         copies=spec.copies,
@@ -491,7 +491,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         state = create_train_state(
             model,
             tx,
-            m.spec.seed,
+            m.spec.train_seed,
             spec.frontend.n_bands,
             channels=spec.frontend.channels,
             ema=spec.ema_decay > 0,
@@ -512,7 +512,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
                 frontend=spec.frontend,
                 augment=spec.augment,
                 copies=spec.copies,
-                seed=m.spec.seed,
+                seed=m.spec.train_seed,
                 batch_size=spec.batch_size,
                 max_samples=spec.max_samples,
                 bucket_samples=spec.bucket_samples,
@@ -537,7 +537,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
         classes = jax.device_put(
             jax.tree.map(lambda *xs: np.stack(xs), *[m.class_terms for m in members]), msh
         )
-        seeds = jax.device_put(np.array([m.spec.seed for m in members], np.int32), msh)
+        seeds = jax.device_put(np.array([m.spec.train_seed for m in members], np.int32), msh)
 
         compiled = jax.jit(
             parallel.per_member(
@@ -558,7 +558,7 @@ def build_trainer(configs: Any, datas: Any = None, *, stacked: bool | None = Non
     else:
         classes = jax.device_put(members[0].class_terms, repl)
         compiled = jax.jit(
-            functools.partial(train_step, seed=spec.seed, **statics),
+            functools.partial(train_step, seed=spec.train_seed, **statics),
             in_shardings=(state_sh, parallel.batch_sharding(mesh), repl),
             out_shardings=(state_sh, repl),
             donate_argnums=0,
@@ -898,6 +898,7 @@ def select_and_test(trainer: Trainer, fitted: Fitted, k: int, run: RunDir) -> di
     results = {
         "name": spec.name,
         "seed": spec.seed,
+        **({"seed_offset": spec.seed_offset} if spec.seed_offset else {}),
         "split": data.split.name,
         "selected_step": selected_step,
         "selected_epoch": selected_step // member.steps_per_epoch,
@@ -1084,6 +1085,7 @@ def _write_untested(
     results = {
         "name": member.spec.name,
         "seed": member.spec.seed,
+        **({"seed_offset": member.spec.seed_offset} if member.spec.seed_offset else {}),
         "split": member.data.split.name,
         "selected_step": step,
         "selected_epoch": step // member.steps_per_epoch,

@@ -234,6 +234,40 @@ def test_seeds_report_mean_and_std(tmp_path):
         assert g["probs"] == pytest.approx(r["probs"], abs=2e-3)
 
 
+def test_seed_offset_draws_other_models_on_the_same_splits(tmp_path):
+    """train.seed_offset: the same seeds' splits and names, other initial weights and batch
+    order; so directories with offsets 0 and 1 form a seed ensemble on each seed's split."""
+    from ser_jax.experiment import ensemble_runs
+
+    cfg = tiny_config(epochs=1)
+    run_seeds(cfg, tmp_path / "o0", seeds=2)
+    cfg.train.seed_offset = 1
+    second = run_seeds(cfg, tmp_path / "o1", seeds=2)
+    assert [r["seed"] for r in second["per_seed"]] == [0, 1]  # the run's seed, not 1000
+    assert "seed_offset" not in json.loads((tmp_path / "o0/seed0/results.json").read_text())
+    assert json.loads((tmp_path / "o1/seed0/results.json").read_text())["seed_offset"] == 1
+
+    def preds(d):
+        return {r["utt_id"]: r["probs"] for r in map(json.loads, d.open())}
+
+    for s in (0, 1):
+        a = preds(tmp_path / f"o0/seed{s}/test_predictions.jsonl")
+        b = preds(tmp_path / f"o1/seed{s}/test_predictions.jsonl")
+        assert set(a) == set(b)  # the seed's split
+        assert any(a[u] != b[u] for u in a)  # another model
+    # seeds 0 and 1 drew different splits, with or without the offset
+    assert set(preds(tmp_path / "o0/seed0/test_predictions.jsonl")) != set(
+        preds(tmp_path / "o0/seed1/test_predictions.jsonl")
+    )
+    ens = ensemble_runs([tmp_path / "o0", tmp_path / "o1"], tmp_path / "ens")
+    assert ens["seeds"] == [0, 1] and ens["committees"]["count"] == 2
+    with pytest.raises(ConfigError, match="train.seed_offset=-1"):
+        from ser_jax.spec import resolve
+
+        cfg.train.seed_offset = -1
+        resolve(cfg)
+
+
 def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
     from ser_jax.experiment import seed_ensemble
 
