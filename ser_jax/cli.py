@@ -71,6 +71,13 @@ def _define_flags() -> None:
         "frequencies it was trained on (its run_info.json), renormalised, so no class wins for "
         "being frequent in training (aimed at UAR).",
     )
+    flags.DEFINE_string(
+        "tta_semitones",
+        None,
+        "Test-time warps, comma-separated semitones (e.g. -6,6): every file also scored with "
+        "its mel filterbank (and pitch track) warped by each, the probabilities averaged with "
+        "the unwarped file's (a committee: each model's own, as ser-jax ensemble averages them).",
+    )
     flags.DEFINE_enum(
         "rule",
         None,
@@ -166,7 +173,16 @@ def _evaluate(rest: list[str]) -> None:
         out=FLAGS.out,
         speaker_bn=FLAGS.speaker_bn,
         balanced=FLAGS.balanced,
+        semitones=_semitones(),
     )
+
+
+def _semitones() -> tuple[float, ...]:
+    """``--tta_semitones`` as numbers (none given: no test-time warps)."""
+    from ser_jax.spec import check_semitones
+
+    given = [v for v in (FLAGS.tta_semitones or "").split(",") if v.strip()]
+    return check_semitones(given, "--tta_semitones")
 
 
 def _predict(rest: list[str]) -> int:
@@ -185,6 +201,7 @@ def _predict(rest: list[str]) -> int:
         balanced=FLAGS.balanced,
         rule=FLAGS.rule,
         weights=FLAGS.weights,
+        semitones=_semitones(),
     )
 
 
@@ -315,7 +332,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "evaluate",
             "score a run's selected model on its own test split or on another corpus",
-            ("run", "data", "corpus", "out", "speaker_bn", "balanced"),
+            ("run", "data", "corpus", "out", "speaker_bn", "balanced", "tta_semitones"),
             "ser-jax evaluate --run runs/best/seed10 --data /data/other_emodb --corpus emodb",
             _evaluate,
         ),
@@ -330,6 +347,7 @@ VERBS: dict[str, Verb] = {
                 "csv",
                 "speaker_bn",
                 "balanced",
+                "tta_semitones",
                 "rule",
                 "weights",
             ),

@@ -46,11 +46,16 @@ def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarr
 
 
 def _score_files(
-    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool, balanced: bool = False
+    model: LoadedModel,
+    paths: Sequence[str],
+    *,
+    speaker_bn: bool,
+    balanced: bool = False,
+    semitones: Sequence[float] = (),
 ) -> tuple[list[dict[str, Any]], list[int], np.ndarray | None]:
     """``(rows, good, probs)``: one row per file (``path`` and ``seconds``, or ``error``
     naming the cause), the rows that decoded, and their class probabilities (None if none
-    decoded)."""
+    decoded; ``semitones``: test-time warps averaged in)."""
     out: list[dict[str, Any]] = []
     good, waves = [], []
     for p in paths:
@@ -71,7 +76,8 @@ def _score_files(
             f"{len(waves)} file(s) given are taken as one speaker's recordings",
             file=sys.stderr,
         )
-    return out, good, _decision(model, model.probabilities(waves, speaker_bn=speaker_bn), balanced)
+    probs = model.probabilities(waves, speaker_bn=speaker_bn, semitones=semitones)
+    return out, good, _decision(model, probs, balanced)
 
 
 def _labelled(
@@ -85,12 +91,20 @@ def _labelled(
 
 
 def predict_files(
-    model: LoadedModel, paths: Sequence[str], *, speaker_bn: bool = False, balanced: bool = False
+    model: LoadedModel,
+    paths: Sequence[str],
+    *,
+    speaker_bn: bool = False,
+    balanced: bool = False,
+    semitones: Sequence[float] = (),
 ) -> list[dict[str, Any]]:
     """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause.
     ``speaker_bn``: the files are one speaker's recordings, scored with BatchNorm statistics of
-    their own (speaker-adaptive BatchNorm); ``balanced``: the balanced decision."""
-    rows, good, probs = _score_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
+    their own (speaker-adaptive BatchNorm); ``balanced``: the balanced decision;
+    ``semitones``: test-time warps (each file also scored warped by each, averaged)."""
+    rows, good, probs = _score_files(
+        model, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones
+    )
     return rows if probs is None else _labelled(rows, good, probs, model.label_names)
 
 
@@ -102,13 +116,15 @@ def committee_files(
     balanced: bool = False,
     rule: str = "mean",
     weights: Sequence[float] | None = None,
+    semitones: Sequence[float] = (),
 ) -> list[dict[str, Any]]:
     """``predict_files`` of several models (a committee, e.g. two model families), each
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
     BatchNorm to the files, as alone; ``balanced``: each model's own probabilities divided by
     its own training prior, then averaged, as ``ser-jax ensemble`` scores it; ``rule``: how
-    they combine, ``ser_jax.evaluate.combine_probabilities``; ``weights``: one a model). The
-    models must share their classes."""
+    they combine, ``ser_jax.evaluate.combine_probabilities``; ``weights``: one a model;
+    ``semitones``: each model's test-time warps, as ``ser-jax ensemble`` averages each
+    member's test-time-augmented probabilities). The models must share their classes."""
     names = list(models[0].label_names)
     for m in models[1:]:
         if list(m.label_names) != names:
@@ -116,7 +132,10 @@ def committee_files(
                 f"{m.source}: its classes {list(m.label_names)} differ from "
                 f"{models[0].source}'s {names}; a committee needs the same classes"
             )
-    scored = [_score_files(m, paths, speaker_bn=speaker_bn, balanced=balanced) for m in models]
+    scored = [
+        _score_files(m, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones)
+        for m in models
+    ]
     rows = scored[0][0]
     for other, _, _ in scored[1:]:  # a file one model could not read fails for the committee
         for i, row in enumerate(other):
@@ -143,6 +162,7 @@ def predict_command(
     balanced: bool = False,
     rule: str | None = None,
     weights: str | None = None,
+    semitones: Sequence[float] = (),
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -152,7 +172,8 @@ def predict_command(
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
     else the mean; ``weights``: one a model, comma-separated, ``ser_jax.weights``; None: a
-    shipped committee's own weights, else alike)."""
+    shipped committee's own weights, else alike); ``semitones``: test-time warps (each file
+    also scored with its mel filterbank warped by each, probabilities averaged)."""
     from ser_jax.package import load_shipped, shipped_members, shipped_rule, shipped_weights
     from ser_jax.weights import parse_weights
 
@@ -165,6 +186,11 @@ def predict_command(
         raise ConfigError(
             f"{flag}={given}: a committee of {count} models has no timeline or CSV of "
             f"windows; give one model for --timeline/--csv"
+        )
+    if semitones and (timeline or csv_path):
+        raise ConfigError(
+            f"--tta_semitones={','.join(f'{v:g}' for v in semitones)}: the timeline and CSV "
+            "show each window as the model scores it alone; leave out --tta_semitones for them"
         )
     if weights is not None and count < 2:
         raise ConfigError(f"--weights={weights}: weights are for a committee of several models")
@@ -181,10 +207,18 @@ def predict_command(
         weight_list = shipped_weights(given_names[0])
     if len(models) > 1:
         rows = committee_files(
-            models, paths, speaker_bn=speaker_bn, balanced=balanced, rule=rule, weights=weight_list
+            models,
+            paths,
+            speaker_bn=speaker_bn,
+            balanced=balanced,
+            rule=rule,
+            weights=weight_list,
+            semitones=semitones,
         )
     else:
-        rows = predict_files(model, paths, speaker_bn=speaker_bn, balanced=balanced)
+        rows = predict_files(
+            model, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones
+        )
     names = model.label_names
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -250,12 +284,14 @@ def evaluate_run(
     out: str | None,
     speaker_bn: bool = False,
     balanced: bool = False,
+    semitones: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Score the run's selected model on its own test split (no ``data``) or on every file of
     another corpus; writes metrics, predictions and confusion PNGs to ``out``. ``speaker_bn``:
     each speaker's clips with BatchNorm statistics of their own (the files ``<split>_speaker_bn_*``,
     as training's ``eval.speaker_bn`` names them); ``balanced``: the balanced decision (the
-    files ``<split>[_speaker_bn]_balanced_*``)."""
+    files ``<split>[_speaker_bn]_balanced_*``); ``semitones``: test-time warps (the files
+    ``<split>_tta*``, as training's ``eval.tta_semitones`` names them)."""
     model = load_model(run_dir)
     names = model.label_names
     if data:
@@ -290,9 +326,15 @@ def evaluate_run(
         bn_waves = None if bn_parts is None else functools.partial(speaker_waves, bn_parts)
     speakers = [u.speaker for u in clips.utts] if model.per_speaker or speaker_bn else None
     probs = model.probabilities(
-        clips.waves, speakers=speakers, stats=stats, speaker_bn=speaker_bn, bn_waves=bn_waves
+        clips.waves,
+        speakers=speakers,
+        stats=stats,
+        speaker_bn=speaker_bn,
+        bn_waves=bn_waves,
+        semitones=semitones,
     )
     probs = _decision(model, probs, balanced)
+    split = f"{split}_tta" if semitones else split
     split = f"{split}_speaker_bn" if speaker_bn else split
     split = f"{split}_balanced" if balanced else split
     metrics = classification_metrics(clips.labels, probs.argmax(-1), names)

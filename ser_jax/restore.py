@@ -26,7 +26,7 @@ from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
 from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips, score_windows
-from ser_jax.spec import RunSpec, resolve
+from ser_jax.spec import RunSpec, check_semitones, resolve, warp_factors
 from ser_jax.steps import ModelVariables, batchnorm_stats_fn, predict_step
 
 MODEL_FILE = "model.msgpack"
@@ -183,6 +183,7 @@ class LoadedModel:
         stats: dict[str, dict[str, np.ndarray]] | None = None,
         speaker_bn: bool = False,
         bn_waves: Callable[[str], Sequence[np.ndarray]] | None = None,
+        semitones: Sequence[float] = (),
     ) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training
         (``ser_jax.scoring``: long clips as half-overlapping windows, averaged).
@@ -191,7 +192,10 @@ class LoadedModel:
         ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
         by ``speakers`` (None: all ``waves`` are one speaker's). ``speaker_bn``: each
         speaker's clips with BatchNorm statistics of their own (``speaker_variables``), or of
-        the clips ``bn_waves(speaker)`` gives (a run's ``eval.speaker_bn_source``)."""
+        the clips ``bn_waves(speaker)`` gives (a run's ``eval.speaker_bn_source``).
+        ``semitones``: test-time warps, every window also scored with its mel filterbank (and
+        pitch track) warped by each, all averaged (training's ``eval.tta_semitones``)."""
+        warps = warp_factors(check_semitones(semitones, "tta_semitones"))
 
         def score(predict, group):
             return score_clips(
@@ -201,6 +205,7 @@ class LoadedModel:
                 batch_size=batch_size,
                 max_samples=self.spec.max_samples,
                 bucket_samples=self.spec.bucket_samples,
+                warps=warps,
             )
 
         if not self.per_speaker and not speaker_bn:

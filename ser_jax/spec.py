@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from ser_jax.augment import AugmentConfig
@@ -77,7 +78,7 @@ class RunSpec:
     @property
     def tta_warps(self) -> tuple[float, ...]:
         """The frequency-warp factors of ``tta_semitones`` (``2**(semitones/12)``)."""
-        return tuple(2.0 ** (s / 12.0) for s in self.tta_semitones)
+        return warp_factors(self.tta_semitones)
 
     @property
     def select_metric(self) -> str:
@@ -87,6 +88,29 @@ class RunSpec:
     @property
     def select_sign(self) -> float:
         return 1.0 if SELECT_METRICS[self.select_metric] == "max" else -1.0
+
+
+def check_semitones(values: Any, setting: str) -> tuple[float, ...]:
+    """Test-time warps in semitones, as floats; refused, naming ``setting``, unless each is a
+    non-zero number within ±12 (the unwarped clip is always scored beside them)."""
+    try:
+        semitones = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{setting}={values!r}: not a list of numbers of semitones (e.g. -6,6)"
+        ) from None
+    bad = [v for v in semitones if not (math.isfinite(v) and v != 0 and abs(v) <= 12)]
+    if bad:
+        raise ConfigError(
+            f"{setting}={semitones}: {bad} not a warp to score (each a non-zero number of "
+            "semitones within ±12; the unwarped clip is always scored)"
+        )
+    return semitones
+
+
+def warp_factors(semitones: Sequence[float]) -> tuple[float, ...]:
+    """Frequency-warp factors of warps in semitones (``2**(semitones/12)``)."""
+    return tuple(2.0 ** (float(v) / 12.0) for v in semitones)
 
 
 def check_known_fields(config: Any, default: Any | None = None, prefix: str = "") -> None:
@@ -178,13 +202,7 @@ def resolve(config: Any) -> RunSpec:
                 f"train.select='last' (is {select!r}) and train.early_stopping_patience=0 "
                 f"(is {int(t.early_stopping_patience)})"
             )
-    tta_semitones = tuple(float(s) for s in config.eval.get("tta_semitones", ()))
-    bad = [s for s in tta_semitones if not (math.isfinite(s) and s != 0 and abs(s) <= 12)]
-    if bad:
-        raise ConfigError(
-            f"eval.tta_semitones={tta_semitones}: {bad} not a warp to score (each a non-zero "
-            "number of semitones within ±12; the unwarped clip is always scored)"
-        )
+    tta_semitones = check_semitones(config.eval.get("tta_semitones", ()), "eval.tta_semitones")
     cache_features = bool(t.get("cache_features", False))
     if cache_features and augment.enabled and copies == 0:
         on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)

@@ -221,6 +221,22 @@ def test_seeds_report_mean_and_std(tmp_path):
     )
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert "test_uar, test-time augmentation" in (tmp_path / "summary.md").read_text()
+    # ser-jax evaluate --tta_semitones=2 scores the saved model as training's rescoring did
+    from ser_jax.inference import evaluate_run
+
+    evaluate_run(
+        str(tmp_path / "seed0"),
+        data=None,
+        corpus="demo",
+        out=str(tmp_path / "ev_tta"),
+        semitones=(2.0,),
+    )
+    for name in ("test_tta_predictions.jsonl",):
+        want = [json.loads(x) for x in (tmp_path / "seed0" / name).open()]
+        got = [json.loads(x) for x in (tmp_path / "ev_tta" / name).open()]
+        assert [r["utt_id"] for r in got] == [r["utt_id"] for r in want]
+        for g, w in zip(got, want, strict=True):
+            assert g["probs"] == pytest.approx(w["probs"], abs=2e-3)
     # ser-jax evaluate --speaker_bn takes the statistics from the clips training took them
     # from (every split here), so it gives what training recorded
     from ser_jax.inference import evaluate_run

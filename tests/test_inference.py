@@ -94,6 +94,56 @@ def test_predict_command_json_and_exit_code(trained, demo_corpus_dir, tmp_path, 
     assert "empty.wav" in out[1]["error"]
 
 
+def test_predict_with_test_time_warps_averages_the_warped_views(
+    trained, run, demo_corpus_dir, tmp_path, capsys
+):
+    """--tta_semitones: each file also scored warped by each number of semitones, averaged
+    with the plain file: 3 P(s, -s) = 2 P(s) + 2 P(-s) - P() for the mean of the views."""
+    from ser_jax.errors import ConfigError
+    from ser_jax.inference import committee_files
+
+    files = [str(f) for f in sorted(demo_corpus_dir.glob("*.wav"))[:3]]
+
+    def probs(**kw):
+        rows = predict_files(run, files, **kw)
+        return np.array([[r["probs"][n] for n in run.label_names] for r in rows])
+
+    plain, up, down, both = (probs(semitones=s) for s in ((), (3.0,), (-3.0,), (3.0, -3.0)))
+    assert np.abs(up - plain).max() > 1e-3  # a warp is another view
+    np.testing.assert_allclose(3 * both, 2 * up + 2 * down - plain, atol=1e-4)
+    # a committee averages each member's test-time-augmented probabilities
+    rows = committee_files([run, run], files, semitones=(3.0, -3.0))
+    got = np.array([[r["probs"][n] for n in run.label_names] for r in rows])
+    np.testing.assert_allclose(got, both, atol=1e-4)
+    workdir, _ = trained
+    with pytest.raises(ConfigError, match="--tta_semitones=-6,6: the timeline"):
+        predict_command(
+            str(workdir),
+            files[:1],
+            as_json=True,
+            timeline=str(tmp_path / "t.png"),
+            semitones=(-6.0, 6.0),
+        )
+    with pytest.raises(ConfigError, match=r"tta_semitones=\(0.0,\): \[0.0\] not a warp"):
+        predict_files(run, files[:1], semitones=(0.0,))
+    # the command line: a bad value is named
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ser_jax",
+            "predict",
+            "--tta_semitones=-6,x",
+            "--run",
+            str(workdir),
+            files[0],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode != 0 and "--tta_semitones=['-6', 'x']" in cli.stderr
+
+
 def test_predict_on_real_emodb_files(run, emodb_dir):
     files = sorted((emodb_dir / "wav").glob("*.wav"))[:3]
     rows = predict_files(run, [str(f) for f in files])
