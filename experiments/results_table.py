@@ -1042,6 +1042,69 @@ ROUND8_MAIN += (
         f"{NAMED8.removesuffix('runs/x_cep6_s23_w6')}runs/x_cep8_mlp_s23",
     ),
 )
+# The ninth round (an Intel Xeon): seed ensembles on the seed protocol's splits
+# (train.seed_offset) and the LOSO-chosen committee on the seed protocol.
+MLP9 = (
+    "ser-jax train --config experiments/configs/cepstral_vtlp.py "
+    "'--config.model.mlp_hidden=(256,)' --config.model.dropout=0.3 "
+    f"--config.data.train_on_val=True {W6} --seeds 3"
+)
+OFFSETS9 = " ".join(f"runs/s9_cep_mlp_tov_o{k}" for k in range(1, 5))
+OFFSETS9_S13 = " ".join(f"runs/s9_cep_mlp_tov_s13_o{k}" for k in range(1, 5))
+ROUND9_MAIN = (
+    (
+        "s9_ens5",
+        "rule 5: five hidden-layer cepstral models on each of seeds 10-12's splits "
+        "(train.seed_offset 0-4; offset 0 is the fourth rule's run), validation files in "
+        "training, averaged (its test-time-augmented committees count)",
+        f"ser-jax ensemble --out runs/s9_ens5 runs/s8_cep_mlp_tov {OFFSETS9}",
+    ),
+    (
+        "s9_ens5_s13",
+        "the same, seeds 13-15",
+        f"ser-jax ensemble --out runs/s9_ens5_s13 runs/s8_cep_mlp_tov_s13 {OFFSETS9_S13}",
+    ),
+    *(
+        (
+            f"s9_cep_mlp_tov{half}_o{k}",
+            f"its member with train.seed_offset={k}, seeds {seeds}",
+            f"{MLP9} --config.train.seed_offset={k} --config.seed={seed} "
+            f"{SEED8}s9_cep_mlp_tov{half}_o{k}",
+        )
+        for half, seed, seeds in (("", 10, "10-12"), ("_s13", 13, "13-15"))
+        for k in range(1, 5)
+    ),
+    (
+        "s9_committee",
+        "rule 6: the committee chosen on LOSO (best.py, BiLSTM-attention, the pitch "
+        "functionals, the hidden-layer cepstral model; run weights 1, 2, 1, 2), every member "
+        "with the validation files in training and warps of ±6 semitones, seeds 10-12 (its "
+        "test-time-augmented committees count)",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/s9_committee runs/s9_best_tov "
+        "runs/s9_bilstm_tov runs/s9_fpitch_tov runs/s8_cep_mlp_tov",
+    ),
+    (
+        "s9_committee_s13",
+        "the same, seeds 13-15",
+        "ser-jax ensemble --weights 1,2,1,2 --out runs/s9_committee_s13 runs/s9_best_tov_s13 "
+        "runs/s9_bilstm_tov_s13 runs/s9_fpitch_tov_s13 runs/s8_cep_mlp_tov_s13",
+    ),
+    *(
+        (
+            f"s9_{short}_tov{half}",
+            f"its member {config}.py, seeds {seeds}",
+            f"ser-jax train --config experiments/configs/{config}.py "
+            f"--config.data.train_on_val=True {W6} --seeds 3 --config.seed={seed} "
+            f"{SEED8}s9_{short}_tov{half}",
+        )
+        for short, config in (
+            ("best", "best"),
+            ("bilstm", "bilstm_attention"),
+            ("fpitch", "functionals_pitch"),
+        )
+        for half, seed, seeds in (("", 10, "10-12"), ("_s13", 13, "13-15"))
+    ),
+)
 ROUND7_MAIN = (
     (
         "x_committee7_w1212_s23",
@@ -1320,6 +1383,7 @@ BLOCKS = {
     "round7_levers": lambda root, kept: lever_rows(root, ROUND7_LEVERS, kept, balanced=True),
     "round7_main": lambda root, kept: main_rows(root, ROUND7_MAIN, kept=kept),
     "round8_main": lambda root, kept: main_rows(root, ROUND8_MAIN, kept=kept),
+    "round9_main": lambda root, kept: main_rows(root, ROUND9_MAIN, kept=kept),
     "round8_levers": lambda root, kept: lever_rows(
         root, ROUND8_LEVERS, kept, balanced=True, tta=True
     ),
