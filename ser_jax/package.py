@@ -262,6 +262,11 @@ def committee_card(
             for key, what_bn in (
                 ("pooled", ""),
                 ("pooled_speaker_bn", "with speaker-adaptive BatchNorm: "),
+                (
+                    "pooled_tta",
+                    "with each member's test-time augmentation as its runs were scored "
+                    "(`--tta_semitones`): ",
+                ),
             )
             if key in c
         ]

@@ -89,6 +89,7 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     ens = tmp_path / "ens"
     ens.mkdir()
     ms = {"mean": 0.8, "std": 0.01, "each": [0.79, 0.81]}
+    tta = {"mean": 0.813, "std": 0.004, "each": [0.81, 0.816]}
     (ens / "ensemble_summary.json").write_text(
         json.dumps(
             {
@@ -98,6 +99,7 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
                 "committees": {
                     "count": 2,
                     "pooled": {"uar": ms, "accuracy": ms, "macro_f1": ms},
+                    "pooled_tta": {"uar": tta, "accuracy": tta, "macro_f1": tta},
                 },
             }
         )
@@ -110,6 +112,10 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert (
         "- Leave-one-speaker-out (all 409 files, pooled), 2 committees of one model per run "
         "(the runs' k-th seeds), mean ± std over them: UAR 0.800 ± 0.010" in card
+    )
+    assert (
+        "; with each member's test-time augmentation as its runs were scored "
+        "(`--tta_semitones`): UAR 0.813 ± 0.004" in card
     )
     assert "commit abc1234567 on X" in card and "`ser-jax ensemble --out ens x y`" in card
     assert "No seed-protocol ensemble" in card
