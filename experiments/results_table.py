@@ -923,6 +923,15 @@ ROUND8_FUNC = (
     ),
     ("x_fpitch8_st6", "copies warped by up to ±6 semitones, test-time warps of ±6 beside"),
 )
+# The ninth round's screen (speaker 4-fold, seed 0): the CNN-LSTM trained with wide
+# vocal-tract warps, as the cepstral model gained from them.
+ROUND9_SCREEN = (
+    ("x9_kf_base", "base: best.py, speaker 4-fold (2 speakers a fold), seed 0"),
+    (
+        "x9_kf_vtlp8",
+        "+ vocal-tract warps of up to ±8 semitones in training (augment.pitch_shift_prob 0.5)",
+    ),
+)
 SEED8 = "--config.train.progress=False --workdir runs/"
 ROUND8_MAIN = (
     (
@@ -1388,6 +1397,9 @@ BLOCKS = {
         root, ROUND8_LEVERS, kept, balanced=True, tta=True
     ),
     "round8_func": lambda root, kept: lever_rows(root, ROUND8_FUNC, kept, balanced=True, tta=True),
+    "round9_screen": lambda root, kept: lever_rows(
+        root, ROUND9_SCREEN, kept, balanced=True, tta=True
+    ),
 }
 
 
