@@ -277,10 +277,10 @@ def test_seed_offset_draws_other_models_on_the_same_splits(tmp_path):
     )
     ens = ensemble_runs([tmp_path / "o0", tmp_path / "o1"], tmp_path / "ens")
     assert ens["seeds"] == [0, 1] and ens["committees"]["count"] == 2
-    with pytest.raises(ConfigError, match="train.seed_offset=-1"):
-        from ser_jax.spec import resolve
+    from ser_jax.spec import resolve
 
-        cfg.train.seed_offset = -1
+    cfg.train.seed_offset = -1
+    with pytest.raises(ConfigError, match="train.seed_offset=-1"):
         resolve(cfg)
 
 

@@ -95,7 +95,7 @@ def test_predict_command_json_and_exit_code(trained, demo_corpus_dir, tmp_path, 
 
 
 def test_predict_with_test_time_warps_averages_the_warped_views(
-    trained, run, demo_corpus_dir, tmp_path, capsys
+    trained, run, demo_corpus_dir, tmp_path
 ):
     """--tta_semitones: each file also scored warped by each number of semitones, averaged
     with the plain file: 3 P(s, -s) = 2 P(s) + 2 P(-s) - P() for the mean of the views."""
