@@ -4,7 +4,7 @@
         [--data DIR] [--json PATH]
 
 Both rows score the same clips with the same weights, batch by batch, by the package's
-evaluation policy (``ser_jax.scoring``): ``predict`` is ``LoadedModel.probabilities`` (the jit
+evaluation policy (``ser_jax.evaluation.scoring``): ``predict`` is ``LoadedModel.probabilities`` (the jit
 compiled ``predict_step``, what ``ser-jax predict`` runs after decoding), ``exported`` is
 ``export.exported_probabilities`` over the deserialised function (what a server that has only
 ``jax`` runs). Decoding and resampling are done once, before timing; the rounds alternate the
@@ -56,10 +56,10 @@ def main() -> None:
 
     import jax
 
-    from ser_jax.export import export_model, exported_probabilities, load_exported
     from ser_jax.package import load_shipped
-    from ser_jax.restore import load_model
     from ser_jax.rundir import processor_name
+    from ser_jax.serving.export import export_model, exported_probabilities, load_exported
+    from ser_jax.serving.restore import load_model
 
     model = load_model(args.run) if args.run else load_shipped(args.model)
     waves, what = clips(args, model.sample_rate)

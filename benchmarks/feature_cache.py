@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     import numpy as np
 
     from ser_jax.data.prepare import prepare
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.training.train import train_and_evaluate
 
     def config(cache: bool):
         c = copy.deepcopy(FLAGS.config)

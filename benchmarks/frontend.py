@@ -40,9 +40,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_jax.augment import AugmentConfig  # noqa: E402
-from ser_jax.features import make_features  # noqa: E402
-from ser_jax.frontend import FrontendConfig, log_mel  # noqa: E402
+from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
+from ser_jax.frontend.features import make_features  # noqa: E402
+from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
 
 ALL_ON = AugmentConfig(
     time_shift_prob=1.0,

@@ -9,13 +9,13 @@ Every row trains the same network on the same batch: the Zhao-style CNN-LSTM of
 (2,2),(2,2),(4,4),(4,4), LSTM 256), ``--batch`` clips of ``--seconds`` s at 16 kHz, the whole
 step: waveform → log-mel → network → Adam. Rows:
 
-- ``JAX, one model``: ``ser_jax.steps.train_step``, jit, one model (what ``ser-jax train`` runs
+- ``JAX, one model``: ``ser_jax.training.steps.train_step``, jit, one model (what ``ser-jax train`` runs
   one seed at a time); N models one after another take N of these steps;
-- ``JAX, N members, 1 device``: ``ser_jax.steps.members_train_step`` (the stacked state, batch
+- ``JAX, N members, 1 device``: ``ser_jax.training.steps.members_train_step`` (the stacked state, batch
   ``(N, batch, samples)``, a learning rate and seed per model; on the CPU the models' ops are
   unrolled one after another in the step, ``--loop vmap`` batches them into grouped ops);
 - ``JAX, N members, N devices``: the same with the members axis split over N virtual CPU devices
-  (``--xla_force_host_platform_device_count``, ``jax.shard_map``), as ``ser_jax.train`` runs it;
+  (``--xla_force_host_platform_device_count``, ``jax.shard_map``), as ``ser_jax.training.train`` runs it;
 - ``PyTorch eager, one model``: the same network and front-end in PyTorch
   (``torch.set_num_threads`` = usable CPUs); N models one after another.
 
@@ -49,10 +49,10 @@ def jax_members_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[s
     import optax
 
     from ser_jax import parallel
-    from ser_jax.augment import AugmentConfig
-    from ser_jax.frontend import FrontendConfig
+    from ser_jax.frontend.augment import AugmentConfig
+    from ser_jax.frontend.logmel import FrontendConfig
     from ser_jax.models import CNNLSTM
-    from ser_jax.steps import create_train_state, members_train_step, train_step
+    from ser_jax.training.steps import create_train_state, members_train_step, train_step
 
     n = args.n
     audio, lengths, labels = base.make_audio(args.batch, args.seconds)

@@ -10,9 +10,9 @@ valid step, 7 classes; Adam 1e-3; one batch of ``--batch`` clips of ``--seconds`
 
 - ``jax net``: ``ser_jax.models.CNNLSTM`` + optax Adam on precomputed log-mel
   ``(batch, 201, 64)``, one ``jax.jit`` step with the state donated;
-- ``jax full``: ``ser_jax.steps.train_step`` itself: waveform → log-mel → network → Adam;
+- ``jax full``: ``ser_jax.training.steps.train_step`` itself: waveform → log-mel → network → Adam;
 - the same two on ``--devices`` virtual CPU devices (``--xla_force_host_platform_device_count``,
-  batch sharded, state replicated, as ``ser_jax.train`` does on a mesh);
+  batch sharded, state replicated, as ``ser_jax.training.train`` does on a mesh);
 - ``torch net``: the same network in PyTorch eager (Conv2d + BatchNorm2d + ELU + MaxPool2d x 4,
   ``nn.LSTM(batch_first=True)``, last valid step, Linear) + ``torch.optim.Adam``,
   ``torch.set_num_threads`` = the CPUs this process may use;
@@ -82,10 +82,10 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
     sys.path.insert(0, str(ROOT))
     from ser_jax import parallel
-    from ser_jax.augment import AugmentConfig
-    from ser_jax.frontend import FrontendConfig, log_mel
+    from ser_jax.frontend.augment import AugmentConfig
+    from ser_jax.frontend.logmel import FrontendConfig, log_mel
     from ser_jax.models import CNNLSTM
-    from ser_jax.steps import class_terms, create_train_state, train_step
+    from ser_jax.training.steps import class_terms, create_train_state, train_step
 
     audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
     frontend = FrontendConfig(sample_rate=SAMPLE_RATE, n_mels=N_MELS)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from ser_jax.tables import fmt, markdown  # noqa: E402
+from ser_jax.evaluation.tables import fmt, markdown  # noqa: E402
 
 SEED_CMD = "ser-jax train --config experiments/configs/{cfg}.py --config.seed=10 --seeds {n} --workdir runs/{dir}"
 LOSO_CMD = "ser-jax cv --config experiments/configs/{cfg}.py --seeds 2 --config.train.members=8 {extra}--workdir runs/{dir}"

@@ -163,7 +163,7 @@ def _cv(rest: list[str]) -> None:
 
 
 def _evaluate(rest: list[str]) -> None:
-    from ser_jax.inference import evaluate_run
+    from ser_jax.serving.predict import evaluate_run
 
     run = _need("run", "evaluate", "a run directory")
     evaluate_run(
@@ -186,7 +186,7 @@ def _semitones() -> tuple[float, ...]:
 
 
 def _predict(rest: list[str]) -> int:
-    from ser_jax.inference import predict_command
+    from ser_jax.serving.predict import predict_command
 
     if not rest:
         raise UsageError("predict needs one or more audio files after the flags")
@@ -233,10 +233,10 @@ def _package(rest: list[str]) -> None:
 
 
 def _export(rest: list[str]) -> None:
-    from ser_jax.export import export_model
+    from ser_jax.serving.export import export_model
 
     if FLAGS.run:
-        from ser_jax.restore import load_model
+        from ser_jax.serving.restore import load_model
 
         model = load_model(FLAGS.run)
     else:
@@ -281,7 +281,7 @@ def _ensemble(rest: list[str]) -> None:
         raise UsageError(
             "ensemble needs one or more cv (or `train --seeds N`) run directories after the flags"
         )
-    from ser_jax.weights import parse_weights
+    from ser_jax.research.weights import parse_weights
 
     ensemble_runs(
         rest,

@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.demo.utterances_per_class = 8
     c.data.demo.seconds = (1.5, 3.0)
 
-    # --- on-device front-end (ser_jax.frontend.FrontendConfig) ---------------------------------
+    # --- on-device front-end (ser_jax.frontend.logmel.FrontendConfig) ---------------------------------
     c.frontend = ml_collections.ConfigDict()
     c.frontend.n_fft = 512
     c.frontend.win_length = 400
@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.frontend.normalize = "utterance"
     c.frontend.deltas = 0  # extra input channels: 1 = + delta, 2 = + delta and delta-delta
     c.frontend.delta_width = 9
-    # + 3 channels from a pitch (F0) track on the same frames (ser_jax.pitch): voicing, log-F0,
+    # + 3 channels from a pitch (F0) track on the same frames (ser_jax.frontend.pitch): voicing, log-F0,
     # and the F0 contour (log-F0 minus the clip's mean), searched over [pitch_fmin, pitch_fmax]
     c.frontend.pitch = False
     c.frontend.pitch_level = True  # False: no log-F0 channel (the speaker's own pitch level)
@@ -91,10 +91,10 @@ def get_config() -> ml_collections.ConfigDict:
     # > 0: that many cepstral coefficients (orthonormal DCT-II of the log-mel) replace the bands
     c.frontend.mfcc = 0
     # + 6 spectral descriptors per frame as more bands: log energy, zero-crossing rate, log
-    # centroid, bandwidth, 85% roll-off and flatness (ser_jax.frontend.DESCRIPTORS)
+    # centroid, bandwidth, 85% roll-off and flatness (ser_jax.frontend.logmel.DESCRIPTORS)
     c.frontend.descriptors = False
 
-    # --- augmentation, training batches only (ser_jax.augment.AugmentConfig) -------------------
+    # --- augmentation, training batches only (ser_jax.frontend.augment.AugmentConfig) -------------------
     c.augment = ml_collections.ConfigDict()
     c.augment.mode = "online"  # online: fresh draw every step | offline: fixed copies per file
     c.augment.copies = 0  # offline: augmented copies per training file (the original is kept)
@@ -188,7 +188,7 @@ def get_config() -> ml_collections.ConfigDict:
     # training, as the stratified split), "all" (the speaker's clips in every split).
     c.eval.speaker_bn_source = "scored"
 
-    # --- optimisation (ser_jax.train) ------------------------------------------------------
+    # --- optimisation (ser_jax.training.train) ------------------------------------------------------
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 16
     c.train.epochs = 15
@@ -216,7 +216,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.progress = True
     c.train.log_every_steps = 10
     # Seeds (--seeds N) and cross-validation folds trained together as members of one compiled
-    # step, up to this many at once; 0 = one model at a time (ser_jax.train.train_members).
+    # step, up to this many at once; 0 = one model at a time (ser_jax.training.train.train_members).
     c.train.members = 0
     # Another draw of the training randomness on the same split: initial weights, batch order,
     # augmentation and offline copies use seed + 1000 * seed_offset, while the split and the
@@ -228,7 +228,7 @@ def get_config() -> ml_collections.ConfigDict:
     # unroll (one after another in the compiled step: CPUs), or auto (by the backend).
     c.train.members_loop = "auto"
     # Compute every training clip's features once before training and feed the model from that
-    # cache (ser_jax.steps.cached_training_features): the same steps without the front-end in
+    # cache (ser_jax.training.steps.cached_training_features): the same steps without the front-end in
     # each of them. For clean training features or offline augmentation's fixed copies (not
     # online augmentation, nor frontend.normalize="speaker"), of clips that all fit one bucket,
     # none longer than data.max_seconds.

@@ -9,7 +9,7 @@
 - ``collect_runs``: every ``results.json`` under a folder → one table (CSV and Markdown).
 
 With ``train.members = N`` (N ≥ 2) the seeds or folds are trained N at a time as members of one
-compiled step (``ser_jax.train.train_members``); each still writes its own run directory, so
+compiled step (``ser_jax.training.train.train_members``); each still writes its own run directory, so
 every summary here reads the same files either way.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import (
+from ser_jax.evaluation.metrics import (
     RULES,
     balanced_probabilities,
     classification_metrics,
@@ -35,11 +35,11 @@ from ser_jax.evaluate import (
     read_predictions,
     training_prior,
 )
+from ser_jax.evaluation.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
 from ser_jax.reports.figures import plot_confusion
+from ser_jax.research.weights import choose_weights
 from ser_jax.rundir import command_line
-from ser_jax.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
-from ser_jax.train import train_members
-from ser_jax.weights import choose_weights
+from ser_jax.training.train import train_members
 
 
 def with_overrides(config: Any, **updates: Any) -> Any:
@@ -300,7 +300,7 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
 
 
 # The balanced decision of a kind of predictions (``test_balanced``: the ``test`` predictions
-# divided by the run's training prior, ``ser_jax.evaluate.balanced_probabilities``), computed
+# divided by the run's training prior, ``ser_jax.evaluation.metrics.balanced_probabilities``), computed
 # from the saved probabilities: no file of its own.
 BALANCED = "_balanced"
 
@@ -384,7 +384,7 @@ def score_mean(
     weights: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """Metrics of each file's class probabilities combined over its models (``rule``, as
-    ``ser_jax.evaluate.combine_probabilities``: their mean by default; ``weights``: per file,
+    ``ser_jax.evaluation.metrics.combine_probabilities``: their mean by default; ``weights``: per file,
     a weight for each of its models), over all files at once."""
     ids = sorted(probs)
     combined = np.array(
@@ -561,7 +561,7 @@ def weight_grid_committees(
     rule: str = "mean",
 ) -> dict[str, Any]:
     """``ser-jax ensemble --weight_grid``: for each kind, the committees' run weights chosen
-    across speakers (``ser_jax.weights.choose_weights``): the weights chosen on all speakers
+    across speakers (``ser_jax.research.weights.choose_weights``): the weights chosen on all speakers
     with their (optimistic) figures, and the nested figures, each speaker decided by weights
     the other speakers chose (``by_kind``: ``committee_probabilities`` of each kind; ``found``
     for each file's speaker)."""
@@ -729,7 +729,7 @@ def ensemble_runs(
 
     ``weights`` (one a directory): run i counts w[i] times, its models sharing its weight.
     ``weight_grid``: the run weights chosen across speakers, nested and on all speakers
-    (:func:`weight_grid_committees`, ``ser_jax.weights``), reported beside the fixed rule."""
+    (:func:`weight_grid_committees`, ``ser_jax.research.weights``), reported beside the fixed rule."""
 
     if len(cv_dirs) < 1:
         raise ConfigError("ensemble needs one or more cv run directories")

@@ -506,7 +506,7 @@ def masked_functionals(
 def frame_vectors(feats: jax.Array, track_channels: int = 0) -> jax.Array:
     """``feats (batch, time, bands[, channels])`` as one vector a frame ``(batch, time, n)``:
     every band of every channel, and the last ``track_channels`` channels (per-frame tracks
-    such as frontend.pitch's, repeated along the band axis by ``ser_jax.pitch.with_pitch``)
+    such as frontend.pitch's, repeated along the band axis by ``ser_jax.frontend.pitch.with_pitch``)
     once each, from band 0."""
     b, t = feats.shape[:2]
     k = int(track_channels)

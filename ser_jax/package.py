@@ -3,7 +3,7 @@
 A shipped model is a small run directory: ``model.msgpack`` (params, BatchNorm and feature
 statistics), ``config.json`` (the resolved config), ``run_info.json`` (labels, data, commit),
 ``results.json``, ``reference_predictions.json`` (the model's probabilities for a few named
-Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``. ``ser_jax.restore.load_model``
+Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``. ``ser_jax.serving.restore.load_model``
 reads it like any run directory: no orbax, no trainer. ``package_run`` copies those files out
 of a finished run (bytes as they are, so packaging the same run twice gives the same files).
 
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ser_jax.errors import ConfigError
-from ser_jax.restore import MODEL_FILE, LoadedModel, load_model
 from ser_jax.rundir import RunDir
+from ser_jax.serving.restore import MODEL_FILE, LoadedModel, load_model
 
 PRETRAINED = Path(__file__).with_name("pretrained")
 DEFAULT_MODEL = "emodb-cnn-lstm"
@@ -306,7 +306,7 @@ def package_run(
     for name in RUN_FILES:
         shutil.copyfile(run / name, out / name)
     if reference_files:
-        from ser_jax.inference import predict_files
+        from ser_jax.serving.predict import predict_files
 
         rows = predict_files(load_model(out), [str(f) for f in reference_files])
         bad = [r for r in rows if "error" in r]
@@ -524,6 +524,6 @@ def _made_by(info: dict[str, Any]) -> str:
 
 
 def _ms(ms: dict[str, float]) -> str:
-    from ser_jax.tables import fmt
+    from ser_jax.evaluation.tables import fmt
 
     return fmt(ms, 3)

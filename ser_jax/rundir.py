@@ -7,7 +7,7 @@
   seed, label map, files per split/label/speaker, every skipped file with its reason;
 - ``metrics.jsonl`` (+ ``tb/`` TensorBoard events): per log interval and per epoch, written by
   :class:`MetricWriter`; on resume the rows past the restored step are dropped first;
-- ``model.msgpack``: the selected model's variables (see ``ser_jax.restore``);
+- ``model.msgpack``: the selected model's variables (see ``ser_jax.serving.restore``);
 - ``results.json``: the headline numbers; its presence marks the run finished;
 - ``run.lock``: held while a process trains into the directory, so a second ``ser-jax train``
   on the same directory is refused; the operating system drops it when the holder dies, so a

@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ser_jax.augment import AugmentConfig
 from ser_jax.errors import ConfigError
-from ser_jax.frontend import FrontendConfig
+from ser_jax.frontend.augment import AugmentConfig
+from ser_jax.frontend.logmel import FrontendConfig
 from ser_jax.settings import closest
 
 # Validation metrics a run can select its checkpoint by, and which way is better; "last" takes

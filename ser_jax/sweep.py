@@ -36,7 +36,7 @@ import numpy as np
 from absl import app, flags
 
 from ser_jax.errors import ConfigError
-from ser_jax.tables import HEADLINE, fmt, mean_std, write_tables
+from ser_jax.evaluation.tables import HEADLINE, fmt, mean_std, write_tables
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("dry_run", False, "Print the commands only.")

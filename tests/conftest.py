@@ -123,7 +123,7 @@ def _demo_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.training.train import train_and_evaluate
 
     workdir = tmp_path_factory.mktemp("run")
     results = train_and_evaluate(tiny_config(), workdir)

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ser_jax.augment import (
+from ser_jax.errors import ConfigError
+from ser_jax.frontend.augment import (
     AugmentConfig,
     apply_waveform,
     augment_waveform,
@@ -19,9 +20,8 @@ from ser_jax.augment import (
     draw_waveform_params,
     spec_augment,
 )
-from ser_jax.errors import ConfigError
-from ser_jax.features import make_features
-from ser_jax.frontend import FrontendConfig, log_mel
+from ser_jax.frontend.features import make_features
+from ser_jax.frontend.logmel import FrontendConfig, log_mel
 
 SR = 8000
 FRONT = FrontendConfig(sample_rate=SR, n_fft=256, win_length=200, hop_length=80, n_mels=32)
@@ -97,7 +97,7 @@ def test_noise_reaches_drawn_snr_inside_true_length(audio, keys, color):
 
 
 def test_noise_samples_are_finite_standard_normal():
-    from ser_jax.augment import _bits_to_normal, _normal
+    from ser_jax.frontend.augment import _bits_to_normal, _normal
 
     extremes = np.asarray(
         _bits_to_normal(jnp.array([0, 1, 2**31, 2**32 - 2, 2**32 - 1], jnp.uint32))

@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from ser_jax.evaluate import classification_metrics, write_report
-from ser_jax.tables import mean_std
+from ser_jax.evaluation.metrics import classification_metrics, write_report
+from ser_jax.evaluation.tables import mean_std
 
 NAMES = ("anger", "boredom", "disgust", "fear")
 

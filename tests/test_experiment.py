@@ -13,8 +13,8 @@ from conftest import tiny_config
 from ser_jax import sweep as sweep_mod
 from ser_jax.data.manifest import EMOTIONS
 from ser_jax.errors import ConfigError
+from ser_jax.evaluation.tables import HEADLINE
 from ser_jax.experiment import cross_validate, run_seeds
-from ser_jax.tables import HEADLINE
 
 
 def test_loso_cross_validation_pools_every_file_once(tmp_path):
@@ -124,8 +124,8 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
     # the restored model with speaker-adaptive BatchNorm (ser-jax evaluate/predict
     # --speaker_bn) gives what training's eval.speaker_bn recorded, and not the plain scores
     from ser_jax.data.prepare import prepare
-    from ser_jax.inference import evaluate_run, predict_files
-    from ser_jax.restore import load_model
+    from ser_jax.serving.predict import evaluate_run, predict_files
+    from ser_jax.serving.restore import load_model
 
     recorded = [json.loads(x) for x in (run0 / "test_speaker_bn_predictions.jsonl").open()]
     metrics = evaluate_run(
@@ -222,7 +222,7 @@ def test_seeds_report_mean_and_std(tmp_path):
     assert again["test_accuracy"] == summary["test_accuracy"]
     assert "test_uar, test-time augmentation" in (tmp_path / "summary.md").read_text()
     # ser-jax evaluate --tta_semitones=2 scores the saved model as training's rescoring did
-    from ser_jax.inference import evaluate_run
+    from ser_jax.serving.predict import evaluate_run
 
     evaluate_run(
         str(tmp_path / "seed0"),
@@ -239,7 +239,7 @@ def test_seeds_report_mean_and_std(tmp_path):
             assert g["probs"] == pytest.approx(w["probs"], abs=2e-3)
     # ser-jax evaluate --speaker_bn takes the statistics from the clips training took them
     # from (every split here), so it gives what training recorded
-    from ser_jax.inference import evaluate_run
+    from ser_jax.serving.predict import evaluate_run
 
     run0 = tmp_path / "seed0"
     recorded = [json.loads(x) for x in (run0 / "test_speaker_bn_predictions.jsonl").open()]
@@ -386,7 +386,7 @@ def test_ensemble_committees_pair_the_runs_kth_seeds(tmp_path):
 def test_balanced_decision_divides_by_each_models_training_prior(tmp_path):
     """The balanced decision: each model's probabilities over its training class frequencies,
     renormalised, in the cv summary's beside rows and in ensembles and committees."""
-    from ser_jax.evaluate import balanced_probabilities, training_prior
+    from ser_jax.evaluation.metrics import balanced_probabilities, training_prior
     from ser_jax.experiment import ensemble_runs, pool_by_seed
 
     # p = (0.6, 0.4) trained on 3:1 -> (0.8, 1.6) / 2.4 = (1/3, 2/3): the decision flips
@@ -713,8 +713,8 @@ def test_emodb_protocols_on_real_data(emodb_dir):
 
 
 def test_results_table_collects_every_run(tmp_path):
+    from ser_jax.evaluation.tables import write_tables
     from ser_jax.experiment import collect_runs
-    from ser_jax.tables import write_tables
 
     for name, acc in (("a/seed0", 0.5), ("b/fold1-03/seed0", 0.75)):
         d = tmp_path / name
@@ -920,7 +920,7 @@ def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
 def test_geometric_rule_lets_one_confident_model_veto_a_class(tmp_path):
     """--rule geometric: the models' probabilities combine by their geometric mean,
     renormalised (a product of experts), in ensembles and their committees."""
-    from ser_jax.evaluate import combine_probabilities
+    from ser_jax.evaluation.metrics import combine_probabilities
     from ser_jax.experiment import ensemble_runs
 
     ps = [np.array([0.9, 0.1]), np.array([0.9, 0.1]), np.array([0.01, 0.99])]

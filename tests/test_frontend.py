@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ser_jax.errors import ConfigError
-from ser_jax.frontend import (
+from ser_jax.frontend.logmel import (
     FrontendConfig,
     frame_lengths,
     frame_mask,
@@ -344,7 +344,7 @@ def test_cpu_blocked_path_equals_whole_batch(monkeypatch):
     # On CPU the batch runs in lax.map blocks of ~_CPU_BLOCK_FRAMES frames; a batch that no
     # block size near the target divides (5 -> 2 blocks of 3, one dummy example) must give
     # the same features as one vmap.
-    import ser_jax.frontend as frontend
+    import ser_jax.frontend.logmel as frontend
 
     cfg = FrontendConfig(n_mels=16, log="db", top_db=40.0)
     clips = [speech_like(n, 10 + i) for i, n in enumerate([1600, 1201, 800, 1599, 333])]
@@ -374,7 +374,7 @@ def test_deltas_match_librosa_per_clip(order):
     frames, whatever padding follows, and padded frames are 0."""
     import librosa
 
-    from ser_jax.frontend import delta
+    from ser_jax.frontend.logmel import delta
 
     rng = np.random.default_rng(order)
     x = rng.normal(size=(3, 60, 8)).astype(np.float32)
@@ -388,8 +388,8 @@ def test_deltas_match_librosa_per_clip(order):
 
 
 def test_features_with_deltas_have_three_channels_and_masks_hit_all():
-    from ser_jax.augment import AugmentConfig
-    from ser_jax.features import make_features
+    from ser_jax.frontend.augment import AugmentConfig
+    from ser_jax.frontend.features import make_features
 
     cfg = FrontendConfig(n_mels=16, deltas=2)
     audio = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8000)), jnp.float32)
@@ -416,7 +416,7 @@ def test_mfcc_and_descriptors_match_librosa_on_each_clip_whatever_the_padding():
     the descriptors equal librosa's spectral centroid, bandwidth, roll-off and flatness of the
     same STFT (log-compressed), the log energy ln(sum |X|^2), and the zero-crossing rate the
     sign changes inside each window; padding changes none of them and reads as 0."""
-    from ser_jax.frontend import DESCRIPTORS
+    from ser_jax.frontend.logmel import DESCRIPTORS
 
     cfg = FrontendConfig(log="db", normalize="none", mfcc=13, descriptors=True)
     assert cfg.n_bands == 13 + len(DESCRIPTORS) == 19
@@ -459,7 +459,7 @@ def test_mfcc_and_descriptors_match_librosa_on_each_clip_whatever_the_padding():
 def test_mfcc_features_are_normalised_and_take_deltas_like_the_log_mel():
     """With mfcc and descriptors the normalisations, deltas and dataset statistics work on the
     bands the front-end hands on (19 here), not on n_mels."""
-    from ser_jax.features import dataset_feature_stats, make_features
+    from ser_jax.frontend.features import dataset_feature_stats, make_features
 
     cfg = FrontendConfig(n_mels=32, mfcc=13, descriptors=True, deltas=2, normalize="dataset")
     waves = [speech_like(4000, 20), speech_like(6000, 21)]

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from ser_jax.data.audio import load_audio
-from ser_jax.inference import evaluate_run, predict_command, predict_files
-from ser_jax.restore import load_model
+from ser_jax.serving.predict import evaluate_run, predict_command, predict_files
+from ser_jax.serving.restore import load_model
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_predict_with_test_time_warps_averages_the_warped_views(
     """--tta_semitones: each file also scored warped by each number of semitones, averaged
     with the plain file: 3 P(s, -s) = 2 P(s) + 2 P(-s) - P() for the mean of the views."""
     from ser_jax.errors import ConfigError
-    from ser_jax.inference import committee_files
+    from ser_jax.serving.predict import committee_files
 
     files = [str(f) for f in sorted(demo_corpus_dir.glob("*.wav"))[:3]]
 
@@ -163,7 +163,7 @@ def test_evaluate_scores_long_test_clips_as_training_did(tmp_path):
     `evaluate` reproduces training's test probabilities file by file."""
     from conftest import tiny_config
 
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.training.train import train_and_evaluate
 
     cfg = tiny_config(epochs=2)
     cfg.data.max_seconds = 1.2  # the demo clips are 1.0-1.6 s: many are windowed
@@ -189,7 +189,7 @@ def test_balanced_decision_divides_by_the_models_training_prior(trained, demo_co
     import shutil
 
     from ser_jax.errors import ConfigError
-    from ser_jax.inference import committee_files
+    from ser_jax.serving.predict import committee_files
 
     workdir, _ = trained
     skewed = tmp_path / "skewed"

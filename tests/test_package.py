@@ -25,7 +25,7 @@ from ser_jax.package import (
     shipped_models,
     shipped_weights,
 )
-from ser_jax.restore import load_model
+from ser_jax.serving.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,9 +52,9 @@ def test_packaging_is_a_deterministic_copy_loaded_without_the_trainer(packaged, 
     assert card_summary(out) == "A tiny test model."
     # loading needs no trainer (nor orbax: a finished run reads model.msgpack)
     code = (
-        "import sys; from ser_jax.restore import load_model; "
+        "import sys; from ser_jax.serving.restore import load_model; "
         f"m = load_model({str(out)!r}); "
-        "assert 'ser_jax.train' not in sys.modules and 'orbax.checkpoint' not in sys.modules; "
+        "assert 'ser_jax.training.train' not in sys.modules and 'orbax.checkpoint' not in sys.modules; "
         "print(m.label_names[0])"
     )
     proc = subprocess.run(
@@ -80,7 +80,7 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
 
     import ser_jax.package as package
     from ser_jax.errors import ConfigError
-    from ser_jax.inference import predict_command, predict_files
+    from ser_jax.serving.predict import predict_command, predict_files
 
     _, out, refs = packaged
     root = tmp_path / "pretrained"
@@ -209,7 +209,7 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
 
 
 def test_exported_model_gives_the_probabilities_of_predict(packaged, demo_corpus_dir, tmp_path):
-    from ser_jax.export import export_model, exported_probabilities, load_exported
+    from ser_jax.serving.export import export_model, exported_probabilities, load_exported
 
     _, out, _ = packaged
     model = load_model(out)
@@ -232,7 +232,7 @@ def test_exported_model_gives_the_probabilities_of_predict(packaged, demo_corpus
 def test_predict_timeline_and_csv_of_a_long_recording(packaged, demo_corpus_dir, tmp_path):
     import soundfile as sf
 
-    from ser_jax.inference import predict_command
+    from ser_jax.serving.predict import predict_command
 
     _, out, _ = packaged
     files = sorted(demo_corpus_dir.glob("*.wav"))[:6]
@@ -304,7 +304,7 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
     (every shipped model, or the default one twice when only one is shipped); an unknown name
     is refused, naming it, and a committee has no window timeline."""
     from ser_jax.errors import ConfigError
-    from ser_jax.inference import predict_command, predict_files
+    from ser_jax.serving.predict import predict_command, predict_files
 
     names = [n for n in shipped_models() if shipped_members(n) == [n]]  # models, not committees
     members = names if len(names) > 1 else [names[0], names[0]]

@@ -100,7 +100,7 @@ def test_window_batches_cover_each_piece_once_with_weighted_padding():
 
 
 def test_score_clips_averages_window_probabilities():
-    from ser_jax.scoring import score_clips
+    from ser_jax.evaluation.scoring import score_clips
 
     def predict(batch):  # "probability" of class 0 = the window's mean sample value
         m = batch["audio"].sum(1) / np.maximum(batch["length"], 1)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ser_jax.errors import ConfigError
-from ser_jax.frontend import FrontendConfig, num_frames
-from ser_jax.pitch import pitch_track
+from ser_jax.frontend.logmel import FrontendConfig, num_frames
+from ser_jax.frontend.pitch import pitch_track
 
 CFG = FrontendConfig(pitch=True)
 SR = 16000
@@ -102,7 +102,7 @@ def test_real_speech_follows_librosa_pyin(emodb_dir: Path):
 
 
 def test_features_and_a_model_take_the_pitch_channels():
-    from ser_jax.features import make_features
+    from ser_jax.frontend.features import make_features
     from ser_jax.models import CNNLSTM
 
     cfg = FrontendConfig(n_mels=16, deltas=1, pitch=True)
@@ -127,8 +127,8 @@ def test_features_and_a_model_take_the_pitch_channels():
 def test_a_run_with_pitch_channels_trains_restores_and_predicts(tmp_path):
     from conftest import tiny_config
 
-    from ser_jax.restore import load_model
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.serving.restore import load_model
+    from ser_jax.training.train import train_and_evaluate
 
     c = tiny_config(epochs=2)
     c.frontend.pitch = True

@@ -11,7 +11,7 @@ import numpy as np
 from conftest import tiny_config
 
 from ser_jax.data.prepare import prepare
-from ser_jax.train import Trainer, build_trainer, train_and_evaluate
+from ser_jax.training.train import Trainer, build_trainer, train_and_evaluate
 
 
 def _augmented(cfg):

@@ -11,10 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from ser_jax.augment import AugmentConfig
-from ser_jax.frontend import FrontendConfig
+from ser_jax.frontend.augment import AugmentConfig
+from ser_jax.frontend.logmel import FrontendConfig
 from ser_jax.models import CNNLSTM
-from ser_jax.steps import (
+from ser_jax.training.steps import (
     class_terms,
     classification_loss,
     create_train_state,
@@ -103,7 +103,7 @@ def test_logit_adjusted_loss_shifts_logits_by_tau_log_prior():
 def test_class_terms_from_training_labels():
     from types import SimpleNamespace
 
-    from ser_jax.train import _class_terms
+    from ser_jax.training.train import _class_terms
 
     labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
     data = SimpleNamespace(label_names=["a", "b", "c", "d"], train=SimpleNamespace(labels=labels))
@@ -299,7 +299,7 @@ def test_speaker_ids_index_the_corpus_speakers():
 
     from ser_jax.data.pipeline import ClipSet
     from ser_jax.errors import ConfigError
-    from ser_jax.train import _speaker_ids
+    from ser_jax.training.train import _speaker_ids
 
     def clips(*speakers):
         return ClipSet(
@@ -318,8 +318,8 @@ def test_a_run_with_a_speaker_head_trains_restores_and_predicts(tmp_path):
     from conftest import tiny_config
 
     from ser_jax.errors import ConfigError
-    from ser_jax.restore import load_model
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.serving.restore import load_model
+    from ser_jax.training.train import train_and_evaluate
 
     c = tiny_config(epochs=2)
     c.model.speaker_classes = 3  # the demo corpus has 4 speakers
@@ -341,7 +341,7 @@ def test_clip_channel_sits_beside_the_dataset_normalised_log_mel():
     """frontend.clip_channel: channel 0 is the log-mel by the given statistics, channel 1 the
     same clip normalised by its own (what normalize="utterance" gives); padding stays 0."""
     from ser_jax.errors import ConfigError
-    from ser_jax.features import make_features
+    from ser_jax.frontend.features import make_features
 
     base = dict(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
     both = FrontendConfig(**base, normalize="dataset", clip_channel=True)
@@ -372,8 +372,8 @@ def test_clip_channel_sits_beside_the_dataset_normalised_log_mel():
 def test_a_run_with_the_clip_channel_trains_restores_and_predicts(tmp_path):
     from conftest import tiny_config
 
-    from ser_jax.restore import load_model
-    from ser_jax.train import train_and_evaluate
+    from ser_jax.serving.restore import load_model
+    from ser_jax.training.train import train_and_evaluate
 
     c = tiny_config(epochs=1)
     c.frontend.normalize = "dataset"

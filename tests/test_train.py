@@ -11,8 +11,8 @@ import pytest
 from conftest import tiny_config
 
 from ser_jax.errors import ConfigError
-from ser_jax.optim import make_schedule
-from ser_jax.train import (
+from ser_jax.training.optim import make_schedule
+from ser_jax.training.train import (
     NonFiniteLossError,
     build_trainer,
     speaker_bn_clips,
@@ -108,7 +108,7 @@ def test_divergence_stops_with_the_step_named_and_no_later_checkpoint(tmp_path):
     # a checkpoint after every step before the bad one, and none from it on (unguarded, the
     # run would go on writing checkpoints of NaN states to the end)
     assert saved == list(range(1, step + 1))
-    from ser_jax.checkpoint import Checkpointer
+    from ser_jax.training.checkpoint import Checkpointer
 
     ck = Checkpointer(ckpts, asynchronous=False)
     params = ck.restore_variables(step, ("params",))["params"]
@@ -139,8 +139,8 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
     import jax.numpy as jnp
     import numpy as np
 
-    from ser_jax.frontend import log_mel
-    from ser_jax.restore import load_model
+    from ser_jax.frontend.logmel import log_mel
+    from ser_jax.serving.restore import load_model
 
     cfg = tiny_config(epochs=1)
     cfg.frontend.normalize = "dataset"
@@ -162,7 +162,7 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
 
 
 def test_release_split_trains_on_every_file_and_tests_nothing(tmp_path):
-    from ser_jax.restore import load_model
+    from ser_jax.serving.restore import load_model
 
     cfg = tiny_config(epochs=2, select="last")
     cfg.data.split = "all"
@@ -186,7 +186,7 @@ def test_speaker_batchnorm_is_each_speakers_own_statistics():
     import jax.numpy as jnp
 
     from ser_jax.data.pipeline import ClipSet
-    from ser_jax.steps import batchnorm_stats_step
+    from ser_jax.training.steps import batchnorm_stats_step
 
     cfg = tiny_config(epochs=1)
     cfg.data.split = "speakers"
@@ -271,11 +271,11 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
 
     import jax.numpy as jnp
 
-    from ser_jax.export import export_model
-    from ser_jax.frontend import log_mel
-    from ser_jax.inference import evaluate_run, predict_files
-    from ser_jax.restore import load_model
-    from ser_jax.train import clip_speakers
+    from ser_jax.frontend.logmel import log_mel
+    from ser_jax.serving.export import export_model
+    from ser_jax.serving.predict import evaluate_run, predict_files
+    from ser_jax.serving.restore import load_model
+    from ser_jax.training.train import clip_speakers
 
     cfg = tiny_config(epochs=2)
     cfg.frontend.normalize = "speaker"
@@ -315,8 +315,8 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
         want = trainer.speaker_stats[train_speakers[i]]
         np.testing.assert_array_equal(batch["norm_mean"][r], want["mean"])
         np.testing.assert_array_equal(batch["norm_std"][r], want["std"])
-    from ser_jax.augment import AugmentConfig
-    from ser_jax.steps import training_features
+    from ser_jax.frontend.augment import AugmentConfig
+    from ser_jax.training.steps import training_features
 
     feats, flen = training_features(  # the train step's features, augmentation off
         {k: jnp.asarray(v) for k, v in batch.items()},
@@ -390,7 +390,7 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     speaker-adaptive BatchNorm; the restored model reproduces the run's speaker-BN
     probabilities and they differ from the plain ones."""
     from ser_jax.data.prepare import prepare
-    from ser_jax.restore import load_model
+    from ser_jax.serving.restore import load_model
 
     c = tiny_config(epochs=2)
     c.frontend.normalize = "dataset"
@@ -420,7 +420,7 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     assert np.abs(plain - adapted).max() > 1e-2
     # a committee with the CNN-LSTM of the session's run: each file's probabilities are the
     # two models' own (speaker-adaptive) probabilities averaged
-    from ser_jax.inference import committee_files, predict_command, predict_files
+    from ser_jax.serving.predict import committee_files, predict_command, predict_files
 
     paths = [r["path"] for r in rows[:4]]
     cnn = load_model(trained[0])
@@ -508,7 +508,7 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
     batch = trainer.batch(1, [True])
     assert "audio" not in batch
     plain = trainer.batches[1]  # the same step's clips as audio
-    from ser_jax.steps import training_features
+    from ser_jax.training.steps import training_features
 
     feats, frames = training_features(
         {k: jax.numpy.asarray(v) for k, v in plain.items()},
@@ -531,10 +531,10 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
 def test_feature_cache_refuses_what_it_cannot_hold():
     """Augmentation on, a clip longer than data.max_seconds (random crops), and clips in
     different buckets are refused with the setting and the cause."""
-    from ser_jax.augment import AugmentConfig
-    from ser_jax.frontend import FrontendConfig
+    from ser_jax.frontend.augment import AugmentConfig
+    from ser_jax.frontend.logmel import FrontendConfig
     from ser_jax.spec import resolve
-    from ser_jax.steps import cached_training_features
+    from ser_jax.training.steps import cached_training_features
 
     c = tiny_config(cache_features=True)
     c.augment.noise_prob = 0.5

@@ -1,4 +1,4 @@
-"""Committee weights (ser_jax.weights): given weights, and weights chosen across speakers with
+"""Committee weights (ser_jax.research.weights): given weights, and weights chosen across speakers with
 a nested figure that never lets a speaker's files choose their own weights."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from test_experiment import _fake_cv
 
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import classification_metrics, combine_probabilities
-from ser_jax.weights import choose_weights, parse_weights, uar_of_rows, weight_vectors
+from ser_jax.evaluation.metrics import classification_metrics, combine_probabilities
+from ser_jax.research.weights import choose_weights, parse_weights, uar_of_rows, weight_vectors
 
 
 def test_weight_vectors_are_distinct_up_to_scale_equal_weights_first():

@@ -19,7 +19,7 @@ A batch is a dict of numpy arrays:
 
 All clips of a batch are padded to the same bucket length: the longest clip of the batch
 rounded up to a multiple of ``bucket_samples`` (and at most ``max_samples``), so shapes repeat
-and jit compiles once per bucket. Evaluation batches are made by ``ser_jax.scoring``.
+and jit compiles once per bucket. Evaluation batches are made by ``ser_jax.evaluation.scoring``.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def prefetch(make_batch, start: int, stop: int):
     yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
 
 
-# Evaluation: whole clips, long ones as half-overlapping windows (see ser_jax.scoring).
+# Evaluation: whole clips, long ones as half-overlapping windows (see ser_jax.evaluation.scoring).
 
 
 def window_starts(length: int, window: int) -> list[int]:

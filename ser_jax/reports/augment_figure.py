@@ -21,16 +21,16 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from ser_jax.augment import (
+from ser_jax.data.audio import load_audio
+from ser_jax.errors import ConfigError
+from ser_jax.frontend.augment import (
     PROBABILITY_FIELDS,
     AugmentConfig,
     apply_waveform,
     draw_spec_masks,
     draw_waveform_params,
 )
-from ser_jax.data.audio import load_audio
-from ser_jax.errors import ConfigError
-from ser_jax.frontend import FrontendConfig, log_mel, num_frames
+from ser_jax.frontend.logmel import FrontendConfig, log_mel, num_frames
 
 _ROWS = (
     ("clean", {}),

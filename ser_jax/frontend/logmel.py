@@ -70,7 +70,7 @@ class FrontendConfig:
     normalize: str = "utterance"
     deltas: int = 0  # extra channels: 1 = + delta, 2 = + delta and delta-delta
     delta_width: int = 9  # frames of the Savitzky-Golay window (librosa.feature.delta's width)
-    pitch: bool = False  # + 3 channels: voicing, log-F0, F0 contour (ser_jax.pitch)
+    pitch: bool = False  # + 3 channels: voicing, log-F0, F0 contour (ser_jax.frontend.pitch)
     # False: leave out the log-F0 channel (each speaker's own pitch level): voicing and contour
     pitch_level: bool = True
     # With normalize "dataset" or "speaker": + the clip-normalised log-mel as one more channel
@@ -292,7 +292,7 @@ def mel_filterbank(cfg: FrontendConfig, warp: jax.Array | None = None) -> Any:
     Without ``warp``: ``(n_freq, n_mels)`` float32 numpy constant. With ``warp`` ``(batch,)``:
     ``(batch, n_freq, n_mels)`` jnp, where example ``b``'s filters read the spectrum at
     ``f / warp[b]`` (weights of the triangle at ``warp[b] * f``): a pitch shift by the factor
-    ``warp`` seen through the filterbank (see ``ser_jax.augment``). ``warp == 1`` gives the plain
+    ``warp`` seen through the filterbank (see ``ser_jax.frontend.augment``). ``warp == 1`` gives the plain
     filterbank up to float32 rounding.
     """
     edges = _mel_edges(cfg)

@@ -1,13 +1,13 @@
 """Using a trained model: score a corpus (``ser-jax evaluate``), label recordings
 (``ser-jax predict``).
 
-The model comes from ``ser_jax.restore.load_model`` (a run directory's selected model). Clips
-are scored by the one evaluation policy of ``ser_jax.scoring`` (long recordings as
+The model comes from ``ser_jax.serving.restore.load_model`` (a run directory's selected model). Clips
+are scored by the one evaluation policy of ``ser_jax.evaluation.scoring`` (long recordings as
 half-overlapping windows whose probabilities are averaged), so ``evaluate`` on a run's own test
 split gives the numbers training reported. A file that cannot be read gets its error in the
 output; the other files are still scored. ``balanced``: each model's probabilities divided by
 the class frequencies it was trained on (its ``run_info.json``), renormalised: the balanced
-decision of ``ser_jax.evaluate``.
+decision of ``ser_jax.evaluation.metrics``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from ser_jax.data.pipeline import ClipSet
 from ser_jax.data.prepare import load_all, prepare
 from ser_jax.errors import ConfigError, SerJaxError
-from ser_jax.evaluate import (
+from ser_jax.evaluation.metrics import (
     balanced_probabilities,
     classification_metrics,
     combine_probabilities,
@@ -34,8 +34,8 @@ from ser_jax.evaluate import (
     training_prior,
     write_report,
 )
-from ser_jax.restore import LoadedModel, load_model
-from ser_jax.scoring import speaker_bn_clips, speaker_waves
+from ser_jax.evaluation.scoring import speaker_bn_clips, speaker_waves
+from ser_jax.serving.restore import LoadedModel, load_model
 
 
 def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarray:
@@ -122,7 +122,7 @@ def committee_files(
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
     BatchNorm to the files, as alone; ``balanced``: each model's own probabilities divided by
     its own training prior, then averaged, as ``ser-jax ensemble`` scores it; ``rule``: how
-    they combine, ``ser_jax.evaluate.combine_probabilities``; ``weights``: one a model;
+    they combine, ``ser_jax.evaluation.metrics.combine_probabilities``; ``weights``: one a model;
     ``semitones``: each model's test-time warps, as ``ser-jax ensemble`` averages each
     member's test-time-augmented probabilities). The models must share their classes."""
     names = list(models[0].label_names)
@@ -171,11 +171,11 @@ def predict_command(
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
-    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.weights``; None: a
+    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.research.weights``; None: a
     shipped committee's own weights, else alike); ``semitones``: test-time warps (each file
     also scored with its mel filterbank warped by each, probabilities averaged)."""
     from ser_jax.package import load_shipped, shipped_members, shipped_rule, shipped_weights
-    from ser_jax.weights import parse_weights
+    from ser_jax.research.weights import parse_weights
 
     runs = [r for r in (run_dir or "").split(",") if r]
     given_names = [n for n in (model_name or "").split(",") if n]

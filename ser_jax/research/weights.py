@@ -1,6 +1,6 @@
 """Committee weights: a weight per run, given or chosen across speakers.
 
-A committee combines its runs' class probabilities (``ser_jax.evaluate.combine_probabilities``);
+A committee combines its runs' class probabilities (``ser_jax.evaluation.metrics.combine_probabilities``);
 with weights, run ``i`` counts ``w[i]`` times (a weight of 0 leaves it out of the decision).
 
 Weights chosen by looking at the test files would be selection on test. ``ser-jax ensemble
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ser_jax.errors import ConfigError
-from ser_jax.evaluate import PROBABILITY_FLOOR
+from ser_jax.evaluation.metrics import PROBABILITY_FLOOR
 
 
 def parse_weights(text: str, count: int | None, what: str = "--weights") -> list[float]:
@@ -87,7 +87,7 @@ def uar_of_rows(
 ) -> np.ndarray:
     """UAR of each candidate's decisions (``(candidates, files)``) over the files ``rows``
     (a boolean mask): the mean recall of the classes present in them, as
-    ``ser_jax.evaluate.classification_metrics`` computes it."""
+    ``ser_jax.evaluation.metrics.classification_metrics`` computes it."""
     onehot = (truth[:, None] == np.arange(classes)[None, :]) & rows[:, None]  # (files, classes)
     support = onehot.sum(axis=0)
     correct = (decided == truth[None, :]).astype(np.float64) @ onehot  # (candidates, classes)

@@ -2,7 +2,7 @@
 trained at once in one compiled step; both build a :class:`Trainer`, run :func:`fit`, then
 :func:`select_and_test`.
 
-- :func:`build_trainer`: data, mesh, model, state and the jit-compiled steps (``ser_jax.steps``).
+- :func:`build_trainer`: data, mesh, model, state and the jit-compiled steps (``ser_jax.training.steps``).
   With ``stacked=True`` the state of N models gets a leading members axis and one ``jax.vmap``-ed
   step trains them all: each keeps its own seed, data order, augmentation keys, learning-rate
   schedule, validation-based selection and early stopping.
@@ -33,22 +33,27 @@ import numpy as np
 import optax
 
 from ser_jax import parallel
-from ser_jax.checkpoint import Checkpointer
 from ser_jax.data.pipeline import ClipSet, TrainBatches, prefetch
 from ser_jax.data.prepare import PreparedData, prepare
 from ser_jax.errors import ConfigError, SerJaxError
-from ser_jax.evaluate import (
+from ser_jax.evaluation.metrics import (
     classification_metrics,
     format_table,
     prediction_rows,
     read_predictions,
     write_report,
 )
-from ser_jax.features import dataset_feature_stats, speaker_feature_stats
-from ser_jax.frontend import num_frames
+from ser_jax.evaluation.scoring import (
+    batchnorm_statistics,
+    clip_speakers,
+    score_by_speaker,
+    score_clips,
+    speaker_bn_clips,
+    speaker_waves,
+)
+from ser_jax.frontend.features import dataset_feature_stats, speaker_feature_stats
+from ser_jax.frontend.logmel import num_frames
 from ser_jax.models import cached_input, check_min_frames, create_model
-from ser_jax.optim import make_optimizer, make_schedule
-from ser_jax.restore import MODEL_FILE, read_model_file, write_model_file
 from ser_jax.rundir import (
     MetricWriter,
     RunDir,
@@ -57,16 +62,11 @@ from ser_jax.rundir import (
     processor_name,
     run_info,
 )
-from ser_jax.scoring import (
-    batchnorm_statistics,
-    clip_speakers,
-    score_by_speaker,
-    score_clips,
-    speaker_bn_clips,
-    speaker_waves,
-)
+from ser_jax.serving.restore import MODEL_FILE, read_model_file, write_model_file
 from ser_jax.spec import RunSpec, resolve
-from ser_jax.steps import (
+from ser_jax.training.checkpoint import Checkpointer
+from ser_jax.training.optim import make_optimizer, make_schedule
+from ser_jax.training.steps import (
     ModelVariables,
     TrainState,
     batchnorm_stats_fn,
@@ -235,7 +235,7 @@ class Trainer:
     # --- evaluation ----------------------------------------------------------------------------
     def speaker_batchnorm(self, variables: ModelVariables, waves: Sequence[np.ndarray]) -> Any:
         """BatchNorm statistics of ``waves`` (one speaker's clean clips) under ``variables``
-        (``ser_jax.scoring.batchnorm_statistics``), replicated over the mesh."""
+        (``ser_jax.evaluation.scoring.batchnorm_statistics``), replicated over the mesh."""
         if self._bn_stats is None:
             self._bn_stats = jax.jit(
                 batchnorm_stats_fn(self.model, self.spec.frontend),
@@ -265,7 +265,7 @@ class Trainer:
         speaker_bn: bool = False,
         bn_clips: Sequence[ClipSet] | None = None,
     ) -> np.ndarray:
-        """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.scoring``;
+        """Probabilities ``(len(clips), classes)`` on clean audio (``ser_jax.evaluation.scoring``;
         ``shifts``, ``warps``: test-time augmentation; ``speaker_bn``: each speaker's clips with
         BatchNorm statistics of that speaker's clips in ``bn_clips``, None: of the clips
         scored)."""

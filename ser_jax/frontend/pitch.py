@@ -17,7 +17,7 @@ the same sample as the log-mel frame:
 
 It hands on ``(batch, frames, 3)``: voicing, ``log2(F0 / 150 Hz)`` and ``log2(F0)`` minus the
 clip's voicing-weighted mean (the contour: the speaker's own pitch level removed), the last two
-weighted by voicing, so unvoiced frames carry 0. ``ser_jax.features`` appends them to the
+weighted by voicing, so unvoiced frames carry 0. ``ser_jax.frontend.features`` appends them to the
 log-mel as channels (``frontend.pitch``), repeated along the mel axis.
 """
 
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ser_jax.frontend import (
+from ser_jax.frontend.logmel import (
     FrontendConfig,
     _checked_num_frames,
     _frames,

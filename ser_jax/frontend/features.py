@@ -15,16 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ser_jax.augment import AugmentConfig, augment_waveform, spec_augment
 from ser_jax.data.pipeline import window_batches, windows
-from ser_jax.frontend import (
+from ser_jax.frontend.augment import AugmentConfig, augment_waveform, spec_augment
+from ser_jax.frontend.logmel import (
     FrontendConfig,
     apply_dataset_stats,
     log_mel,
     normalize,
     with_deltas,
 )
-from ser_jax.pitch import pitch_track, with_pitch
+from ser_jax.frontend.pitch import pitch_track, with_pitch
 
 
 def make_features(
@@ -116,7 +116,7 @@ def dataset_feature_stats(
     bucket_samples: int,
 ) -> dict[str, np.ndarray]:
     """Mean and std ``(n_bands,)`` of the clean, unnormalised log-mel over every valid frame of
-    ``waves`` (windowed as in evaluation, see ``ser_jax.scoring``)."""
+    ``waves`` (windowed as in evaluation, see ``ser_jax.evaluation.scoring``)."""
     raw = dataclasses.replace(frontend, normalize="none", clip_channel=False)
     total = np.zeros(frontend.n_bands)
     total_sq = np.zeros(frontend.n_bands)

@@ -23,11 +23,16 @@ from flax import serialization
 from ser_jax.data.audio import load_audio
 from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
+from ser_jax.evaluation.scoring import (
+    batchnorm_statistics,
+    score_by_speaker,
+    score_clips,
+    score_windows,
+)
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
-from ser_jax.scoring import batchnorm_statistics, score_by_speaker, score_clips, score_windows
 from ser_jax.spec import RunSpec, check_semitones, resolve, warp_factors
-from ser_jax.steps import ModelVariables, batchnorm_stats_fn, predict_step
+from ser_jax.training.steps import ModelVariables, batchnorm_stats_fn, predict_step
 
 MODEL_FILE = "model.msgpack"
 VARIABLE_FIELDS = ("params", "batch_stats", "feature_stats")
@@ -132,7 +137,7 @@ class LoadedModel:
     ) -> dict[str, dict[str, np.ndarray]]:
         """Each speaker's log-mel statistics from their ``waves`` (``speakers`` None: all of
         them one speaker's)."""
-        from ser_jax.features import speaker_feature_stats
+        from ser_jax.frontend.features import speaker_feature_stats
 
         return speaker_feature_stats(
             waves,
@@ -186,7 +191,7 @@ class LoadedModel:
         semitones: Sequence[float] = (),
     ) -> np.ndarray:
         """``(len(waves), classes)``: clips scored by the evaluation policy of training
-        (``ser_jax.scoring``: long clips as half-overlapping windows, averaged).
+        (``ser_jax.evaluation.scoring``: long clips as half-overlapping windows, averaged).
 
         A ``per_speaker`` model scores each speaker's clips with that speaker's statistics:
         ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
@@ -236,7 +241,7 @@ def load_model(path: str | Path) -> LoadedModel:
     if run.finished and model_file.exists():
         variables, step = read_model_file(model_file)
         return LoadedModel(run.path, config, labels, variables, step, True)
-    from ser_jax.checkpoint import Checkpointer
+    from ser_jax.training.checkpoint import Checkpointer
 
     ckpt = Checkpointer(run / "checkpoints", keep=10**6, asynchronous=False)
     try:

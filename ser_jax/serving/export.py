@@ -26,8 +26,8 @@ import numpy as np
 
 from ser_jax.errors import ConfigError
 from ser_jax.models import create_model
-from ser_jax.restore import LoadedModel
-from ser_jax.steps import predict_step
+from ser_jax.serving.restore import LoadedModel
+from ser_jax.training.steps import predict_step
 
 
 def export_model(model: LoadedModel, out: str | Path) -> Path:
@@ -80,8 +80,8 @@ def exported_probabilities(
     fn: Any, meta: dict[str, Any], waves: list[np.ndarray], batch_size: int = 32
 ) -> np.ndarray:
     """Score clips with an exported function, by the package's evaluation policy (long clips
-    as half-overlapping windows, averaged; ``ser_jax.scoring``)."""
-    from ser_jax.scoring import score_clips
+    as half-overlapping windows, averaged; ``ser_jax.evaluation.scoring``)."""
+    from ser_jax.evaluation.scoring import score_clips
 
     samples = int(meta["samples"])
 

@@ -22,12 +22,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from ser_jax.augment import AugmentConfig
 from ser_jax.data.pipeline import bucket_length
 from ser_jax.errors import ConfigError
-from ser_jax.features import make_features
-from ser_jax.frontend import FrontendConfig
-from ser_jax.optim import set_learning_rate
+from ser_jax.frontend.augment import AugmentConfig
+from ser_jax.frontend.features import make_features
+from ser_jax.frontend.logmel import FrontendConfig
+from ser_jax.training.optim import set_learning_rate
 
 AUG_STREAM = 0x5EED  # fold_in constant that separates augmentation keys from dropout keys
 
