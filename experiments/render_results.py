@@ -1,15 +1,10 @@
-"""Render ``docs/results.md`` from the run records listed in ``docs/results.toml``.
+"""Render ``docs/results.md`` and the README's results block from the run records listed in
+``docs/results.toml``. Every figure comes from a run's own JSON (``results/<run>/``, kept by
+``experiments/keep_run.py``); nothing is typed by hand; a row without records says so.
+``--check`` exits 1 when either output is not what the records render (a test runs it).
 
-Every figure comes from a run's own JSON (``results/<run>/``, kept there by
-``experiments/keep_run.py``): nothing is typed by hand. A row whose records are missing says so
-and gives the command that makes them. ``--check`` exits 1 when ``docs/results.md`` is not what
-the records render (the test suite runs it).
-
-    python experiments/render_results.py            # rewrite docs/results.md
-    python experiments/render_results.py --check    # compare only
+    python experiments/render_results.py [--check]
 """
-
-from __future__ import annotations
 
 import argparse
 import json
@@ -22,6 +17,8 @@ import tomllib
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "docs" / "results.toml"
 OUT = REPO / "docs" / "results.md"
+README = REPO / "README.md"
+MARKS = ("<!-- results:start (python experiments/render_results.py) -->", "<!-- results:end -->")
 
 
 def read_json(path: Path) -> Any:
@@ -39,6 +36,10 @@ def fig(stat: dict[str, Any] | float | None) -> str:
     return f"{stat['mean']:.3f}"
 
 
+def seeds(summary: dict[str, Any]) -> str:
+    return f"{len(summary.get('seeds', [0]))} seed" + ("s" * (len(summary.get("seeds", [0])) > 1))
+
+
 def minutes(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds / 60:.0f} min"
 
@@ -51,36 +52,34 @@ def made_by(run: Path) -> str:
     return f"{'/'.join(commits)} on {'/'.join(cpus)}" if infos else "–"
 
 
-def cv_row(run: Path, summary: dict[str, Any]) -> dict[str, str]:
-    def pooled(key: str, metric: str = "test_uar") -> str:
-        return fig(summary.get(key, {}).get(metric))
-
+def metrics_row(protocol: str, plain: dict, adapted: dict, tta: dict) -> dict[str, str]:
+    """Figures of ``test_*`` statistics: plain, speaker-adapted and with test-time warps."""
     return {
-        "protocol": f"LOSO, {len(summary['seeds'])} seed(s)",
-        "uar": pooled("pooled"),
-        "accuracy": pooled("pooled", "test_accuracy"),
-        "f1": pooled("pooled", "test_macro_f1"),
-        "adapted": pooled("pooled_speaker_bn"),
-        "tta": pooled("pooled_tta"),
+        "protocol": protocol,
+        "uar": fig(plain.get("test_uar")),
+        "accuracy": fig(plain.get("test_accuracy")),
+        "f1": fig(plain.get("test_macro_f1")),
+        "adapted": fig(adapted.get("test_uar")),
+        "tta": fig(tta.get("test_uar")),
     }
 
 
-def seeds_row(run: Path, summary: dict[str, Any]) -> dict[str, str]:
-    return {
-        "protocol": f"stratified 70/15/15, {len(summary['seeds'])} seeds",
-        "uar": fig(summary.get("test_uar")),
-        "accuracy": fig(summary.get("test_accuracy")),
-        "f1": fig(summary.get("test_macro_f1")),
-        "adapted": fig(summary.get("speaker_bn", {}).get("test_uar")),
-        "tta": fig(summary.get("tta", {}).get("test_uar")),
-    }
+def cv_row(run: Path, s: dict[str, Any]) -> dict[str, str]:
+    return metrics_row(
+        f"LOSO, {seeds(s)}", s["pooled"], s.get("pooled_speaker_bn", {}), s.get("pooled_tta", {})
+    )
+
+
+def seeds_row(run: Path, s: dict[str, Any]) -> dict[str, str]:
+    protocol = f"stratified 70/15/15, {seeds(s)}"
+    return metrics_row(protocol, s, s.get("speaker_bn", {}), s.get("tta", {}))
 
 
 def nested_row(run: Path, summary: dict[str, Any]) -> dict[str, str]:
     nested = summary["nested"]
     adapted = summary.get("adapted", {}).get("nested", {})
     return {
-        "protocol": f"nested LOSO, {len(summary.get('seeds', [0]))} seed(s)",
+        "protocol": f"nested LOSO, {seeds(summary)}",
         "uar": fig(nested.get("uar")),
         "accuracy": fig(nested.get("accuracy")),
         "f1": fig(nested.get("macro_f1")),
@@ -106,19 +105,9 @@ def figures(run: Path) -> dict[str, str] | None:
     return None
 
 
-COLUMNS = {
-    "model": "model",
-    "protocol": "protocol",
-    "uar": "UAR",
-    "accuracy": "accuracy",
-    "f1": "macro-F1",
-    "adapted": "UAR, speaker-adapted",
-    "tta": "UAR, test-time warps",
-    "paper": "paper",
-    "wall": "wall",
-    "made_by": "made by",
-    "command": "command",
-}
+COLUMNS = dict(model="model", protocol="protocol", uar="UAR", accuracy="accuracy")
+COLUMNS |= dict(f1="macro-F1", adapted="UAR, speaker-adapted", tta="UAR, test-time warps")
+COLUMNS |= dict(paper="paper", wall="wall", made_by="made by", command="command")
 
 
 def render_table(table: dict[str, Any]) -> list[str]:
@@ -136,6 +125,37 @@ def render_table(table: dict[str, Any]) -> list[str]:
         got["paper"] = row.get("paper", "")
         lines.append("| " + " | ".join(got.get(c, "") for c in cols) + " |")
     return [*lines, ""]
+
+
+def readme_row(row: dict[str, Any]) -> str:
+    """One README row: the LOSO (or nested) and seed-protocol figures of the row's runs."""
+    cells = {"loso": "–", "adapted": "–", "seeds": "–", "made_by": [], "wall": []}
+    for name in row["runs"]:
+        got = figures(REPO / "results" / name)
+        if got is None:
+            continue
+        if got["protocol"].startswith("stratified"):
+            cells["seeds"] = f"{got['accuracy']} acc, {got['uar']} UAR ({got['protocol']})"
+        else:
+            cells["loso"], cells["adapted"] = f"{got['uar']} ({got['protocol']})", got["adapted"]
+        cells["made_by"].append(got["made_by"])
+        cells["wall"].append(got["wall"])
+    made = "; ".join(cells["made_by"]) or "not run yet"
+    wall = " + ".join(cells["wall"]) or "–"
+    cols = [row["label"], cells["loso"], cells["adapted"], cells["seeds"], row.get("paper", "")]
+    return "| " + " | ".join([*cols, wall, made]) + " |"
+
+
+def render_readme(text: str, rows: list[dict[str, Any]]) -> str:
+    """``text`` (the README) with the block between ``MARKS`` rendered from ``rows``."""
+    head, rest = text.split(MARKS[0], 1)
+    _, tail = rest.split(MARKS[1], 1)
+    table = [
+        "| model | LOSO UAR | speaker-adapted | stratified seeds | paper | wall | made by |",
+        "|---|---|---|---|---|---|---|",
+        *(readme_row(r) for r in rows),
+    ]
+    return head + MARKS[0] + "\n" + "\n".join(table) + "\n" + MARKS[1] + tail
 
 
 def render() -> str:
@@ -158,14 +178,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare; exit 1 if stale")
     args = parser.parse_args()
-    text = render()
+    outputs = {
+        OUT: render(),
+        README: render_readme(README.read_text(), tomllib.loads(DATA.read_text())["readme"]),
+    }
+    stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
     if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            sys.exit(f"{OUT}: stale; run python experiments/render_results.py")
-        print(f"{OUT}: up to date")
+        if stale:
+            sys.exit(
+                f"stale: {', '.join(map(str, stale))}; run python experiments/render_results.py"
+            )
+        print("docs/results.md and the README's results block are up to date")
         return
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+    for path in stale:
+        path.write_text(outputs[path])
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
