@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
 from ser_jax.data.audio import load_audio
 from ser_jax.errors import ConfigError
@@ -31,6 +32,7 @@ from ser_jax.frontend.augment import (
     draw_waveform_params,
 )
 from ser_jax.frontend.logmel import FrontendConfig, log_mel, num_frames
+from ser_jax.spec import resolve
 
 _ROWS = (
     ("clean", {}),
@@ -99,28 +101,17 @@ def _title(
     return "clean"
 
 
-def write_augmentation_figure(
-    wav_path: str | os.PathLike,
-    out_png: str | os.PathLike,
-    frontend: FrontendConfig,
-    augment: AugmentConfig | None = None,
-    seed: int = 0,
-) -> Path:
-    """Write one PNG: ``wav_path`` clean and under each augmentation alone. Returns the path."""
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    base = augment or AugmentConfig()
-    base = dataclasses.replace(base, **{name: 0.0 for name in PROBABILITY_FIELDS})
+def _draw_rows(
+    y: np.ndarray, frontend: FrontendConfig, base: AugmentConfig, seed: int
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(title, waveform, log-mel with masked cells NaN)`` of each row of ``_ROWS``."""
     sr = frontend.sample_rate
-    y = load_audio(Path(wav_path), sr)
     audio = jnp.asarray(y[None])
     lengths = jnp.asarray([len(y)], jnp.int32)
     show = dataclasses.replace(frontend, normalize="none", clip_channel=False)
     mel = jax.jit(log_mel, static_argnums=2)
     key = jax.random.key(seed)
     frames = num_frames(len(y), frontend)
-
     rows = []
     for r, (name, probs) in enumerate(_ROWS):
         cfg = dataclasses.replace(base, **probs)
@@ -141,35 +132,33 @@ def write_augmentation_figure(
         wave = np.asarray(wave[0, : int(new_len[0])])
         p = jax.tree.map(np.asarray, {k_: v for k_, v in p.items() if k_ != "noise_key"})
         rows.append((_title(name, p, masks, sr), wave, feats))
+    return rows
 
-    clean_feats = rows[0][2]
+
+def _plot_rows(
+    fig: Figure, rows: list[tuple[str, np.ndarray, np.ndarray]], frontend: FrontendConfig
+) -> None:
+    """Waveforms (the clean one in grey behind) left, log-mels on one colour scale right."""
+    sr = frontend.sample_rate
     vmax = max(np.nanmax(f) for _, _, f in rows)
-    vmin = float(np.percentile(clean_feats, 1))
+    vmin = float(np.percentile(rows[0][2], 1))
     peak = max(np.abs(w).max() for _, w, _ in rows) * 1.05
     duration = max(len(w) for _, w, _ in rows) / sr
+    hop_s = frontend.hop_length / sr
     cmap = matplotlib.colormaps["magma"].copy()
     cmap.set_bad("white")
-
-    fig, axes = plt.subplots(
-        len(rows),
-        2,
-        figsize=(13, 1.9 * len(rows)),
-        gridspec_kw={"width_ratios": [1, 1.2]},
-        layout="constrained",
-    )
+    axes = fig.subplots(len(rows), 2, squeeze=False, width_ratios=(1, 1.2))
     clean_wave = rows[0][1]
     for i, (title, wave, feats) in enumerate(rows):
         ax = axes[i, 0]
         if i > 0:
             ax.plot(np.arange(len(clean_wave)) / sr, clean_wave, color="0.75", lw=0.5)
         ax.plot(np.arange(len(wave)) / sr, wave, color="C0", lw=0.5)
-        ax.set_xlim(0, duration)
         ax.set_ylim(-peak, peak)
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel("amplitude", fontsize=8)
         ax = axes[i, 1]
         ax.set_facecolor("0.85")  # beyond the (speed-shortened) clip; masked cells are white
-        hop_s = frontend.hop_length / sr
         im = ax.imshow(
             feats.T,
             origin="lower",
@@ -180,14 +169,30 @@ def write_augmentation_figure(
             extent=(0, feats.shape[0] * hop_s, 0, feats.shape[1]),
             interpolation="nearest",
         )
-        ax.set_xlim(0, duration)
         ax.set_ylabel("mel band", fontsize=8)
         ax.set_title(f"log-mel ({feats.shape[0]} frames)", fontsize=9, loc="left")
         for a in axes[i]:
+            a.set_xlim(0, duration)
             a.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time (s)", fontsize=8)
     axes[-1, 1].set_xlabel("time (s)", fontsize=8)
     fig.colorbar(im, ax=axes[:, 1], shrink=0.5, aspect=30, label=f"{frontend.log} mel energy")
+
+
+def write_augmentation_figure(
+    wav_path: str | os.PathLike,
+    out_png: str | os.PathLike,
+    frontend: FrontendConfig,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write one PNG: ``wav_path`` clean and under each augmentation alone. Returns the path."""
+    base = augment or AugmentConfig()
+    base = dataclasses.replace(base, **{name: 0.0 for name in PROBABILITY_FIELDS})
+    y = load_audio(Path(wav_path), frontend.sample_rate)
+    rows = _draw_rows(y, frontend, base, seed)
+    fig = Figure(figsize=(13, 1.9 * len(rows)), layout="constrained")
+    _plot_rows(fig, rows, frontend)
     fig.suptitle(
         f"{Path(wav_path).name}: each augmentation alone, the strongest of {_CANDIDATES} draws "
         f"(seed {seed}); log-mel before utterance normalisation, masked cells white",
@@ -196,14 +201,11 @@ def write_augmentation_figure(
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 
 def augment_figure_command(config: Any, *, wav: str | None, out: str | None) -> Path:
     """``ser-jax augment-figure``: the figure for ``wav`` with the config's settings."""
-    from ser_jax.spec import resolve
-
     if not wav:
         raise ConfigError("augment-figure needs --wav FILE")
     spec = resolve(config)

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 import soundfile as sf
 from matplotlib.figure import Figure
 
 from ser_jax.data.manifest import Utterance, label_names
+from ser_jax.data.prepare import load_all
 
 
 def _stats(values: Sequence[float], digits: int = 3) -> dict[str, float]:
@@ -187,8 +190,6 @@ def _plot_examples(
     indices: Sequence[int],
     path: Path,
 ) -> None:
-    import librosa
-
     n_fft = 1 << int(np.ceil(np.log2(0.025 * sample_rate)))  # 25 ms window, power of two
     hop = int(round(0.010 * sample_rate))
     n_mels = 64
@@ -274,10 +275,6 @@ def explore_command(
     config: Any, *, data: str | None, corpus: str, out: str | None
 ) -> dict[str, Any]:
     """``ser-jax explore``: the config's corpus, or the one at ``data`` read as ``corpus``."""
-    import sys
-
-    from ser_jax.data.prepare import load_all
-
     cfg = config.copy_and_resolve_references()
     if data:
         with cfg.unlocked():
