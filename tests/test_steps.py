@@ -103,7 +103,7 @@ def test_logit_adjusted_loss_shifts_logits_by_tau_log_prior():
 def test_class_terms_from_training_labels():
     from types import SimpleNamespace
 
-    from ser_jax.training.train import _class_terms
+    from ser_jax.training.trainer import _class_terms
 
     labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
     data = SimpleNamespace(label_names=["a", "b", "c", "d"], train=SimpleNamespace(labels=labels))
@@ -299,7 +299,7 @@ def test_speaker_ids_index_the_corpus_speakers():
 
     from ser_jax.data.pipeline import ClipSet
     from ser_jax.errors import ConfigError
-    from ser_jax.training.train import _speaker_ids
+    from ser_jax.training.trainer import _speaker_ids
 
     def clips(*speakers):
         return ClipSet(

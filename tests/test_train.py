@@ -11,11 +11,11 @@ import pytest
 from conftest import tiny_config
 
 from ser_jax.errors import ConfigError
+from ser_jax.evaluation.scoring import clip_speakers, speaker_bn_clips
 from ser_jax.training.optim import make_schedule
 from ser_jax.training.train import (
     NonFiniteLossError,
     build_trainer,
-    speaker_bn_clips,
     train_and_evaluate,
 )
 
@@ -275,7 +275,6 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     from ser_jax.serving.export import export_model
     from ser_jax.serving.predict import evaluate_run, predict_files
     from ser_jax.serving.restore import load_model
-    from ser_jax.training.train import clip_speakers
 
     cfg = tiny_config(epochs=2)
     cfg.frontend.normalize = "speaker"
