@@ -1,8 +1,10 @@
 """One place that turns a config into the static objects every stage uses.
 
 ``resolve(config)`` checks the config against the default's fields (a typo names the closest
-known field) and returns a :class:`RunSpec`: the front-end and augmentation settings, sample
-counts, the augmentation mode, and the training-loop settings, each converted and checked once.
+known field), refuses values that cannot train (``check_settings``: a learning rate that is not
+positive, no epochs, ...) and combinations that cannot work, before any work starts, and hands
+on a :class:`RunSpec`: the front-end and augmentation settings, sample counts, the augmentation
+mode, and the training-loop settings, each converted and checked once.
 The data stage (``ser_jax.data.prepare``) reads ``config.data`` itself; the model registry
 (``ser_jax.models``) reads ``config.model``.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ser_jax.config import get_config
 from ser_jax.errors import ConfigError
 from ser_jax.frontend.augment import AugmentConfig
 from ser_jax.frontend.logmel import FrontendConfig
@@ -116,8 +119,6 @@ def warp_factors(semitones: Sequence[float]) -> tuple[float, ...]:
 def check_known_fields(config: Any, default: Any | None = None, prefix: str = "") -> None:
     """Refuse fields the default config does not have, naming the closest known one."""
     if default is None:
-        from ser_jax.config import get_config
-
         default = get_config()
     for key in config.keys():
         where = f"{prefix}{key}"
@@ -130,30 +131,100 @@ def check_known_fields(config: Any, default: Any | None = None, prefix: str = ""
             check_known_fields(value, ref, where + ".")
 
 
+def _number(section: Any, name: str, where: str) -> float:
+    """``section[name]`` as a finite float, refused (naming ``where``) otherwise."""
+    value = section[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}={value!r}: not a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}={value!r}: must be a finite number")
+    return number
+
+
+def _whole(v: float) -> bool:
+    return v == int(v)
+
+
+# Values that cannot train: (section, field, the schedule it belongs to or None, the test a
+# value passes, the cause named when it does not).
+_SETTING_RULES: tuple[tuple[str, str, str | None, Callable[[float], bool], str], ...] = (
+    ("train", "learning_rate", None, lambda v: v > 0, "must be a positive number"),
+    ("train", "epochs", None, lambda v: v >= 1 and _whole(v), "must be a whole number >= 1"),
+    ("train", "batch_size", None, lambda v: v >= 1 and _whole(v), "must be a whole number >= 1"),
+    ("train", "weight_decay", None, lambda v: v >= 0, "must be >= 0 (0 = off)"),
+    ("train", "grad_clip", None, lambda v: v >= 0, "must be >= 0 (0 = off)"),
+    ("train", "label_smoothing", None, lambda v: 0 <= v < 1, "must be in [0, 1) (0 = off)"),
+    ("model", "dropout", None, lambda v: 0 <= v < 1, "must be in [0, 1) (0 = off)"),
+    (
+        "train",
+        "early_stopping_patience",
+        None,
+        lambda v: v >= 0 and _whole(v),
+        "must be a whole number >= 0 (0 = off)",
+    ),
+    (
+        "train",
+        "checkpoint_every_steps",
+        None,
+        lambda v: v >= 0 and _whole(v),
+        "must be a whole number >= 0 (0 = at every epoch end)",
+    ),
+    (
+        "train",
+        "warmup_epochs",
+        "cosine",
+        lambda v: v >= 0,
+        "must be >= 0 (0 = no warm-up of train.schedule='cosine')",
+    ),
+    (
+        "train",
+        "drop_factor",
+        "piecewise",
+        lambda v: v > 0,
+        "must be a positive number (train.schedule='piecewise' multiplies the learning rate "
+        "by it every train.drop_period epochs)",
+    ),
+    (
+        "train",
+        "drop_period",
+        "piecewise",
+        lambda v: v > 0,
+        "must be a positive number of epochs (train.schedule='piecewise')",
+    ),
+)
+
+
+def check_settings(config: Any) -> None:
+    """Refuse training and model values that cannot train (``_SETTING_RULES``), each with
+    one line naming the field, its value and the cause: a learning rate that is not positive,
+    fewer than one epoch or one clip a batch, a negative weight decay, clipping norm,
+    patience or checkpoint interval, label smoothing or dropout outside [0, 1), and the
+    settings of the chosen schedule (cosine: a negative warm-up; piecewise: a drop factor or
+    period that is not positive). A field the config lacks is not checked."""
+    schedule = str(config.train.get("schedule", ""))
+    for section, name, only_for, ok, cause in _SETTING_RULES:
+        node = config.get(section)
+        if node is None or name not in node or only_for not in (None, schedule):
+            continue
+        where = f"{section}.{name}"
+        if not ok(_number(node, name, where)):
+            raise ConfigError(f"{where}={node[name]!r}: {cause}")
+
+
 def resolve(config: Any) -> RunSpec:
+    """The :class:`RunSpec` of ``config``, after refusing unknown fields, values that cannot
+    train and combinations that cannot work."""
     check_known_fields(config)
+    check_settings(config)
     sr = int(config.data.sample_rate)
     fields = dict(config.frontend)
     fields["sample_rate"] = sr
     frontend = FrontendConfig.from_config(fields)
-    aug = config.augment
-    augment = AugmentConfig.from_config({k: v for k, v in dict(aug).items() if k not in _LOOP_KEYS})
-    mode = str(aug.mode)
-    if mode not in AUGMENT_MODES:
-        raise ConfigError(f"augment.mode={mode!r}; choose online or offline")
-    copies = int(aug.copies) if mode == "offline" else 0
-    if mode == "offline" and copies < 1:
-        raise ConfigError("augment.mode='offline' needs augment.copies >= 1")
+    augment, copies = _augment(config.augment)
     t = config.train
-    if not 0.0 <= float(t.ema_decay) < 1.0:
-        raise ConfigError(f"train.ema_decay={t.ema_decay}: must be in [0, 1) (0 = off)")
-    if float(t.get("logit_adjustment", 0.0)) < 0:
-        raise ConfigError(
-            f"train.logit_adjustment={t.logit_adjustment}: must be >= 0 (0 = off, 1 = the "
-            "logit-adjusted loss)"
-        )
-    if float(t.mixup_alpha) < 0:
-        raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
+    _check_loss_terms(t)
     seed_offset = int(t.get("seed_offset", 0))
     if seed_offset < 0:
         raise ConfigError(
@@ -168,6 +239,72 @@ def resolve(config: Any) -> RunSpec:
     members_loop = str(t.members_loop)
     if members_loop not in ("auto", "vmap", "unroll"):
         raise ConfigError(f"train.members_loop={members_loop!r}; choose auto, vmap or unroll")
+    select = _select(config)
+    tta_semitones = check_semitones(config.eval.get("tta_semitones", ()), "eval.tta_semitones")
+    cache_features = bool(t.get("cache_features", False))
+    _check_cache(cache_features, config.augment, augment, copies, frontend)
+    return RunSpec(
+        name=str(config.get("name", "")),
+        seed=int(config.seed),
+        sample_rate=sr,
+        max_samples=int(round(float(config.data.max_seconds) * sr)),
+        trim_silence=bool(config.data.get("trim_silence", False)),
+        bucket_samples=int(round(float(config.data.bucket_seconds) * sr)),
+        frontend=frontend,
+        augment=augment,
+        copies=copies,
+        batch_size=int(t.batch_size),
+        epochs=int(t.epochs),
+        label_smoothing=float(t.label_smoothing),
+        mixup_alpha=float(t.mixup_alpha),
+        ema_decay=float(t.ema_decay),
+        class_weighting=bool(t.class_weighting),
+        logit_adjustment=float(t.get("logit_adjustment", 0.0)),
+        select=select,
+        eval_every=max(1, int(t.eval_every_epochs)),
+        patience=int(t.early_stopping_patience),
+        checkpoint_every_steps=int(t.checkpoint_every_steps),
+        keep_checkpoints=int(t.keep_checkpoints),
+        log_every_steps=max(1, int(t.log_every_steps)),
+        progress=bool(t.progress),
+        members_loop=members_loop,
+        tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
+        speaker_bn=bool(config.eval.speaker_bn),
+        speaker_bn_source=speaker_bn_source,
+        cache_features=cache_features,
+        tta_semitones=tta_semitones,
+        seed_offset=seed_offset,
+    )
+
+
+def _augment(aug: Any) -> tuple[AugmentConfig, int]:
+    """The augmentation settings and the number of offline copies (0: online)."""
+    augment = AugmentConfig.from_config({k: v for k, v in dict(aug).items() if k not in _LOOP_KEYS})
+    mode = str(aug.mode)
+    if mode not in AUGMENT_MODES:
+        raise ConfigError(f"augment.mode={mode!r}; choose online or offline")
+    copies = int(aug.copies) if mode == "offline" else 0
+    if mode == "offline" and copies < 1:
+        raise ConfigError("augment.mode='offline' needs augment.copies >= 1")
+    return augment, copies
+
+
+def _check_loss_terms(t: Any) -> None:
+    """The EMA decay, the logit adjustment and mixup's alpha."""
+    if not 0.0 <= float(t.ema_decay) < 1.0:
+        raise ConfigError(f"train.ema_decay={t.ema_decay}: must be in [0, 1) (0 = off)")
+    if float(t.get("logit_adjustment", 0.0)) < 0:
+        raise ConfigError(
+            f"train.logit_adjustment={t.logit_adjustment}: must be >= 0 (0 = off, 1 = the "
+            "logit-adjusted loss)"
+        )
+    if float(t.mixup_alpha) < 0:
+        raise ConfigError(f"train.mixup_alpha={t.mixup_alpha}: must be >= 0 (0 = off)")
+
+
+def _select(config: Any) -> str:
+    """``train.select``, refused when unknown or when the split leaves nothing to select on."""
+    t = config.train
     select = str(t.select)
     if select != "last" and select not in SELECT_METRICS:
         raise ConfigError(
@@ -202,8 +339,14 @@ def resolve(config: Any) -> RunSpec:
                 f"train.select='last' (is {select!r}) and train.early_stopping_patience=0 "
                 f"(is {int(t.early_stopping_patience)})"
             )
-    tta_semitones = check_semitones(config.eval.get("tta_semitones", ()), "eval.tta_semitones")
-    cache_features = bool(t.get("cache_features", False))
+    return select
+
+
+def _check_cache(
+    cache_features: bool, aug: Any, augment: AugmentConfig, copies: int, frontend: FrontendConfig
+) -> None:
+    """``train.cache_features`` holds fixed features: not with online augmentation nor
+    per-speaker normalisation."""
     if cache_features and augment.enabled and copies == 0:
         on = sorted(k for k, v in dict(aug).items() if k.endswith("_prob") and float(v) > 0)
         raise ConfigError(
@@ -216,35 +359,3 @@ def resolve(config: Any) -> RunSpec:
             "train.cache_features=True does not support frontend.normalize='speaker' (each "
             "batch brings its speakers' statistics): set train.cache_features=False"
         )
-    return RunSpec(
-        name=str(config.get("name", "")),
-        seed=int(config.seed),
-        sample_rate=sr,
-        max_samples=int(round(float(config.data.max_seconds) * sr)),
-        trim_silence=bool(config.data.get("trim_silence", False)),
-        bucket_samples=int(round(float(config.data.bucket_seconds) * sr)),
-        frontend=frontend,
-        augment=augment,
-        copies=copies,
-        batch_size=int(t.batch_size),
-        epochs=int(t.epochs),
-        label_smoothing=float(t.label_smoothing),
-        mixup_alpha=float(t.mixup_alpha),
-        ema_decay=float(t.ema_decay),
-        class_weighting=bool(t.class_weighting),
-        logit_adjustment=float(t.get("logit_adjustment", 0.0)),
-        select=select,
-        eval_every=max(1, int(t.eval_every_epochs)),
-        patience=int(t.early_stopping_patience),
-        checkpoint_every_steps=int(t.checkpoint_every_steps),
-        keep_checkpoints=int(t.keep_checkpoints),
-        log_every_steps=max(1, int(t.log_every_steps)),
-        progress=bool(t.progress),
-        members_loop=members_loop,
-        tta_shifts=tuple(int(round(float(x) * sr)) for x in config.eval.tta_shifts),
-        speaker_bn=bool(config.eval.speaker_bn),
-        speaker_bn_source=speaker_bn_source,
-        cache_features=cache_features,
-        tta_semitones=tta_semitones,
-        seed_offset=seed_offset,
-    )
