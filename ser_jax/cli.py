@@ -37,6 +37,22 @@ def _define_flags() -> None:
 
     if "workdir" in FLAGS:
         return
+    _define_run_flags()
+    _define_predict_flags()
+    _define_committee_flags()
+    _define_select_flags()
+    _define_package_flags()
+    flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
+    flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
+    flags.DEFINE_bool("debug", False, "Show tracebacks of the project's own errors.")
+    config_flags.DEFINE_config_file(
+        "config", DEFAULT_CONFIG, "Experiment config file (get_config).", lock_config=True
+    )
+
+
+def _define_run_flags() -> None:
+    """Flags of where runs, data and outputs are."""
     flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config.name>).")
     flags.DEFINE_integer("seeds", 1, "Number of seeds (config.seed, +1, ...); mean ± std.")
     flags.DEFINE_string(
@@ -49,6 +65,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("out", None, "Output path.")
     flags.DEFINE_string("wav", None, "The audio file to show.")
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+
+
+def _define_predict_flags() -> None:
+    """Flags of which model scores recordings, and how."""
     flags.DEFINE_string(
         "model",
         None,
@@ -78,6 +98,10 @@ def _define_flags() -> None:
         "its mel filterbank (and pitch track) warped by each, the probabilities averaged with "
         "the unwarped file's (a committee: each model's own, as ser-jax ensemble averages them).",
     )
+
+
+def _define_committee_flags() -> None:
+    """Flags of how a committee combines its models."""
     flags.DEFINE_enum(
         "rule",
         None,
@@ -100,6 +124,20 @@ def _define_flags() -> None:
         "nested by speaker (each speaker's files decided by the weights the other speakers' "
         "files chose) and on all speakers (the weights for --weights).",
     )
+
+
+def _define_select_flags() -> None:
+    """Flags of ``select``."""
+    flags.DEFINE_string(
+        "candidates",
+        None,
+        "select: the candidates file (Python: MEMBERS, CANDIDATES, VIEWS), e.g. "
+        "experiments/selection/default_model.py.",
+    )
+
+
+def _define_package_flags() -> None:
+    """Flags of ``package``."""
     flags.DEFINE_string("name", None, "The shipped model's name (its folder).")
     flags.DEFINE_multi_string(
         "reference", [], "Audio files whose probabilities the package records."
@@ -116,13 +154,6 @@ def _define_flags() -> None:
         "package: shipped models, comma-separated, to ship as a committee named --name (its "
         "card's figures from ensemble directories: --loso over cv runs, --seed_runs over "
         "seed-protocol runs).",
-    )
-    flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
-    flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
-    flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
-    flags.DEFINE_bool("debug", False, "Show tracebacks of the project's own errors.")
-    config_flags.DEFINE_config_file(
-        "config", DEFAULT_CONFIG, "Experiment config file (get_config).", lock_config=True
     )
 
 
@@ -151,13 +182,13 @@ class UsageError(SerJaxError):
 
 
 def _train(rest: list[str]) -> None:
-    from ser_jax.experiment import run_seeds
+    from ser_jax.protocols import run_seeds
 
     run_seeds(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
 
 
 def _cv(rest: list[str]) -> None:
-    from ser_jax.experiment import cross_validate
+    from ser_jax.protocols import cross_validate
 
     cross_validate(FLAGS.config, _workdir(FLAGS.config), FLAGS.seeds)
 
@@ -206,13 +237,14 @@ def _predict(rest: list[str]) -> int:
 
 
 def _models(rest: list[str]) -> None:
-    from ser_jax.package import models_command
+    from ser_jax.serving.shipped import models_command
 
     models_command()
 
 
 def _package(rest: list[str]) -> None:
-    from ser_jax.package import PRETRAINED, model_card, package_committee, package_run
+    from ser_jax.research.package import model_card, package_committee, package_run
+    from ser_jax.serving.shipped import PRETRAINED
 
     name = _need("name", "package", "the shipped model's name")
     if FLAGS.members:
@@ -236,11 +268,11 @@ def _export(rest: list[str]) -> None:
     from ser_jax.serving.export import export_model
 
     if FLAGS.run:
-        from ser_jax.serving.restore import load_model
+        from ser_jax.serving.checkpointed import load_run
 
-        model = load_model(FLAGS.run)
+        model = load_run(FLAGS.run)
     else:
-        from ser_jax.package import load_shipped
+        from ser_jax.serving.shipped import load_shipped
 
         model = load_shipped(FLAGS.model)
     out = _need("out", "export", "the file to write")
@@ -275,13 +307,13 @@ def _demo_corpus(rest: list[str]) -> None:
 
 
 def _ensemble(rest: list[str]) -> None:
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
+    from ser_jax.serving.shipped import parse_weights
 
     if not rest:
         raise UsageError(
             "ensemble needs one or more cv (or `train --seeds N`) run directories after the flags"
         )
-    from ser_jax.research.weights import parse_weights
 
     ensemble_runs(
         rest,
@@ -296,8 +328,22 @@ def _ensemble(rest: list[str]) -> None:
     )
 
 
+def _select(rest: list[str]) -> None:
+    from ser_jax.research.nested import select
+
+    if len(rest) != 1:
+        raise UsageError(
+            "select needs one folder after the flags: one finished cv directory per member name"
+        )
+    select(
+        _need("candidates", "select", "the candidates file"),
+        rest[0],
+        _need("out", "select", "the folder to write the nested summary to"),
+    )
+
+
 def _table(rest: list[str]) -> None:
-    from ser_jax.experiment import table_command
+    from ser_jax.protocols import table_command
 
     table_command(FLAGS.run or "runs")
 
@@ -404,6 +450,15 @@ VERBS: dict[str, Verb] = {
             ("out", "rule", "weights", "weight_grid"),
             "ser-jax ensemble --out runs/ens_levers runs/abl_v0_last runs/abl_v0_dsnorm",
             _ensemble,
+        ),
+        Verb(
+            "select",
+            "choose among candidate models and test-time views nested by speaker, from one cv "
+            "run per member: the nested pooled UAR, each speaker's choice, the winner",
+            ("candidates", "out"),
+            "ser-jax select --candidates experiments/selection/default_model.py "
+            "--out runs/selection runs/loso",
+            _select,
         ),
         Verb(
             "table",

@@ -14,7 +14,7 @@ from ser_jax import sweep as sweep_mod
 from ser_jax.data.manifest import EMOTIONS
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.tables import HEADLINE
-from ser_jax.experiment import cross_validate, run_seeds
+from ser_jax.protocols import cross_validate, run_seeds
 
 
 def test_loso_cross_validation_pools_every_file_once(tmp_path):
@@ -63,7 +63,7 @@ def test_loso_cross_validation_pools_every_file_once(tmp_path):
     for fold, speaker in enumerate(["01", "02", "03"]):
         assert f"| {fold} | {speaker} | 0 |" in md
     # a run ensembled with itself scores what it scored alone (the real files of a cv run)
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     ens = ensemble_runs([tmp_path, tmp_path], tmp_path / "ens")
     assert ens["models_per_file"] == 2 and ens["files"] == 3 * 7 * 3
@@ -160,7 +160,7 @@ def test_loso_without_validation_speakers_trains_on_the_rest_and_keeps_the_last_
     assert results["tta"]["shifts_seconds"] == pytest.approx([-0.05, 0.05], abs=1e-4)
     assert (run0 / "test_tta_predictions.jsonl").read_text() != shifted
     assert warped["pooled"] == summary["pooled"]
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     ens = ensemble_runs([tmp_path], tmp_path / "ens")
     assert ens["pooled_tta"]["uar"] == pytest.approx(warped["pooled_tta"]["test_uar"]["mean"])
@@ -253,7 +253,7 @@ def test_seeds_report_mean_and_std(tmp_path):
 def test_seed_offset_draws_other_models_on_the_same_splits(tmp_path):
     """train.seed_offset: the same seeds' splits and names, other initial weights and batch
     order; so directories with offsets 0 and 1 form a seed ensemble on each seed's split."""
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     cfg = tiny_config(epochs=1)
     run_seeds(cfg, tmp_path / "o0", seeds=2)
@@ -285,7 +285,7 @@ def test_seed_offset_draws_other_models_on_the_same_splits(tmp_path):
 
 
 def test_seed_ensemble_averages_probabilities_over_a_shared_split(tmp_path):
-    from ser_jax.experiment import seed_ensemble
+    from ser_jax.protocols import seed_ensemble
 
     rows = [  # two runs, same 3 test files; averaging fixes the second run's mistake on "b"
         [("a", "anger", [0.9, 0.1]), ("b", "boredom", [0.6, 0.4]), ("c", "boredom", [0.2, 0.8])],
@@ -351,7 +351,7 @@ def _fake_cv(
 def test_ensemble_committees_pair_the_runs_kth_seeds(tmp_path):
     """Committee k averages the k-th seed of every run (seeds 0, 1 of run a with seeds 3, 7
     of run b); its pooled metrics give a mean ± std over the committees."""
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     def set_p(root: Path, seed: int, ps: dict[str, float]) -> None:
         path = root / "fold0-01" / f"seed{seed}" / "test_predictions.jsonl"
@@ -387,7 +387,8 @@ def test_balanced_decision_divides_by_each_models_training_prior(tmp_path):
     """The balanced decision: each model's probabilities over its training class frequencies,
     renormalised, in the cv summary's beside rows and in ensembles and committees."""
     from ser_jax.evaluation.metrics import balanced_probabilities, training_prior
-    from ser_jax.experiment import ensemble_runs, pool_by_seed
+    from ser_jax.protocols import pool_by_seed
+    from ser_jax.research.committees import ensemble_runs
 
     # p = (0.6, 0.4) trained on 3:1 -> (0.8, 1.6) / 2.4 = (1/3, 2/3): the decision flips
     q = balanced_probabilities(np.array([[0.6, 0.4], [0.9, 0.1]]), np.array([0.75, 0.25]))
@@ -465,7 +466,7 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     of seed k on that split's files; a seed one run lacks forms no committee, and runs whose
     seed drew other test files, or a mix with a cv directory, are refused."""
     from ser_jax.errors import ConfigError
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     _fake_seed_runs(
         tmp_path / "a",
@@ -545,7 +546,7 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
 def test_seed_protocol_committees_are_scored_on_validation_files_too(tmp_path):
     """Runs that saved their validation predictions give committees a validation figure (to
     choose a committee by); a run without them drops it rather than mixing."""
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     test = {10: {"x": ("anger", 0.9), "y": ("boredom", 0.4)}}
     # validation: run g reads q as anger (0.7), run h as boredom (0.1): mean 0.4 -> boredom,
@@ -575,7 +576,7 @@ def test_seed_protocol_committees_are_scored_on_validation_files_too(tmp_path):
 
 def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_path):
     from ser_jax.errors import ConfigError
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     # run a: 2 seeds of one fold (speaker 01); run b: 1 seed, no speaker-BN predictions
     _fake_cv(tmp_path / "a", {"01": [("x", "anger", 0.9), ("y", "boredom", 0.6)]}, seeds=(0, 1))
@@ -714,7 +715,7 @@ def test_emodb_protocols_on_real_data(emodb_dir):
 
 def test_results_table_collects_every_run(tmp_path):
     from ser_jax.evaluation.tables import write_tables
-    from ser_jax.experiment import collect_runs
+    from ser_jax.protocols import collect_runs
 
     for name, acc in (("a/seed0", 0.5), ("b/fold1-03/seed0", 0.75)):
         d = tmp_path / name
@@ -739,7 +740,7 @@ def test_results_table_collects_every_run(tmp_path):
 
 
 def test_cv_ensemble_averages_each_files_probabilities_over_seeds(tmp_path):
-    from ser_jax.experiment import ensemble_over_seeds
+    from ser_jax.protocols import ensemble_over_seeds
 
     def write(d, rows):
         d.mkdir(parents=True)
@@ -921,7 +922,7 @@ def test_geometric_rule_lets_one_confident_model_veto_a_class(tmp_path):
     """--rule geometric: the models' probabilities combine by their geometric mean,
     renormalised (a product of experts), in ensembles and their committees."""
     from ser_jax.evaluation.metrics import combine_probabilities
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     ps = [np.array([0.9, 0.1]), np.array([0.9, 0.1]), np.array([0.01, 0.99])]
     np.testing.assert_allclose(combine_probabilities(ps), [0.6033, 0.3967], atol=1e-4)

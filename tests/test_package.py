@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 
 from ser_jax.data.audio import load_audio
-from ser_jax.package import (
+from ser_jax.research.package import package_run
+from ser_jax.serving.restore import load_model
+from ser_jax.serving.shipped import (
     PRETRAINED,
     card_summary,
     load_shipped,
     model_dir,
-    package_run,
     reference_predictions,
     shipped_members,
     shipped_models,
     shipped_weights,
 )
-from ser_jax.serving.restore import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,8 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     one-model commands, one member, a committee as member or other classes are refused."""
     import shutil
 
-    import ser_jax.package as package
+    import ser_jax.research.package as package
+    import ser_jax.serving.shipped as shipped
     from ser_jax.errors import ConfigError
     from ser_jax.serving.predict import predict_command, predict_files
 
@@ -119,10 +120,10 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     )
     assert "commit abc1234567 on X" in card and "`ser-jax ensemble --out ens x y`" in card
     assert "No seed-protocol ensemble" in card
-    assert package.shipped_members("c", root) == ["a", "b"]
-    assert package.shipped_members("a", root) == ["a"]
-    monkeypatch.setattr(package, "PRETRAINED", root)
-    assert package.shipped_models() == ["a", "b", "c"]
+    assert shipped.shipped_members("c", root) == ["a", "b"]
+    assert shipped.shipped_members("a", root) == ["a"]
+    monkeypatch.setattr(shipped, "PRETRAINED", root)
+    assert shipped.shipped_models() == ["a", "b", "c"]
     paths = [str(f) for f in refs]
     alone = predict_files(load_model(root / "a"), paths)
     capsys.readouterr()
@@ -130,7 +131,7 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     rows = json.loads(capsys.readouterr().out)
     assert [r["probs"] for r in rows] == [r["probs"] for r in alone]  # the mean of a model twice
     with pytest.raises(ConfigError, match="'c' is a committee of shipped models \\(a, b\\)"):
-        package.load_shipped("c")
+        shipped.load_shipped("c")
     # a committee packaged from a geometric-rule ensemble combines by that rule: b trained on
     # other class counts, so with --balanced the two members differ, and the committee's
     # probabilities are their geometric mean
@@ -144,8 +145,8 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert json.loads((folder / "committee.json").read_text())["rule"] == "geometric"
     assert "the members' geometric mean, renormalised" in (folder / "MODEL_CARD.md").read_text()
     assert (
-        package.shipped_rule("cg", root) == "geometric"
-        and package.shipped_rule("c", root) == "mean"
+        shipped.shipped_rule("cg", root) == "geometric"
+        and shipped.shipped_rule("c", root) == "mean"
     )
     each = [predict_files(load_model(root / m), paths, balanced=True) for m in ("a", "b")]
     capsys.readouterr()
@@ -166,8 +167,8 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     }
     card = (cw / "MODEL_CARD.md").read_text()
     assert "each member weighted as listed" in card and "- `b` (weight 3): A tiny" in card
-    assert package.shipped_weights("cw", root) == [1.0, 3.0]
-    assert package.shipped_weights("c", root) is None and package.shipped_weights("a", root) is None
+    assert shipped.shipped_weights("cw", root) == [1.0, 3.0]
+    assert shipped.shipped_weights("c", root) is None and shipped.shipped_weights("a", root) is None
     capsys.readouterr()
     assert predict_command(None, paths, as_json=True, model_name="cw", balanced=True) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -343,7 +344,7 @@ def test_release_config_is_the_best_config_trained_on_every_file():
     epoch choice, so the best config's LOSO and seed-protocol figures describe it."""
     import importlib.util
 
-    from ser_jax.package import recipe_differences
+    from ser_jax.research.package import recipe_differences
 
     def load(name):
         spec = importlib.util.spec_from_file_location(name, REPO / "experiments/configs" / name)
@@ -365,7 +366,7 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
     preset does and differ from it only in the fields their docstrings name."""
     import importlib.util
 
-    from ser_jax.package import recipe_differences
+    from ser_jax.research.package import recipe_differences
     from ser_jax.spec import resolve
 
     monkeypatch.setenv("SER_EMODB_DIR", "/nowhere")  # presets read it; resolve needs no data
@@ -432,7 +433,7 @@ def test_model_card_states_the_held_out_figures_of_the_same_recipe(trained, tmp_
     """The card reads a cv workdir's cv_summary.json and checks that its runs trained the
     shipped run's recipe; a workdir of another recipe is refused, naming the field."""
     from ser_jax.errors import ConfigError
-    from ser_jax.package import model_card
+    from ser_jax.research.package import model_card
 
     workdir, _ = trained
     loso = tmp_path / "loso"

@@ -13,7 +13,8 @@ from test_experiment import _fake_cv
 
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import classification_metrics, combine_probabilities
-from ser_jax.research.weights import choose_weights, parse_weights, uar_of_rows, weight_vectors
+from ser_jax.research.weights import choose_weights, uar_of_rows, weight_vectors
+from ser_jax.serving.shipped import parse_weights
 
 
 def test_weight_vectors_are_distinct_up_to_scale_equal_weights_first():
@@ -80,7 +81,7 @@ def _two_speaker_runs(root):
 
 
 def test_nested_weights_decide_each_speaker_by_the_other_speakers_choice(tmp_path):
-    from ser_jax.experiment import ensemble_runs
+    from ser_jax.research.committees import ensemble_runs
 
     runs = _two_speaker_runs(tmp_path)
     ens = ensemble_runs(runs, tmp_path / "ens", weight_grid=[0, 1, 2])

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ser_jax.errors import ConfigError
+from ser_jax.reports.figures import plot_confusion
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
@@ -200,8 +201,6 @@ def write_report(
     out_dir: Path, split: str, metrics: dict[str, Any], predictions: list[dict[str, Any]]
 ) -> None:
     """``{split}_metrics.json``, ``{split}_predictions.jsonl`` and confusion PNGs in ``out_dir``."""
-    from ser_jax.reports.figures import plot_confusion
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{split}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Summaries over runs: the headline metrics, mean ± std, and Markdown/CSV tables.
 
-Used by ``ser_jax.experiment`` (seeds, cross-validation, ``ser-jax table``), ``ser_jax.sweep``
+Used by ``ser_jax.protocols`` (seeds, cross-validation, ``ser-jax table``), ``ser_jax.sweep``
 and ``experiments/results_table.py``, so every table of the project formats numbers the same
 way: a single value is printed alone (a ± of 0 would claim a spread nobody measured).
 """

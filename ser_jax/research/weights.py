@@ -22,30 +22,13 @@ a tie goes to the vector closest to equal weights, then to the first in grid ord
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ser_jax.errors import ConfigError
-from ser_jax.evaluation.metrics import PROBABILITY_FLOOR
-
-
-def parse_weights(text: str, count: int | None, what: str = "--weights") -> list[float]:
-    """``"2,1,1"`` → ``[2.0, 1.0, 1.0]``: ``count`` (None: any number of) non-negative
-    numbers, not all 0."""
-    try:
-        weights = [float(x) for x in str(text).split(",")]
-    except ValueError:
-        raise ConfigError(f"{what}={text!r}: not comma-separated numbers") from None
-    if count is not None and len(weights) != count:
-        raise ConfigError(
-            f"{what}={text!r}: {len(weights)} weights for {count} runs (one a run, in order)"
-        )
-    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(weights):
-        raise ConfigError(f"{what}={text!r}: weights must be finite, >= 0 and not all 0")
-    return weights
+from ser_jax.evaluation.metrics import combine_probabilities
 
 
 def weight_vectors(grid: Sequence[float], runs: int) -> np.ndarray:
@@ -74,12 +57,9 @@ def weight_vectors(grid: Sequence[float], runs: int) -> np.ndarray:
 
 def weighted_decisions(probs: np.ndarray, vectors: np.ndarray, rule: str) -> np.ndarray:
     """The class each weight vector decides per file: ``probs`` ``(runs, files, classes)``,
-    ``vectors`` ``(candidates, runs)`` → ``(candidates, files)``. The mean's argmax is the
-    weighted sum's; the geometric mean's, the weighted sum of logs'."""
-    p = np.asarray(probs, np.float64)
-    if rule == "geometric":
-        p = np.log(np.maximum(p, PROBABILITY_FLOOR))
-    return np.einsum("gr,rnc->gnc", vectors, p).argmax(axis=-1)
+    ``vectors`` ``(candidates, runs)`` → ``(candidates, files)``, each the argmax of
+    ``ser_jax.evaluation.metrics.combine_probabilities`` with that vector's weights."""
+    return np.stack([combine_probabilities(list(probs), rule, w).argmax(axis=-1) for w in vectors])
 
 
 def uar_of_rows(
@@ -95,6 +75,41 @@ def uar_of_rows(
     return (correct[:, present] / support[present]).mean(axis=1)
 
 
+def choose_by_speaker(
+    decided: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    speakers: np.ndarray,
+    classes: int,
+) -> tuple[int, dict[str, int], list[np.ndarray]]:
+    """A choice among candidates made across speakers, on all files and nested by speaker.
+
+    ``decided``: per committee, each candidate's decisions ``(candidates, files)``; ``truths``:
+    per committee, the files' true classes; ``speakers``: each file's speaker. A choice is the
+    candidate with the highest UAR over the files it may read (the mean over the committees'
+    UARs), the first in candidate order on a tie. Returns ``(chosen, per_speaker, nested)``:
+    the candidate chosen on all files, the one each speaker's files get (chosen on the other
+    speakers' files only), and each committee's nested decisions (every file decided by its
+    speaker's candidate)."""
+
+    def best(rows: np.ndarray) -> int:
+        score = np.mean(
+            [uar_of_rows(d, t, rows, classes) for d, t in zip(decided, truths, strict=True)],
+            axis=0,
+        )
+        return int(np.argmax(score))  # the first maximum
+
+    chosen = best(np.ones(len(speakers), bool))
+    nested = [np.zeros(len(speakers), np.int64) for _ in decided]
+    per_speaker = {}
+    for speaker in sorted(set(speakers.tolist())):
+        rows = speakers == speaker
+        k = best(~rows)
+        per_speaker[str(speaker)] = k
+        for out, d in zip(nested, decided, strict=True):
+            out[rows] = d[k][rows]
+    return chosen, per_speaker, nested
+
+
 def choose_weights(
     committees: Sequence[tuple[np.ndarray, np.ndarray]],
     speakers: np.ndarray,
@@ -104,38 +119,21 @@ def choose_weights(
 ) -> dict[str, Any]:
     """Weights for committees of the same runs (``(probs (runs, files, classes), truth
     (files,))`` each, the files in the order of ``speakers``): chosen on all files, and
-    nested by speaker (module docstring). Returns the chosen vector with its (optimistic)
-    UAR per committee, and each committee's nested decisions and UAR with the vector each
-    speaker got."""
+    nested by speaker (module docstring, ``choose_by_speaker``; the candidates ordered so that
+    the vector nearest equal weights wins a tie). Returns the chosen vector with its
+    (optimistic) decisions per committee, and each committee's nested decisions with the
+    vector each speaker got."""
     runs = committees[0][0].shape[0]
     vectors = weight_vectors(grid, runs)
     decided = [weighted_decisions(p, vectors, rule) for p, _ in committees]
-    every = np.ones(len(speakers), bool)
-
-    def best(rows: np.ndarray) -> int:
-        score = np.mean(
-            [
-                uar_of_rows(d, t, rows, classes)
-                for d, (_, t) in zip(decided, committees, strict=True)
-            ],
-            axis=0,
-        )
-        return int(np.argmax(score))  # the first maximum: the vector nearest equal weights
-
-    chosen = best(every)
-    nested = [np.zeros(len(speakers), np.int64) for _ in committees]
-    per_speaker = {}
-    for speaker in sorted(set(speakers.tolist())):
-        rows = speakers == speaker
-        k = best(~rows)
-        per_speaker[str(speaker)] = vectors[k].tolist()
-        for out, d in zip(nested, decided, strict=True):
-            out[rows] = d[k][rows]
+    chosen, per_speaker, nested = choose_by_speaker(
+        decided, [t for _, t in committees], speakers, classes
+    )
     return {
         "grid": sorted({float(g) for g in grid}),
         "candidates": len(vectors),
         "chosen": vectors[chosen].tolist(),
         "chosen_decisions": [d[chosen] for d in decided],
         "nested_decisions": nested,
-        "per_speaker": per_speaker,
+        "per_speaker": {s: vectors[k].tolist() for s, k in per_speaker.items()},
     }

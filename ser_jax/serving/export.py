@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ser_jax.errors import ConfigError
+from ser_jax.evaluation.scoring import score_clips
 from ser_jax.models import create_model
 from ser_jax.serving.restore import LoadedModel
 from ser_jax.training.steps import predict_step
@@ -81,8 +82,6 @@ def exported_probabilities(
 ) -> np.ndarray:
     """Score clips with an exported function, by the package's evaluation policy (long clips
     as half-overlapping windows, averaged; ``ser_jax.evaluation.scoring``)."""
-    from ser_jax.evaluation.scoring import score_clips
-
     samples = int(meta["samples"])
 
     def predict(batch: dict[str, np.ndarray]) -> np.ndarray:

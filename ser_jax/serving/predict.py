@@ -35,7 +35,16 @@ from ser_jax.evaluation.metrics import (
     write_report,
 )
 from ser_jax.evaluation.scoring import speaker_bn_clips, speaker_waves
-from ser_jax.serving.restore import LoadedModel, load_model
+from ser_jax.reports.figures import plot_timeline
+from ser_jax.serving.checkpointed import load_run
+from ser_jax.serving.restore import LoadedModel
+from ser_jax.serving.shipped import (
+    load_shipped,
+    parse_weights,
+    shipped_members,
+    shipped_rule,
+    shipped_weights,
+)
 
 
 def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarray:
@@ -171,12 +180,9 @@ def predict_command(
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
     or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
-    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.research.weights``; None: a
+    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.serving.shipped.parse_weights``; None: a
     shipped committee's own weights, else alike); ``semitones``: test-time warps (each file
     also scored with its mel filterbank warped by each, probabilities averaged)."""
-    from ser_jax.package import load_shipped, shipped_members, shipped_rule, shipped_weights
-    from ser_jax.research.weights import parse_weights
-
     runs = [r for r in (run_dir or "").split(",") if r]
     given_names = [n for n in (model_name or "").split(",") if n]
     shipped = [m for n in given_names for m in shipped_members(n)]
@@ -196,7 +202,7 @@ def predict_command(
         raise ConfigError(f"--weights={weights}: weights are for a committee of several models")
     weight_list = None if weights is None else parse_weights(weights, count)
     if runs:
-        models = [load_model(r) for r in runs]
+        models = [load_run(r) for r in runs]
     else:
         models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
     model = models[0]
@@ -219,23 +225,28 @@ def predict_command(
         rows = predict_files(
             model, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones
         )
-    names = model.label_names
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(f"{'file':<40} {'label':<10} " + " ".join(f"{n[:7]:>7}" for n in names))
-        for r in rows:
-            if "error" in r:
-                print(f"{Path(r['path']).name:<40} ERROR      {r['error']}")
-            else:
-                print(
-                    f"{Path(r['path']).name:<40} {r['label']:<10} "
-                    + " ".join(f"{r['probs'][n]:7.3f}" for n in names)
-                )
+    print_rows(rows, model.label_names, as_json)
     if timeline or csv_path:
         good = [r["path"] for r in rows if "error" not in r]
         write_timelines(model, good, timeline, csv_path, speaker_bn=speaker_bn, balanced=balanced)
     return 1 if any("error" in r for r in rows) else 0
+
+
+def print_rows(rows: Sequence[dict[str, Any]], names: Sequence[str], as_json: bool) -> None:
+    """``predict``'s output: the rows as JSON, or a table of each file's label and class
+    probabilities (a file that failed: its error)."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'file':<40} {'label':<10} " + " ".join(f"{n[:7]:>7}" for n in names))
+    for r in rows:
+        if "error" in r:
+            print(f"{Path(r['path']).name:<40} ERROR      {r['error']}")
+        else:
+            print(
+                f"{Path(r['path']).name:<40} {r['label']:<10} "
+                + " ".join(f"{r['probs'][n]:7.3f}" for n in names)
+            )
 
 
 def write_timelines(
@@ -264,8 +275,6 @@ def write_timelines(
         for s, e, row in zip(start, end, probs, strict=True):
             lines.append([p, f"{s:.3f}", f"{e:.3f}", *(f"{v:.5f}" for v in row)])
     if png:
-        from ser_jax.reports.figures import plot_timeline
-
         plot_timeline(tracks, model.label_names, Path(png))
         print(f"wrote {png}")
     if csv_path:
@@ -292,7 +301,7 @@ def evaluate_run(
     as training's ``eval.speaker_bn`` names them); ``balanced``: the balanced decision (the
     files ``<split>[_speaker_bn]_balanced_*``); ``semitones``: test-time warps (the files
     ``<split>_tta*``, as training's ``eval.tta_semitones`` names them)."""
-    model = load_model(run_dir)
+    model = load_run(run_dir)
     names = model.label_names
     if data:
         cfg = model.config.copy_and_resolve_references()

@@ -3,15 +3,16 @@
 A finished run keeps its selected model in ``model.msgpack`` (params, BatchNorm statistics and
 the training-set feature statistics, written by the trainer with ``write_model_file``): loading
 it needs flax's msgpack reader, the config and the label names, and no optimiser, trainer or
-orbax. A run that has not finished has no selected model; ``load_model`` then reads the same
-fields from its newest orbax checkpoint and says so (step, unfinished) on stderr.
+orbax. A run that has not finished has no selected model: ``load_model`` refuses it, and
+``ser_jax.serving.checkpointed.load_run`` (what ``predict --run`` and ``evaluate`` use) reads
+the same fields from its newest orbax checkpoint and says so (step, unfinished) on stderr;
+it lives apart so that importing this module never imports orbax.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ser_jax.evaluation.scoring import (
     score_clips,
     score_windows,
 )
+from ser_jax.frontend.features import speaker_feature_stats
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
 from ser_jax.spec import RunSpec, check_semitones, resolve, warp_factors
@@ -137,8 +139,6 @@ class LoadedModel:
     ) -> dict[str, dict[str, np.ndarray]]:
         """Each speaker's log-mel statistics from their ``waves`` (``speakers`` None: all of
         them one speaker's)."""
-        from ser_jax.frontend.features import speaker_feature_stats
-
         return speaker_feature_stats(
             waves,
             list(speakers) if speakers is not None else ["-"] * len(waves),
@@ -231,32 +231,18 @@ class LoadedModel:
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """The selected model of a run directory (or, for an unfinished run, its newest
-    checkpoint, with a note on stderr naming the step)."""
+    """The selected model of a finished run directory (its ``model.msgpack``): no trainer, no
+    orbax. A run that has not finished has none: refused, naming it
+    (``ser_jax.serving.checkpointed.load_run`` reads its newest checkpoint instead)."""
     run = RunDir(path)
     run.check()
     config = run.config()
     labels = run.label_names()
     model_file = run / MODEL_FILE
-    if run.finished and model_file.exists():
-        variables, step = read_model_file(model_file)
-        return LoadedModel(run.path, config, labels, variables, step, True)
-    from ser_jax.training.checkpoint import Checkpointer
-
-    ckpt = Checkpointer(run / "checkpoints", keep=10**6, asynchronous=False)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise ConfigError(f"{run.path} has no checkpoint yet: training has not saved one")
-        fields = ckpt.restore_variables(step, (*VARIABLE_FIELDS, "ema_params"))
-    finally:
-        ckpt.close()
-    print(
-        f"{run.path}: the run has not finished; using its newest checkpoint, step {step} "
-        "(not the model validation would select)",
-        file=sys.stderr,
-    )
-    if fields.get("ema_params"):  # the averaged weights are the model when they are kept
-        fields["params"] = fields["ema_params"]
-    variables = ModelVariables(**{k: fields.get(k, {}) for k in VARIABLE_FIELDS})
-    return LoadedModel(run.path, config, labels, variables, step, False)
+    if not (run.finished and model_file.exists()):
+        raise ConfigError(
+            f"{run.path}: the run has not finished (no results.json / {MODEL_FILE}), so it has "
+            "no selected model; `ser-jax predict --run` and `evaluate` read its newest checkpoint"
+        )
+    variables, step = read_model_file(model_file)
+    return LoadedModel(run.path, config, labels, variables, step, True)

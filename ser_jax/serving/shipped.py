@@ -1,0 +1,135 @@
+"""Models shipped inside the package (``ser_jax/pretrained/<name>/``): listing and loading them.
+
+A shipped model is a small run directory: ``model.msgpack`` (params, BatchNorm and feature
+statistics), ``config.json`` (the resolved config), ``run_info.json`` (labels, data, commit),
+``results.json``, ``reference_predictions.json`` (the model's probabilities for a few named
+Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``.
+``ser_jax.serving.restore.load_model`` reads it like any run directory: no orbax, no trainer.
+
+A shipped committee is a folder with ``committee.json`` (the names of shipped member models,
+and the rule and member weights when it records them) and its ``MODEL_CARD.md``:
+``ser-jax predict --model NAME`` combines the members' probabilities per file
+(``shipped_members``, ``shipped_rule``, ``shipped_weights``). Making them (``ser-jax
+package``) is a research tool: ``ser_jax.research.package``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ser_jax.errors import ConfigError
+from ser_jax.serving.restore import MODEL_FILE, LoadedModel, load_model
+
+PRETRAINED = Path(__file__).parent.parent / "pretrained"  # ser_jax/pretrained
+DEFAULT_MODEL = "emodb-cnn-lstm"
+CARD = "MODEL_CARD.md"
+REFERENCE = "reference_predictions.json"
+COMMITTEE = "committee.json"
+
+
+def shipped_models(root: Path | None = None) -> list[str]:
+    """Names of the models (and committees) shipped in the package, sorted."""
+    root = root or PRETRAINED
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if (p / MODEL_FILE).is_file() or (p / COMMITTEE).is_file()
+    )
+
+
+def model_dir(name: str | None = None, root: Path | None = None) -> Path:
+    """The folder of a shipped model or committee (the default model when ``name`` is None)."""
+    root = root or PRETRAINED
+    names = shipped_models(root)
+    name = name or DEFAULT_MODEL
+    if name not in names:
+        raise ConfigError(
+            f"no shipped model {name!r} (shipped: {', '.join(names) or 'none'}); "
+            "train one and package it, or pass --run DIR"
+        )
+    return root / name
+
+
+def shipped_members(name: str | None = None, root: Path | None = None) -> list[str]:
+    """The shipped models a name stands for: a committee's members, else the model itself."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return [folder.name]
+    members = json.loads((folder / COMMITTEE).read_text())["members"]
+    for member in members:
+        if (model_dir(member, root) / COMMITTEE).is_file():
+            raise ConfigError(f"committee {folder.name!r}: its member {member!r} is a committee")
+    return list(members)
+
+
+def shipped_rule(name: str | None = None, root: Path | None = None) -> str:
+    """How a shipped committee combines its members' probabilities (its ``committee.json``
+    ``rule``: ``mean`` when it names none, as committees made before the rule existed); a
+    single model: ``mean``."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return "mean"
+    return str(json.loads((folder / COMMITTEE).read_text()).get("rule", "mean"))
+
+
+def shipped_weights(name: str | None = None, root: Path | None = None) -> list[float] | None:
+    """A shipped committee's member weights (its ``committee.json`` ``weights``, one a member,
+    in order), or None when its members weigh alike (and for a single model)."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return None
+    weights = json.loads((folder / COMMITTEE).read_text()).get("weights")
+    return None if weights is None else [float(w) for w in weights]
+
+
+def card_summary(path: Path) -> str:
+    """The summary line of a model card: its first non-empty line after the title."""
+    card = path / CARD
+    if not card.exists():
+        return "(no model card)"
+    lines = [x.strip() for x in card.read_text().splitlines()]
+    return next((x for x in lines if x and not x.startswith("#")), "(empty model card)")
+
+
+def models_command() -> None:
+    """``ser-jax models``: the shipped models, each with its card's summary line."""
+    names = shipped_models()
+    if not names:
+        print("no models are shipped in this installation")
+        return
+    for name in names:
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {card_summary(PRETRAINED / name)}")
+
+
+def load_shipped(name: str | None = None) -> LoadedModel:
+    folder = model_dir(name)
+    if (folder / COMMITTEE).is_file():
+        raise ConfigError(
+            f"{folder.name!r} is a committee of shipped models ({', '.join(shipped_members(name))})"
+            ": `ser-jax predict --model` scores it; this command takes one model, name a member"
+        )
+    return load_model(folder)
+
+
+def reference_predictions(path: Path) -> list[dict[str, Any]]:
+    return json.loads((path / REFERENCE).read_text())
+
+
+def parse_weights(text: str, count: int | None, what: str = "--weights") -> list[float]:
+    """``"2,1,1"`` → ``[2.0, 1.0, 1.0]``: ``count`` (None: any number of) non-negative
+    numbers, not all 0 (a committee's weights as given on the command line)."""
+    try:
+        weights = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise ConfigError(f"{what}={text!r}: not comma-separated numbers") from None
+    if count is not None and len(weights) != count:
+        raise ConfigError(
+            f"{what}={text!r}: {len(weights)} weights for {count} runs (one a run, in order)"
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(weights):
+        raise ConfigError(f"{what}={text!r}: weights must be finite, >= 0 and not all 0")
+    return weights

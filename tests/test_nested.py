@@ -1,0 +1,149 @@
+"""The nested choice by speaker (``ser-jax select``, ser_jax.research.nested) on small
+synthetic cv directories: no training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ser_jax.errors import ConfigError
+from ser_jax.research.nested import select
+
+SPEAKERS = ("A", "B", "C")
+# Which speakers each member decides right (both of the speaker's files), by kind: members'
+# probabilities are P(anger) 0.9 / 0.1 when right, 0.2 / 0.8 when wrong.
+RIGHT = {"m1": {"A", "B"}, "m2": {"B", "C"}}
+
+CANDIDATES = """
+MEMBERS = {"m1": "recipe one", "m2": "recipe two"}
+CANDIDATES = {"one": {"m1": 1}, "pair": {"m1": 1, "m2": 3}}
+VIEWS = ("plain",)
+"""
+
+
+def _member(root: Path, right: set[str], kinds=("test", "test_speaker_bn")) -> None:
+    """A cv directory as `ser-jax cv` writes it: one fold per speaker, seed 0, each speaker's
+    two files (an anger and a boredom one) decided right when the speaker is in ``right``."""
+    per_fold = []
+    for k, speaker in enumerate(SPEAKERS):
+        run = root / f"fold{k}-{speaker}" / "seed0"
+        run.mkdir(parents=True)
+        ok = speaker in right
+        rows = [
+            (f"{speaker}1", "anger", 0.9 if ok else 0.2),
+            (f"{speaker}2", "boredom", 0.1 if ok else 0.8),
+        ]
+        for kind in kinds:
+            with open(run / f"{kind}_predictions.jsonl", "w") as f:
+                for utt, label, p in rows:
+                    probs = {"anger": p, "boredom": round(1 - p, 5)}
+                    f.write(json.dumps({"utt_id": utt, "label": label, "probs": probs}) + "\n")
+        per_fold.append({"fold": k, "speaker": speaker, "seed": 0})
+    summary = {
+        "per_fold": per_fold,
+        "labels": ["anger", "boredom"],
+        "pooled": {"test_uar": {"mean": len(right) / 3}},
+    }
+    (root / "cv_summary.json").write_text(json.dumps(summary))
+
+
+def _setup(tmp_path: Path, right=RIGHT, text=CANDIDATES, **kinds) -> tuple[Path, Path]:
+    runs = tmp_path / "runs"
+    for member, ok in right.items():
+        _member(runs / member, ok, **kinds.get(member, {}))
+    cands = tmp_path / "cands.py"
+    cands.write_text(text)
+    return cands, runs
+
+
+def test_nested_figure_is_the_hand_computation(tmp_path):
+    """m1 right on A, B; m2 right on B, C. "pair" (m2 weighted 3) follows m2 where they
+    disagree: right on B, C; "one" right on A, B.
+    A: on B, C one scores 0.5, pair 1.0 -> pair, wrong on A.
+    B: on A, C one 0.5, pair 0.5 -> a tie, the first written: one, right on B.
+    C: on A, B one 1.0, pair 0.5 -> one, wrong on C.
+    Nested: 2 of 6 files right, one of each class: UAR 1/3. On all speakers both score 4/6:
+    the tie goes to one, the winner."""
+    cands, runs = _setup(tmp_path)
+    out = select(cands, runs, tmp_path / "out")
+    p = out["protocols"]["plain"]
+    assert p["nested"]["uar"] == pytest.approx(1 / 3)
+    assert p["nested"]["accuracy"] == pytest.approx(1 / 3)
+    assert p["nested"]["confusion"] == [[1, 2], [2, 1]]
+    chosen = {s["speaker"]: s["candidate"] for s in p["per_speaker"]}
+    assert chosen == {"A": "pair", "B": "one", "C": "one"}
+    assert [s["uar_on_others"] for s in p["per_speaker"]] == [1.0, 0.5, 1.0]
+    assert [(c["candidate"], c["view"], c["uar"]) for c in p["choices"]] == [
+        ("one", "plain", pytest.approx(2 / 3)),
+        ("pair", "plain", pytest.approx(2 / 3)),
+    ]
+    assert p["choices"][0]["chosen_by"] == ["B", "C"]
+    assert p["winner"]["candidate"] == "one" and p["winner"]["view"] == "plain"
+    # speaker-adaptive predictions (here the same numbers): their own protocol, beside
+    assert out["protocols"]["adapted"]["nested"]["uar"] == pytest.approx(1 / 3)
+    assert out["files"] == 6 and out["speakers"] == ["A", "B", "C"]
+    folder = tmp_path / "out"
+    assert json.loads((folder / "nested_summary.json").read_text())["protocols"]["plain"]
+    info = json.loads((folder / "run_info.json").read_text())
+    assert {"command", "git_commit", "git_dirty", "processor"} <= set(info)
+    md = (folder / "nested_summary.md").read_text()
+    assert "| pooled over all files | 0.3333 | 0.3333 | 0.3333 | 6 |" in md
+    assert "Winner over all speakers" in md and "one, plain" in md
+
+
+def test_adapted_protocol_only_where_every_member_has_it(tmp_path):
+    cands, runs = _setup(tmp_path, m2={"kinds": ("test",)})
+    out = select(cands, runs, tmp_path / "out")
+    assert out["protocols"]["adapted"] is None
+    assert (
+        "Not every member run has these predictions"
+        in (tmp_path / "out" / "nested_summary.md").read_text()
+    )
+
+
+def test_a_speakers_own_predictions_never_change_its_choice(tmp_path):
+    """Poisoning B's files: m1 now wrong on B, so "pair" is perfect on B and "one" wrong. On
+    all speakers (B's files included) pair now wins; B's own choice, made on A and C only
+    (one and pair tie there, 0.5 each), stays the clean run's, one, and B is scored wrong
+    with it."""
+    cands, runs = _setup(tmp_path / "clean")
+    clean = select(cands, runs, tmp_path / "clean" / "out")["protocols"]["plain"]
+    right = {"m1": {"A"}, "m2": {"B", "C"}}
+    cands, runs = _setup(tmp_path / "poisoned", right=right)
+    p = select(cands, runs, tmp_path / "poisoned" / "out")["protocols"]["plain"]
+    assert p["winner"]["candidate"] == "pair"  # B's labels would choose pair
+    b = next(s for s in p["per_speaker"] if s["speaker"] == "B")
+    assert (b["candidate"], b["uar_on_others"], b["uar"]) == ("one", 0.5, 0.0)
+    assert next(s for s in clean["per_speaker"] if s["speaker"] == "B")["candidate"] == "one"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            CANDIDATES.replace('"m2": 3}', '"m3": 3}'),
+            r"cands.py: candidate 'pair' names member 'm3', not in MEMBERS \(m1, m2\)",
+        ),
+        (
+            CANDIDATES.replace('"recipe two"}', '"recipe two", "m3": "x"}').replace(
+                '"m2": 3}', '"m3": 3}'
+            ),
+            r"runs/m3: no finished cv run of member 'm3' \(no cv_summary.json\)",
+        ),
+        (CANDIDATES.replace('VIEWS = ("plain",)', 'VIEWS = ("plain", "warped")'), "VIEWS"),
+        (CANDIDATES.replace("CANDIDATES = ", "NOPE = "), "CANDIDATES is missing"),
+        ("MEMBERS = {", r"cands.py: cannot be read as Python \(SyntaxError"),
+        (
+            CANDIDATES.replace('VIEWS = ("plain",)', 'VIEWS = ("plain", "tta")'),
+            "test_tta_predictions.jsonl: missing, and .*cands.py lists its view",
+        ),
+    ],
+)
+def test_a_bad_candidates_file_is_one_line_naming_it(tmp_path, text, match):
+    cands, runs = _setup(tmp_path, text=text)
+    with pytest.raises(ConfigError, match=match) as err:
+        select(cands, runs, tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
