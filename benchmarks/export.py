@@ -1,18 +1,20 @@
 """The exported model (``jax.export``, serialised StableHLO) against in-package predict, one run.
 
     python benchmarks/export.py [--model NAME | --run DIR] [--files N] [--rounds 11]
-        [--data DIR] [--json PATH]
+        [--batch 32] [--data DIR | --synthetic] [--json PATH]
+
+    tiny (a smoke run, seconds): --files 4 --rounds 1 --batch 4 --synthetic
 
 Both rows score the same clips with the same weights, batch by batch, by the package's
-evaluation policy (``ser_jax.evaluation.scoring``): ``predict`` is ``LoadedModel.probabilities`` (the jit
-compiled ``predict_step``, what ``ser-jax predict`` runs after decoding), ``exported`` is
+evaluation policy (``ser_jax.evaluation.scoring``): ``predict`` is ``LoadedModel.probabilities`` (the
+jit-compiled ``predict_step``, what ``ser-jax predict`` runs after decoding), ``exported`` is
 ``export.exported_probabilities`` over the deserialised function (what a server that has only
 ``jax`` runs). Decoding and resampling are done once, before timing; the rounds alternate the
 two rows, and the table reports medians, the first call (compile or deserialise + compile)
 apart, and the largest difference between their probabilities.
 
-Clips: the first ``--files`` WAVs of ``--data`` (default ``$SER_EMODB_DIR``), or synthetic
-speech-like noise of 2 s when no folder is given.
+Clips: the first ``--files`` WAVs of ``--data`` (default ``$SER_EMODB_DIR``), or ``--files``
+clips of synthetic noise of 2 s when no folder is given (or with ``--synthetic``).
 """
 
 from __future__ import annotations
@@ -24,43 +26,93 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import jax
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ser_jax.data.audio import load_audio  # noqa: E402
+from ser_jax.rundir import processor_name  # noqa: E402
+from ser_jax.serving.export import (  # noqa: E402
+    export_model,
+    exported_probabilities,
+    load_exported,
+)
+from ser_jax.serving.restore import load_model  # noqa: E402
+from ser_jax.serving.shipped import load_shipped  # noqa: E402
+
+PREDICT = "predict (in package, jit)"
+EXPORTED = "exported (jax.export, deserialised)"
 
 
 def clips(args: argparse.Namespace, sample_rate: int) -> tuple[list[np.ndarray], str]:
-    from ser_jax.data.audio import load_audio
-
-    root = args.data or os.environ.get("SER_EMODB_DIR")
+    root = None if args.synthetic else args.data or os.environ.get("SER_EMODB_DIR")
     if root:
         folder = Path(root) / "wav" if (Path(root) / "wav").is_dir() else Path(root)
         files = sorted(folder.glob("*.wav"))[: args.files]
         if files:
             return [load_audio(f, sample_rate) for f in files], f"{len(files)} files of {folder}"
     rng = np.random.default_rng(0)
-    waves = [rng.standard_normal(2 * sample_rate).astype(np.float32) * 0.1 for _ in range(32)]
-    return waves, "32 synthetic clips of 2 s"
+    n = args.files
+    waves = [rng.standard_normal(2 * sample_rate).astype(np.float32) * 0.1 for _ in range(n)]
+    return waves, f"{n} synthetic clips of 2 s"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default=None, help="a shipped model (default: the default one)")
     p.add_argument("--run", default=None, help="a run directory instead of a shipped model")
     p.add_argument("--data", default=None, help="a folder of WAVs (default: $SER_EMODB_DIR)")
+    p.add_argument("--synthetic", action="store_true", help="synthetic clips, whatever the env")
     p.add_argument("--files", type=int, default=64)
     p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--json", default=None)
-    args = p.parse_args()
+    return p.parse_args(argv)
 
-    import jax
 
-    from ser_jax.package import load_shipped
-    from ser_jax.rundir import processor_name
-    from ser_jax.serving.export import export_model, exported_probabilities, load_exported
-    from ser_jax.serving.restore import load_model
+def time_rows(
+    rows: dict[str, Callable[[], np.ndarray]], rounds: int
+) -> tuple[dict[str, float], dict[str, list[float]], dict[str, np.ndarray]]:
+    """The first call of each row, then ``rounds`` alternated calls: (first-call seconds,
+    seconds of each round, the first call's output) by row."""
+    first, times, out = {}, {k: [] for k in rows}, {}
+    for name, f in rows.items():
+        t0 = time.perf_counter()
+        out[name] = f()
+        first[name] = time.perf_counter() - t0
+    for _ in range(rounds):
+        for name, f in rows.items():
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+    return first, times, out
 
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"{report['clips']}; device: {report['device']}; {args.rounds} rounds, batch {args.batch}"
+    )
+    print(
+        f"export {report['export_seconds']:.2f} s, {report['exported_bytes'] / 1e6:.2f} MB; "
+        f"deserialise {report['deserialise_seconds'] * 1e3:.1f} ms; largest probability "
+        f"difference {report['max_abs_probability_difference']:.2e}"
+    )
+    print("| row | first call s | median s | clips/s | vs predict |")
+    print("|---|---|---|---|---|")
+    for r in report["rows"]:
+        print(
+            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
+            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     model = load_model(args.run) if args.run else load_shipped(args.model)
     waves, what = clips(args, model.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,26 +123,12 @@ def main() -> None:
         t0 = time.perf_counter()
         fn, meta = load_exported(path)
         load_s = time.perf_counter() - t0
-
     rows = {
-        "predict (in package, jit)": lambda: model.probabilities(waves, args.batch),
-        "exported (jax.export, deserialised)": lambda: exported_probabilities(
-            fn, meta, waves, args.batch
-        ),
+        PREDICT: lambda: model.probabilities(waves, args.batch),
+        EXPORTED: lambda: exported_probabilities(fn, meta, waves, args.batch),
     }
-    first, times, out = {}, {k: [] for k in rows}, {}
-    for name, f in rows.items():
-        t0 = time.perf_counter()
-        out[name] = f()
-        first[name] = time.perf_counter() - t0
-    for _ in range(args.rounds):
-        for name, f in rows.items():
-            t0 = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t0)
-    a, b = out.values()
-    diff = float(np.abs(a - b).max())
-    base = statistics.median(times["predict (in package, jit)"])
+    first, times, out = time_rows(rows, args.rounds)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
     report = {
         "clips": what,
         "audio_seconds": float(sum(len(w) for w in waves) / model.sample_rate),
@@ -99,33 +137,23 @@ def main() -> None:
         "export_seconds": export_s,
         "deserialise_seconds": load_s,
         "exported_bytes": size,
-        "max_abs_probability_difference": diff,
+        "max_abs_probability_difference": float(np.abs(out[PREDICT] - out[EXPORTED]).max()),
         "rows": [
             {
                 "row": name,
                 "first_call_s": first[name],
-                "median_s": statistics.median(times[name]),
-                "clips_per_s": len(waves) / statistics.median(times[name]),
-                "vs_predict": base / statistics.median(times[name]),
+                "median_s": med[name],
+                "clips_per_s": len(waves) / med[name],
+                "vs_predict": med[PREDICT] / med[name],
             }
             for name in rows
         ],
     }
-    print(f"{what}; {report['device']}; {args.rounds} rounds, batch {args.batch}")
-    print(
-        f"export {export_s:.2f} s, {size / 1e6:.2f} MB; deserialise {load_s * 1e3:.1f} ms; "
-        f"largest probability difference {diff:.2e}"
-    )
-    print("| row | first call s | median s | clips/s | vs predict |")
-    print("|---|---|---|---|---|")
-    for r in report["rows"]:
-        print(
-            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
-            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
-        )
+    print_report(report, args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
