@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
+from ml_collections import ConfigDict
 
+from ser_jax.config import get_config
 from ser_jax.errors import ConfigError
 from ser_jax.models import (
     CNNLSTM,
+    FIELDS,
+    FUNCTIONALS,
+    MODELS,
+    TDNN,
+    AttentionPool,
+    ConvBlock,
+    TDNNLayer,
     check_min_frames,
+    create_model,
+    frame_vectors,
     last_valid_step,
+    masked_functionals,
     max_pool_valid,
+    mix_statistics,
+    model_fields,
+    model_section,
     pooled_length,
+    register_model,
+    shared_fields,
+    style_statistics,
 )
 
 POOLS = ((2, 2), (2, 2), (2, 1))
@@ -94,7 +114,6 @@ def test_batchnorm_statistics_ignore_padded_frames(model_and_vars):
 
 @pytest.mark.parametrize("shape,pool", [((3, 41, 16, 5), (2, 2)), ((2, 13, 7, 3), (4, 2))])
 def test_max_pool_valid_equals_flax_max_pool(shape, pool):
-    import flax.linen as nn
 
     x = jnp.asarray(np.random.default_rng(3).normal(size=shape), jnp.float32)
     ref = lambda v: nn.max_pool(v, pool, strides=pool, padding="VALID")  # noqa: E731
@@ -152,7 +171,6 @@ def test_model_options_ignore_padding(option_model, n):
 
 
 def test_attention_weights_are_masked_and_sum_to_one():
-    from ser_jax.models import AttentionPool
 
     pool = AttentionPool()
     rng = np.random.default_rng(0)
@@ -168,7 +186,6 @@ def test_attention_weights_are_masked_and_sum_to_one():
 
 
 def test_residual_block_with_new_channels_has_a_projection_shortcut():
-    from ser_jax.models import ConvBlock
 
     block = ConvBlock(6, residual=True, pool=(1, 1))
     x = jnp.ones((1, 8, 4, 3))
@@ -204,7 +221,6 @@ def test_mix_statistics_gives_each_example_the_mixed_style_and_keeps_padding_zer
     """Example b comes out with per-channel mean lam mu_b + (1 - lam) mu_perm[b] and standard
     deviation lam sigma_b + (1 - lam) sigma_perm[b] over its valid steps; lam = 1 is the
     identity; padded steps stay 0; the statistics pass no gradient."""
-    from ser_jax.models import mix_statistics, style_statistics
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(3, 10, 4, 2)) * np.array([1.0, 3.0]) + np.array([[[[0.5, -2.0]]]])
@@ -237,9 +253,6 @@ def test_mixstyle_acts_in_training_only_and_only_with_its_own_random_stream():
     """Scoring (train=False) and the BatchNorm statistics pass (train=True, no "mixstyle"
     stream) give what the model without MixStyle gives; the train step's stream changes the
     output; bad settings are refused naming the field."""
-    from ml_collections import ConfigDict
-
-    from ser_jax.models import create_model
 
     kw = dict(num_classes=4, filters=(4, 4, 6), pools=POOLS, lstm_hidden=8)
     mixed, plain = CNNLSTM(**kw, mixstyle_prob=1.0, mixstyle_alpha=0.5), CNNLSTM(**kw)
@@ -294,7 +307,6 @@ def test_mixstyle_acts_in_training_only_and_only_with_its_own_random_stream():
 
 
 def test_masked_functionals_match_numpy_on_the_valid_frames_only():
-    from ser_jax.models import masked_functionals
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 40, 5)).astype(np.float32)
@@ -320,8 +332,6 @@ def test_masked_functionals_match_numpy_on_the_valid_frames_only():
 
 
 def test_masked_functionals_named_statistics_match_numpy_in_their_order():
-    from ser_jax.config import get_config
-    from ser_jax.models import FUNCTIONALS, create_model, masked_functionals
 
     assert tuple(get_config().model.statistics) == FUNCTIONALS  # the config's default
     rng = np.random.default_rng(2)
@@ -367,10 +377,6 @@ def test_masked_functionals_named_statistics_match_numpy_in_their_order():
 
 
 def test_functionals_model_ignores_padding_and_empty_rows_in_its_batchnorm():
-    from flax.traverse_util import flatten_dict
-
-    from ser_jax.config import get_config
-    from ser_jax.models import create_model
 
     cfg = get_config().model
     cfg.name = "functionals"
@@ -409,17 +415,13 @@ def test_tdnn_ignores_padding_pools_valid_frames_and_counts_its_batchnorm():
     """The x-vector-style TDNN: garbage after a clip's length changes nothing, its output is
     the head over the embedding of the mean and std of the last layer's valid frames, and each
     layer's BatchNorm reports the valid frames it averaged (speaker-adaptive BatchNorm)."""
-    from flax.traverse_util import flatten_dict
-
-    from ser_jax.config import get_config
-    from ser_jax.models import TDNN, create_model
 
     cfg = get_config().model
     cfg.name = "tdnn"
     cfg.filters = (6, 5)
     cfg.tdnn_kernels = (5, 3)
     cfg.dilations = (1, 2)
-    cfg.head_hidden = 4
+    cfg.embedding = 4
     cfg.statistics = ("mean", "std")
     model = create_model(cfg, 3)
     assert isinstance(model, TDNN) and model.embedding == 4 and model.kernels == (5, 3)
@@ -441,7 +443,6 @@ def test_tdnn_ignores_padding_pools_valid_frames_and_counts_its_batchnorm():
     # the statistics pooling by hand: layers, masked mean/std of the valid frames, embedding, head
     mask = (jnp.arange(20)[None, :] < n[:, None])[..., None]
     h = x * mask
-    from ser_jax.models import TDNNLayer
 
     for i, (f, k, d) in enumerate(((6, 5, 1), (5, 3, 2))):
         lv = {"params": v["params"][f"layer{i}"], "batch_stats": v["batch_stats"][f"layer{i}"]}
@@ -467,7 +468,6 @@ def test_cnn_lstm_statistics_branch_reads_every_valid_frame_and_the_tracks_once(
     """The statistics branch summarises the whole clip (every valid input frame, not the
     pooled sequence's length) and, with ``track_channels``, the tracks once each while the
     convolutions see only the other channels."""
-    from ser_jax.models import frame_vectors, masked_functionals
 
     rng = np.random.default_rng(5)
     bands, t = 16, 40
@@ -498,3 +498,63 @@ def test_cnn_lstm_statistics_branch_reads_every_valid_frame_and_the_tracks_once(
         CNNLSTM(num_classes=3, filters=(4,), pools=((2, 2),), track_channels=2).init(
             jax.random.key(0), feats, n
         )
+
+
+def test_tdnn_embedding_has_its_own_field_and_old_configs_read_head_hidden():
+    """``model.embedding`` sizes the TDNN's layer after the pooling; a config written before
+    the field (a saved run's flat model section, read back with the field unset) keeps the
+    network it trained: ``model.head_hidden`` held that size then. Both set is refused."""
+    old = ConfigDict(
+        {
+            "name": "tdnn",
+            "filters": [6, 5],
+            "tdnn_kernels": [5, 3],
+            "dilations": [1, 2],
+            "head_hidden": 4,
+            "statistics": ["mean", "std"],
+            "activation": "relu",
+            "dropout": 0.0,
+            "bn_momentum": 0.9,
+        }
+    )
+    assert create_model(old, 3).embedding == 4
+    filled = get_config().model
+    filled.update(old)
+    assert filled.embedding is None and create_model(filled, 3).embedding == 4
+    new = get_config().model
+    new.update(dict(old, head_hidden=0))
+    new.embedding = 7
+    assert create_model(new, 3).embedding == 7
+    new.embedding = 0  # none, as head_hidden=0 was
+    assert create_model(new, 3).embedding == 0
+    new.embedding, new.head_hidden = 7, 4
+    with pytest.raises(ConfigError, match="model.head_hidden=4 with model.name='tdnn'"):
+        create_model(new, 3)
+
+
+def test_each_family_declares_its_own_model_fields_once():
+    """The ``model`` section is the shared fields plus each registered family's own, each
+    declared once beside its family; a new family's fields join it when it registers."""
+    section = get_config().model
+    assert set(section.keys()) == set(model_fields())
+    assert set(FIELDS) == {"cnn_lstm", "functionals", "tdnn"} <= set(MODELS)
+    owned = [set(shared_fields())] + [set(fields()) for fields in FIELDS.values()]
+    assert sum(len(o) for o in owned) == len(set().union(*owned)) == len(section.keys())
+    assert {"lstm_hidden", "pools", "head_hidden"} <= set(FIELDS["cnn_lstm"]())
+    assert {"mlp_hidden", "statistics"} <= set(FIELDS["functionals"]())
+    assert {"tdnn_kernels", "embedding"} <= set(FIELDS["tdnn"]())
+    try:
+
+        @register_model("_test_family", fields=lambda: {"_test_width": 3})
+        def _family(model_cfg, num_classes):
+            return TDNN(num_classes=num_classes)
+
+        assert model_section()._test_width == 3
+        with pytest.raises(ValueError, match="declared by both"):
+            register_model("_test_twice", fields=lambda: {"lstm_hidden": 1})(_family)
+            model_fields()
+    finally:
+        for name in ("_test_family", "_test_twice"):
+            MODELS.pop(name, None)
+            FIELDS.pop(name, None)
+    assert "_test_width" not in get_config().model
