@@ -2,6 +2,8 @@
 
     python benchmarks/frontend.py [--batch 32] [--seconds 3] [--reps 15] [--json PATH]
 
+    tiny (a smoke run, seconds): --batch 2 --seconds 1 --reps 1
+
 Same batch for every row: ``--batch`` clips of ``--seconds`` s at 16 kHz (speech-like
 synthetic), and a real Emo-DB batch too when ``SER_EMODB_DIR`` is set. Rows:
 
@@ -37,6 +39,8 @@ from pathlib import Path
 import jax
 import librosa
 import numpy as np
+import soundfile as sf
+import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,9 +73,6 @@ def synthetic_batch(n: int, seconds: float, sr: int) -> list[np.ndarray]:
 
 
 def emodb_batch(folder: Path, n: int, sr: int) -> list[np.ndarray]:
-    import soundfile as sf
-    import soxr
-
     files = sorted(folder.glob("*.wav")) or sorted((folder / "wav").glob("*.wav"))
     clips = []
     for path in files[:n]:

@@ -2,31 +2,40 @@
 PyTorch eager), in one run.
 
     python benchmarks/members.py [--members 1,2,4,8] [--batch 32] [--seconds 2.0]
-        [--steps 6] [--warmup 2] [--no-torch] [--torch-threads N] [--json PATH]
+        [--steps 6] [--warmup 2] [--filters 64,64,128,128] [--lstm 256] [--no-devices]
+        [--no-torch] [--torch-threads N] [--loop auto|vmap|unroll] [--json PATH]
+
+    tiny (a smoke run, seconds): --members 2 --batch 2 --seconds 1 --steps 1 --warmup 0
+        --filters 4,4,8,8 --lstm 8
 
 Every row trains the same network on the same batch: the Zhao-style CNN-LSTM of
 ``benchmarks/train_step.py`` (4 x conv 3x3-BN-ELU-pool, 64-64-128-128 filters, pools
-(2,2),(2,2),(4,4),(4,4), LSTM 256), ``--batch`` clips of ``--seconds`` s at 16 kHz, the whole
-step: waveform → log-mel → network → Adam. Rows:
+(2,2),(2,2),(4,4),(4,4), LSTM 256; ``--filters`` / ``--lstm`` change the sizes), ``--batch``
+clips of ``--seconds`` s at 16 kHz, the whole step: waveform → log-mel → network → Adam. Rows:
 
-- ``JAX, one model``: ``ser_jax.training.steps.train_step``, jit, one model (what ``ser-jax train`` runs
-  one seed at a time); N models one after another take N of these steps;
-- ``JAX, N members, 1 device``: ``ser_jax.training.steps.members_train_step`` (the stacked state, batch
-  ``(N, batch, samples)``, a learning rate and seed per model; on the CPU the models' ops are
-  unrolled one after another in the step, ``--loop vmap`` batches them into grouped ops);
-- ``JAX, N members, N devices``: the same with the members axis split over N virtual CPU devices
-  (``--xla_force_host_platform_device_count``, ``jax.shard_map``), as ``ser_jax.training.train`` runs it;
+- ``JAX, one model``: ``ser_jax.training.steps.train_step``, jit, one model (what
+  ``ser-jax train`` runs one seed at a time); N models one after another take N of these steps;
+- ``JAX, N members, 1 device``: ``ser_jax.training.steps.members_train_step`` (the stacked
+  state, batch ``(N, batch, samples)``, a learning rate and seed per model; on the CPU the
+  models' ops are unrolled one after another in the step, ``--loop vmap`` batches them into
+  grouped ops);
+- ``JAX, N members, N devices``: the same with the members axis split over N virtual CPU
+  devices (``--xla_force_host_platform_device_count``, ``jax.shard_map``), as
+  ``ser_jax.training.train`` runs it;
 - ``PyTorch eager, one model``: the same network and front-end in PyTorch
-  (``torch.set_num_threads`` = usable CPUs); N models one after another.
+  (``torch.set_num_threads`` = usable CPUs); N models one after another. PyTorch is optional
+  (``pip install -e ".[torch]"``): without it the row is skipped and the output says so.
 
-samples/s counts every model's samples (N x batch per members step). Each row is its own worker
-process; the driver interleaves single steps of all rows round-robin, so load from other users
-of the machine hits every row alike, and reports medians.
+The members start from copies of one initialisation (the step's cost does not depend on the
+values). samples/s counts every model's samples (N x batch per members step). Each row is its
+own worker process; the driver interleaves single steps of all rows round-robin, so load from
+other users of the machine hits every row alike, and reports medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -36,105 +45,104 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+import optax
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step as base  # noqa: E402  (the network, the batch, workers and the torch row)
 
+from ser_jax import parallel  # noqa: E402
+from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
+from ser_jax.frontend.logmel import FrontendConfig  # noqa: E402
+from ser_jax.training.steps import (  # noqa: E402
+    create_train_state,
+    members_train_step,
+    train_step,
+)
+
+ONE_JAX = "JAX, one model"
+ONE_TORCH = "PyTorch eager, one model"
+
+
+def one_model_step(args: argparse.Namespace, statics: dict[str, Any]) -> tuple[Any, Any, tuple]:
+    """The unstacked ``steps.train_step``, jit: ``(step, state, its other arguments)``."""
+    mesh = parallel.make_mesh(1)
+    state = create_train_state(base.make_model(args), optax.adam(1e-3), 0, base.N_MELS)
+    state_sh = parallel.state_sharding(mesh, state)
+    repl, batch_sh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    step = jax.jit(
+        functools.partial(train_step, seed=0, **statics),
+        in_shardings=(state_sh, batch_sh, repl),
+        out_shardings=(state_sh, repl),
+        donate_argnums=0,
+    )
+    batch = parallel.to_global(base.full_batch(args), batch_sh)
+    classes = jax.device_put(base.unit_class_terms(), repl)
+    return step, jax.device_put(state, state_sh), (batch, classes)
+
+
+def members_step(
+    args: argparse.Namespace, statics: dict[str, Any], n: int
+) -> tuple[Any, Any, tuple]:
+    """``steps.members_train_step`` over ``n`` stacked models, the members axis over the
+    devices: ``(step, state, its other arguments)``."""
+    mesh = parallel.make_mesh(n)
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+    one = create_train_state(base.make_model(args), tx, 0, base.N_MELS)
+    state = jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), one)
+    state_sh = parallel.state_sharding(mesh, state, stacked=True)
+    msh = parallel.member_sharding(mesh)
+    stacked_sh = parallel.batch_sharding(mesh, True)
+    loop = args.loop if args.loop != "auto" else "unroll"  # the CPU choice of ser_jax
+    fn = functools.partial(members_train_step, loop=loop, **statics)
+    step = jax.jit(
+        parallel.per_member(fn, mesh, n_args=6, n_out=2),
+        in_shardings=(state_sh, stacked_sh, msh, msh, msh, msh),
+        out_shardings=(state_sh, msh),
+        donate_argnums=0,
+    )
+    batch = {k: np.stack([v] * n) for k, v in base.full_batch(args).items()}
+    rest = (
+        parallel.to_global(batch, stacked_sh),
+        jax.device_put(base.unit_class_terms((n,)), msh),
+        jax.device_put(np.arange(n, dtype=np.int32), msh),
+        jax.device_put(np.full(n, 1e-3, np.float32), msh),
+        jax.device_put(np.ones(n, bool), msh),
+    )
+    return step, jax.device_put(state, state_sh), rest
+
 
 def jax_members_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
-    from ser_jax import parallel
-    from ser_jax.frontend.augment import AugmentConfig
-    from ser_jax.frontend.logmel import FrontendConfig
-    from ser_jax.models import CNNLSTM
-    from ser_jax.training.steps import create_train_state, members_train_step, train_step
-
-    n = args.n
-    audio, lengths, labels = base.make_audio(args.batch, args.seconds)
     frontend = FrontendConfig(sample_rate=base.SAMPLE_RATE, n_mels=base.N_MELS)
-    model = CNNLSTM(
-        num_classes=base.CLASSES,
-        filters=base.FILTERS,
-        pools=base.POOLS,
-        activation="elu",
-        lstm_hidden=base.LSTM,
-    )
     statics = dict(frontend=frontend, augment=AugmentConfig(), offline=False, label_smoothing=0.0)
-    batch = {
-        "audio": audio,
-        "length": lengths,
-        "label": labels,
-        "weight": np.ones(args.batch, np.float32),
-    }
-    if n == 0:  # one model, the unstacked step
-        mesh = parallel.make_mesh(1)
-        tx = optax.adam(1e-3)
-        state = create_train_state(model, tx, 0, base.N_MELS)
-        state_sh = parallel.state_sharding(mesh, state)
-        repl, batch_sh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        step = jax.jit(
-            functools.partial(train_step, seed=0, **statics),
-            in_shardings=(state_sh, batch_sh, repl),
-            out_shardings=(state_sh, repl),
-            donate_argnums=0,
-        )
-        args_ = (parallel.to_global(batch, batch_sh), jax.device_put(jnp.ones(7), repl))
+    if args.n == 0:  # one model, the unstacked step
+        step, state, rest = one_model_step(args, statics)
     else:
-        mesh = parallel.make_mesh(n)
-        tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
-        states = [create_train_state(model, tx, k, base.N_MELS) for k in range(n)]
-        state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-        state_sh = parallel.state_sharding(mesh, state, stacked=True)
-        msh = parallel.member_sharding(mesh)
-        stacked = {k: np.stack([v] * n) for k, v in batch.items()}
-        loop = args.loop if args.loop != "auto" else "unroll"  # the CPU choice of ser_jax
-        fn = functools.partial(members_train_step, loop=loop, **statics)
-        step = jax.jit(
-            parallel.per_member(fn, mesh, n_args=6, n_out=2),
-            in_shardings=(state_sh, parallel.batch_sharding(mesh, True), msh, msh, msh, msh),
-            out_shardings=(state_sh, msh),
-            donate_argnums=0,
-        )
-        args_ = (
-            parallel.to_global(stacked, parallel.batch_sharding(mesh, True)),
-            jax.device_put(np.ones((n, 7), np.float32), msh),
-            jax.device_put(np.arange(n, dtype=np.int32), msh),
-            jax.device_put(np.full(n, 1e-3, np.float32), msh),
-            jax.device_put(np.ones(n, bool), msh),
-        )
-    holder = [jax.device_put(state, state_sh)]
+        step, state, rest = members_step(args, statics, args.n)
+    holder = [state]
 
     def run() -> None:
-        holder[0], m = step(holder[0], *args_)
+        holder[0], m = step(holder[0], *rest)
         jax.block_until_ready(m["loss"])
 
-    devices = jax.devices()
-    info = {
-        "framework": f"jax {jax.__version__}",
-        "device_count": len(devices),
-        "device_kind": devices[0].device_kind,
-        "mesh": dict(mesh.shape),
-    }
+    info = base.jax_info()
+    info["mesh"] = {"members": args.n or 1, "devices": info["device_count"]}
     return {"full": run}, info
 
 
 def serve(args: argparse.Namespace) -> None:
-    out = sys.stdout
-    sys.stdout = sys.stderr
+    """Worker loop: the first call (compilation), then one JSON line per request line."""
     if args.worker == "torch":
-        steps, info = base.torch_worker(args)
-        steps = {"full": steps["full"]}
-    else:
-        steps, info = jax_members_worker(args)
+        base.serve(args)
+        return
+    out = sys.stdout
+    sys.stdout = sys.stderr  # library chatter must not reach the protocol stream
+    steps, info = jax_members_worker(args)
     t0 = time.perf_counter()
     steps["full"]()
-    out.write(json.dumps({"ready": True, "info": info, "first_call_s": time.perf_counter() - t0}))
-    out.write("\n")
+    first = {"full": time.perf_counter() - t0}
+    out.write(json.dumps({"ready": True, "info": info, "first_call_s": first}) + "\n")
     out.flush()
     for line in sys.stdin:
         if not line.strip():
@@ -147,33 +155,21 @@ def serve(args: argparse.Namespace) -> None:
 
 class Worker(base.Worker):
     def __init__(self, label: str, kind: str, args: argparse.Namespace, n: int, devices: int):
-        import subprocess
-
-        self.label, self.n = label, n
-        env = dict(os.environ)
-        flags = [
-            f
-            for f in env.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_force_host_platform_device_count")
-        ]
-        env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
-        env["JAX_PLATFORMS"] = env.get("JAX_PLATFORMS", "cpu") if kind == "jax" else "cpu"
-        argv = [sys.executable, __file__, "--worker", kind, "--n", str(n)]
-        argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
-        argv += ["--torch-threads", str(args.torch_threads), "--loop", args.loop]
-        self.proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.ready = None
+        self.n = n
+        argv = base.worker_argv(__file__, kind, args) + ["--n", str(n), "--loop", args.loop]
+        platforms = os.environ.get("JAX_PLATFORMS", "cpu") if kind == "jax" else "cpu"
+        super().__init__(label, argv, devices, platforms)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", default="1,2,4,8", help="member counts to time")
+    p.add_argument("--members", type=base.int_list, default=[1, 2, 4, 8], help="counts to time")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--steps", type=int, default=6, help="timed rounds (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds after compilation")
+    p.add_argument("--filters", type=base.int_list, default=list(base.FILTERS), help="4 convs")
+    p.add_argument("--lstm", type=int, default=base.LSTM, help="LSTM hidden size")
     p.add_argument("--no-devices", action="store_true", help="skip the N-device rows")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     p.add_argument("--torch-threads", type=int, default=0)
@@ -183,77 +179,70 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--loop", default="auto", choices=("auto", "vmap", "unroll"), help="members loop"
     )
-    args = p.parse_args(argv)
-    if args.worker:
-        serve(args)
-        return 0
-    counts = [int(x) for x in args.members.split(",")]
-    load_before = base.load()
-    rows: list[dict[str, Any]] = []
-    ready: dict[str, Any] = {}
-    # One group per member count, each measured against its own one-model references in the
-    # same interleaved rounds; groups run one after another (all at once would not fit in
-    # memory: a worker holds its compiled step and N models' activations).
-    for n in counts:
-        specs = [("JAX, one model", "jax", 0, 1)]
-        if not args.no_torch:
-            specs.append(("PyTorch eager, one model", "torch", 0, 1))
-        specs.append((f"JAX, {n} members, 1 device", "jax", n, 1))
-        if n > 1 and not args.no_devices:
-            specs.append((f"JAX, {n} members, {n} devices", "jax", n, n))
-        workers: list[Worker] = []
-        try:
-            for label, kind, k, devices in specs:
-                w = Worker(label, kind, args, k, devices)
-                workers.append(w)
-                w.wait_ready()
-            times: dict[str, list[float]] = {w.label: [] for w in workers}
-            for r in range(args.warmup + args.steps):
-                for w in workers:
-                    t = w.step("full")
-                    if r >= args.warmup:
-                        times[w.label].append(t)
-        finally:
-            for w in workers:
-                w.close()
-        med = {k: statistics.median(v) for k, v in times.items()}
-        seq_jax = args.batch / med["JAX, one model"]
-        seq_torch = args.batch / med["PyTorch eager, one model"] if not args.no_torch else None
+    return p.parse_args(argv)
+
+
+def measure_group(
+    args: argparse.Namespace, n: int, with_torch: bool
+) -> tuple[list[Worker], dict[str, float]]:
+    """One group: the N-member rows and their one-model references, timed in the same
+    interleaved rounds; the medians by row label."""
+    specs = [(ONE_JAX, "jax", 0, 1)]
+    if with_torch:
+        specs.append((ONE_TORCH, "torch", 0, 1))
+    specs.append((f"JAX, {n} members, 1 device", "jax", n, 1))
+    if n > 1 and not args.no_devices:
+        specs.append((f"JAX, {n} members, {n} devices", "jax", n, n))
+    workers: list[Worker] = []
+    try:
+        for label, kind, k, devices in specs:  # one at a time: compilation would skew others
+            w = Worker(label, kind, args, k, devices)
+            workers.append(w)
+            w.wait_ready()
+        times = base.interleave(workers, ("full",), args.warmup, args.steps)
+    finally:
         for w in workers:
-            ready[f"N={n}: {w.label}"] = w.ready
-            if w.n == 0 and rows and n != counts[0]:
-                continue  # the references: reported once per group below
-            models = max(w.n, 1)
-            sps = models * args.batch / med[w.label]
-            rows.append(
-                {
-                    "group": n,
-                    "row": w.label,
-                    "models": models,
-                    "step_ms": 1e3 * med[w.label],
-                    "samples_per_s": sps,
-                    "vs_sequential_jax": sps / seq_jax,
-                    "vs_sequential_torch": sps / seq_torch if seq_torch else None,
-                    "reference_jax_samples_per_s": seq_jax,
-                    "reference_torch_samples_per_s": seq_torch,
-                }
-            )
-    info = {
-        "device": base.cpu_description(),
-        "python": platform.python_version(),
-        "batch": args.batch,
-        "clip_seconds": args.seconds,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "load_average_before": load_before,
-        "load_average_after": base.load(),
-        "workers": ready,
-    }
+            w.close()
+    return workers, {label: statistics.median(v) for (label, _), v in times.items()}
+
+
+def group_rows(
+    args: argparse.Namespace, n: int, workers: list[Worker], med: dict[str, float], first: bool
+) -> list[dict[str, Any]]:
+    """The group's rows (its one-model references only in the first group)."""
+    seq_jax = args.batch / med[ONE_JAX]
+    seq_torch = args.batch / med[ONE_TORCH] if ONE_TORCH in med else None
+    rows = []
+    for w in workers:
+        if w.n == 0 and not first:
+            continue
+        models = max(w.n, 1)
+        sps = models * args.batch / med[w.label]
+        rows.append(
+            {
+                "group": n,
+                "row": w.label,
+                "models": models,
+                "step_ms": 1e3 * med[w.label],
+                "samples_per_s": sps,
+                "vs_sequential_jax": sps / seq_jax,
+                "vs_sequential_torch": sps / seq_torch if seq_torch else None,
+                "reference_jax_samples_per_s": seq_jax,
+                "reference_torch_samples_per_s": seq_torch,
+            }
+        )
+    return rows
+
+
+def print_table(args: argparse.Namespace, info: dict[str, Any], rows: list[dict]) -> None:
     print(f"device: {info['device']}")
+    if info["torch_skipped"]:
+        print(info["torch_skipped"])
     print(
-        f"batch {args.batch} x {args.seconds:g} s per model, waveform → log-mel → network → Adam; "
-        f"median of {args.steps} interleaved steps after {args.warmup} warm-up; load average "
-        f"{load_before} → {info['load_average_after']}"
+        f"batch {args.batch} x {args.seconds:g} s per model, waveform → log-mel → network → Adam "
+        f"(filters {tuple(args.filters)}, LSTM {args.lstm}); median of {args.steps} interleaved "
+        f"steps after {args.warmup} warm-up; load average {info['load_average_before']} → "
+        f"{info['load_average_after']}"
     )
     print(
         "vs JAX seq / vs torch: samples/s over N one-model steps of JAX / PyTorch, measured in "
@@ -269,6 +258,41 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['row']:<{width}}  {r['step_ms']:8.0f}  {r['samples_per_s']:9.1f}  "
             f"{r['vs_sequential_jax']:9.2f}x  {vt:>8}"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        serve(args)
+        return 0
+    skipped = "PyTorch reference skipped: --no-torch" if args.no_torch else None
+    if not args.no_torch and not base.torch_available():
+        skipped = base.TORCH_MISSING
+    load_before = base.load()
+    rows: list[dict[str, Any]] = []
+    ready: dict[str, Any] = {}
+    # One group per member count, each measured against its own one-model references in the
+    # same interleaved rounds; groups run one after another (all at once would not fit in
+    # memory: a worker holds its compiled step and N models' activations).
+    for i, n in enumerate(args.members):
+        workers, med = measure_group(args, n, with_torch=skipped is None)
+        ready.update({f"N={n}: {w.label}": w.ready for w in workers})
+        rows += group_rows(args, n, workers, med, first=i == 0)
+    info = {
+        "device": base.cpu_description(),
+        "python": platform.python_version(),
+        "batch": args.batch,
+        "clip_seconds": args.seconds,
+        "filters": list(args.filters),
+        "lstm": args.lstm,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "torch_skipped": skipped,
+        "load_average_before": load_before,
+        "load_average_after": base.load(),
+        "workers": ready,
+    }
+    print_table(args, info, rows)
     if args.json:
         args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
     return 0

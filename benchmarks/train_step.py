@@ -1,12 +1,17 @@
 """Train-step throughput: ser_jax (jit) on 1 and N CPU devices vs PyTorch eager, in one run.
 
     python benchmarks/train_step.py [--batch 32] [--seconds 2.0] [--steps 12] [--warmup 3]
-        [--devices 8] [--torch-threads N] [--json PATH]
+        [--devices 8] [--filters 64,64,128,128] [--lstm 256] [--no-torch]
+        [--torch-threads N] [--json PATH]
+
+    tiny (a smoke run, seconds): --batch 2 --seconds 1 --steps 1 --warmup 0 --devices 1
+        --filters 4,4,8,8 --lstm 8
 
 One network for every row, Zhao-style: 4 x (Conv 3x3 → BatchNorm → ELU → max-pool) with
-64-64-128-128 filters and pools (2,2),(2,2),(4,4),(4,4) over (time, mel), LSTM 256 on the last
-valid step, 7 classes; Adam 1e-3; one batch of ``--batch`` clips of ``--seconds`` s at 16 kHz
-(2 s → 201 frames x 64 mels). Rows:
+64-64-128-128 filters (``--filters``) and pools (2,2),(2,2),(4,4),(4,4) over (time, mel),
+LSTM 256 (``--lstm``) on the last valid step, 7 classes; Adam 1e-3; one batch of ``--batch``
+clips of ``--seconds`` s at 16 kHz (2 s → 201 frames x 64 mels; at least 0.64 s, which the
+time pools shrink to one step). Rows:
 
 - ``jax net``: ``ser_jax.models.CNNLSTM`` + optax Adam on precomputed log-mel
   ``(batch, 201, 64)``, one ``jax.jit`` step with the state donated;
@@ -19,16 +24,22 @@ valid step, 7 classes; Adam 1e-3; one batch of ``--batch`` clips of ``--seconds`
 - ``torch full``: the same with a log-mel front-end in the step (``torch.stft``, librosa's mel
   filterbank, log, per-utterance normalisation: the same stages as ser_jax's, not bit-parity).
 
+PyTorch is optional (``pip install -e ".[torch]"``): without it, or with ``--no-torch``, the
+PyTorch rows are skipped and the output says so.
+
 Each row lives in its own worker process (JAX's device count is fixed at import, and no
 framework's idle threads then compete with another's), and the driver interleaves single steps
 of all rows round-robin, so that load from other users of the machine hits every row alike. The
-table shows the median over ``--steps`` rounds after ``--warmup`` rounds; "vs torch" is samples/s
-over the PyTorch row of the same kind (net or full).
+table shows the median over ``--steps`` rounds after ``--warmup`` rounds; "vs 1 dev" is
+samples/s over the one-device JAX row of the same kind (net or full), "vs torch" over the
+PyTorch row of the same kind.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import os
 import platform
@@ -39,7 +50,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+import librosa
+import numpy as np
+import optax
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ser_jax import parallel  # noqa: E402
+from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
+from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
+from ser_jax.models import CNNLSTM  # noqa: E402
+from ser_jax.training.steps import class_terms, create_train_state, train_step  # noqa: E402
 
 FILTERS = (64, 64, 128, 128)
 POOLS = ((2, 2), (2, 2), (4, 4), (4, 4))
@@ -47,12 +70,15 @@ LSTM = 256
 CLASSES = 7
 SAMPLE_RATE = 16000
 N_MELS = 64
+TORCH_MISSING = 'PyTorch reference skipped: torch is not installed (pip install -e ".[torch]")'
 
 
-def make_audio(batch: int, seconds: float) -> tuple[Any, Any, Any]:
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def make_audio(batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A speech-like batch (harmonic tone with a syllable envelope + noise), all full length."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     n = int(round(seconds * SAMPLE_RATE))
     t = np.arange(n) / SAMPLE_RATE
@@ -67,133 +93,127 @@ def make_audio(batch: int, seconds: float) -> tuple[Any, Any, Any]:
     return audio, lengths, labels
 
 
+def make_model(args: argparse.Namespace) -> CNNLSTM:
+    """The benchmark's network at the sizes of ``--filters`` and ``--lstm``."""
+    return CNNLSTM(
+        num_classes=CLASSES,
+        filters=tuple(args.filters),
+        pools=POOLS,
+        activation="elu",
+        lstm_hidden=args.lstm,
+    )
+
+
+def full_batch(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The waveform batch ``steps.train_step`` reads."""
+    audio, lengths, labels = make_audio(args.batch, args.seconds)
+    weight = np.ones(args.batch, np.float32)
+    return {"audio": audio, "length": lengths, "label": labels, "weight": weight}
+
+
+def unit_class_terms(shape: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """``steps.class_terms`` of an unweighted loss without logit shift (``shape``: a leading
+    members axis, if any)."""
+    return class_terms(
+        np.ones((*shape, CLASSES), np.float32), np.zeros((*shape, CLASSES), np.float32)
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Workers: build the steps, then run one step per request line on stdin.
 # ----------------------------------------------------------------------------------------------
 
 
+def net_step(state: Any, batch: dict[str, Any]) -> tuple[Any, jax.Array]:
+    """Network + Adam on precomputed log-mel (no front-end, no augmentation)."""
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["feats"],
+            batch["frames"],
+            train=True,
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, updates
+
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"]), loss
+
+
 def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-
-    sys.path.insert(0, str(ROOT))
-    from ser_jax import parallel
-    from ser_jax.frontend.augment import AugmentConfig
-    from ser_jax.frontend.logmel import FrontendConfig, log_mel
-    from ser_jax.models import CNNLSTM
-    from ser_jax.training.steps import class_terms, create_train_state, train_step
-
-    audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
     frontend = FrontendConfig(sample_rate=SAMPLE_RATE, n_mels=N_MELS)
-    model = CNNLSTM(
-        num_classes=CLASSES, filters=FILTERS, pools=POOLS, activation="elu", lstm_hidden=LSTM
-    )
+    model = make_model(args)
     mesh = parallel.make_mesh()
     parallel.check_batch_divides(args.batch, mesh)
     repl, batch_sh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    feats, frames = jax.jit(log_mel, static_argnums=2)(audio_np, lengths_np, frontend)
-    feats, frames = np.asarray(feats), np.asarray(frames)
-
-    def put(batch: dict[str, Any]) -> dict[str, Any]:
-        return jax.device_put(batch, batch_sh)
-
+    batch = full_batch(args)
+    feats, frames = jax.jit(log_mel, static_argnums=2)(batch["audio"], batch["length"], frontend)
     tx = optax.adam(1e-3)  # one object: the state's static metadata must match the shardings'
 
+    # One init (steps.init_variables compiles it afresh at every call), then a copy per row:
+    # each row donates its own state.
+    first = create_train_state(model, tx, 0, N_MELS)
+    state_sh = parallel.state_sharding(mesh, first)
+
     def new_state() -> Any:
-        state = create_train_state(model, tx, 0, N_MELS)
-        return jax.device_put(state, parallel.state_sharding(mesh, state))
+        return jax.device_put(jax.tree.map(np.copy, first), state_sh)
 
-    def net_step(state, batch):
-        def loss_fn(params):
-            logits, updates = state.apply_fn(
-                {"params": params, "batch_stats": state.batch_stats},
-                batch["feats"],
-                batch["frames"],
-                train=True,
-                mutable=["batch_stats"],
-            )
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-            return loss, updates
-
-        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        return state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"]), loss
-
-    state_sh = parallel.state_sharding(mesh, new_state())
     net = jax.jit(
         net_step,
         in_shardings=(state_sh, batch_sh),
         out_shardings=(state_sh, repl),
         donate_argnums=0,
     )
-    net_batch = put({"feats": feats, "frames": frames, "label": labels_np})
+    statics = dict(frontend=frontend, augment=AugmentConfig(), offline=False, label_smoothing=0.0)
     full = jax.jit(
-        functools.partial(
-            train_step,
-            frontend=frontend,
-            augment=AugmentConfig(),
-            offline=False,
-            seed=0,
-            label_smoothing=0.0,
-        ),
+        functools.partial(train_step, seed=0, **statics),
         in_shardings=(state_sh, batch_sh, repl),
         out_shardings=(state_sh, repl),
         donate_argnums=0,
     )
-    full_batch = put(
-        {
-            "audio": audio_np,
-            "length": lengths_np,
-            "label": labels_np,
-            "weight": np.ones(args.batch, np.float32),
-        }
+    net_batch = jax.device_put(
+        {"feats": np.asarray(feats), "frames": np.asarray(frames), "label": batch["label"]},
+        batch_sh,
     )
-    classes = jax.device_put(
-        class_terms(jnp.ones(CLASSES, jnp.float32), jnp.zeros(CLASSES, jnp.float32)), repl
-    )
-    holders = {"net": [new_state()], "full": [new_state()]}
+    batch = jax.device_put(batch, batch_sh)
+    classes = jax.device_put(unit_class_terms(), repl)
+    holders = {"net": new_state(), "full": new_state()}
 
     def run_net() -> None:
-        holders["net"][0], loss = net(holders["net"][0], net_batch)
+        holders["net"], loss = net(holders["net"], net_batch)
         loss.block_until_ready()
 
     def run_full() -> None:
-        holders["full"][0], m = full(holders["full"][0], full_batch, classes)
+        holders["full"], m = full(holders["full"], batch, classes)
         m["loss"].block_until_ready()
 
-    steps = {"net": run_net, "full": run_full}
+    return {"net": run_net, "full": run_full}, jax_info()
+
+
+def jax_info() -> dict[str, Any]:
     devices = jax.devices()
-    info = {
+    return {
         "framework": f"jax {jax.__version__} (jaxlib {jax.lib.__version__})",
         "backend": jax.default_backend(),
         "device_count": len(devices),
         "device_kind": devices[0].device_kind,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-    return steps, info
 
 
-def torch_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    import librosa
-    import torch
+def torch_net(args: argparse.Namespace) -> Any:
+    """The benchmark's network in PyTorch (a fresh, seeded instance)."""
+    import torch  # optional: the PyTorch extra
     from torch import nn
-
-    threads = args.torch_threads or (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    )
-    torch.set_num_threads(int(threads or 1))
-    torch.manual_seed(0)
-    audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
 
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             layers: list[nn.Module] = []
             cin = 1
-            for f, p in zip(FILTERS, POOLS, strict=True):
+            for f, p in zip(args.filters, POOLS, strict=True):
                 layers += [
                     nn.Conv2d(cin, f, 3, padding=1, bias=False),
                     nn.BatchNorm2d(f, eps=1e-5, momentum=0.1),
@@ -202,8 +222,8 @@ def torch_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, An
                 ]
                 cin = f
             self.cnn = nn.Sequential(*layers)
-            self.lstm = nn.LSTM(FILTERS[-1] * (N_MELS // 64), LSTM, batch_first=True)
-            self.head = nn.Linear(LSTM, CLASSES)
+            self.lstm = nn.LSTM(args.filters[-1] * (N_MELS // 64), args.lstm, batch_first=True)
+            self.head = nn.Linear(args.lstm, CLASSES)
 
         def forward(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
             h = self.cnn(feats[:, None])  # (batch, channels, time, mel)
@@ -215,10 +235,17 @@ def torch_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, An
             last = (steps - 1).clamp(0, t - 1)
             return self.head(out[torch.arange(b), last])
 
+    return Net()
+
+
+def torch_log_mel() -> Any:
+    """A log-mel front-end in torch: the same stages as ser_jax's (not bit-parity)."""
+    import torch  # optional: the PyTorch extra
+
     window = torch.hann_window(400, periodic=True)
     mel_fb = torch.tensor(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=512, n_mels=N_MELS))
 
-    def log_mel(audio: torch.Tensor) -> torch.Tensor:
+    def log_mel_torch(audio: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(
             audio, 512, 160, 400, window, center=True, pad_mode="constant", return_complex=True
         )
@@ -228,20 +255,34 @@ def torch_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, An
         var = feats.var(dim=1, unbiased=False, keepdim=True)
         return (feats - mean) * torch.rsqrt(var + 1e-5)
 
+    return log_mel_torch
+
+
+def torch_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch  # optional: the PyTorch extra
+    from torch import nn
+
+    threads = args.torch_threads or (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    )
+    torch.set_num_threads(int(threads or 1))
+    torch.manual_seed(0)
+    audio_np, lengths_np, labels_np = make_audio(args.batch, args.seconds)
+    log_mel_torch = torch_log_mel()
     audio = torch.from_numpy(audio_np)
     frames = torch.from_numpy(1 + lengths_np // 160).long()
     labels = torch.from_numpy(labels_np).long()
     with torch.no_grad():
-        feats = log_mel(audio)
+        feats = log_mel_torch(audio)
     assert feats.shape[1] == 1 + audio.shape[1] // 160
 
     def make(front: bool):
-        net = Net()
+        net = torch_net(args)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            x = log_mel(audio) if front else feats
+            x = log_mel_torch(audio) if front else feats
             loss = nn.functional.cross_entropy(net(x, frames), labels)
             loss.backward()
             opt.step()
@@ -286,22 +327,27 @@ def serve(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def worker_argv(script: str, kind: str, args: argparse.Namespace) -> list[str]:
+    """The command line of a worker process: the sizes of ``args``, run as ``kind``."""
+    argv = [sys.executable, script, "--worker", kind]
+    argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
+    argv += ["--filters", ",".join(map(str, args.filters)), "--lstm", str(args.lstm)]
+    return argv + ["--torch-threads", str(args.torch_threads)]
+
+
 class Worker:
-    def __init__(self, label: str, kind: str, args: argparse.Namespace, devices: int = 1):
+    """A worker process, driven one step at a time over its stdin / stdout."""
+
+    def __init__(self, label: str, argv: list[str], devices: int = 1, platforms: str = "cpu"):
         self.label = label
         env = dict(os.environ)
-        if kind == "jax":
-            env["JAX_PLATFORMS"] = "cpu"
-            flags = [
-                f
-                for f in env.get("XLA_FLAGS", "").split()
-                if not f.startswith("--xla_force_host_platform_device_count")
-            ]
-            flags.append(f"--xla_force_host_platform_device_count={devices}")
-            env["XLA_FLAGS"] = " ".join(flags)
-        argv = [sys.executable, __file__, "--worker", kind]
-        argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
-        argv += ["--torch-threads", str(args.torch_threads)]
+        flags = [
+            f
+            for f in env.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")
+        ]
+        env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+        env["JAX_PLATFORMS"] = platforms
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
@@ -333,6 +379,20 @@ class Worker:
                 self.proc.wait()
 
 
+def interleave(
+    workers: list[Worker], names: tuple[str, ...], warmup: int, steps: int
+) -> dict[tuple[str, str], list[float]]:
+    """Round-robin single steps over every (worker, step name); the timed rounds' seconds."""
+    rows = [(w, name) for w in workers for name in names]
+    times: dict[tuple[str, str], list[float]] = {(w.label, n): [] for w, n in rows}
+    for r in range(warmup + steps):
+        for w, name in rows:
+            t = w.step(name)
+            if r >= warmup:
+                times[(w.label, name)].append(t)
+    return times
+
+
 def cpu_description() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -353,52 +413,53 @@ def load() -> str:
         return "n/a"
 
 
-def main(argv: list[str] | None = None) -> int:
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--steps", type=int, default=12, help="timed rounds (median)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds after compilation")
     p.add_argument("--devices", type=int, default=8, help="virtual CPU devices for the mesh rows")
+    p.add_argument("--filters", type=int_list, default=list(FILTERS), help="conv filters, 4")
+    p.add_argument("--lstm", type=int, default=LSTM, help="LSTM hidden size")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument(
         "--torch-threads", type=int, default=0, help="torch.set_num_threads (0: usable CPUs)"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:
-        serve(args)
-        return 0
+    return p.parse_args(argv)
 
+
+def measure(args: argparse.Namespace, with_torch: bool) -> tuple[list[Worker], dict]:
+    """Start the workers one at a time (compilation would skew the others), then time them."""
     specs = [("jax, 1 device", "jax", 1)]
     if args.devices > 1:
         specs.append((f"jax, {args.devices} devices", "jax", args.devices))
-    if not args.no_torch:
+    if with_torch:
         specs.append(("torch eager", "torch", 1))
-    load_before = load()
     workers: list[Worker] = []
     try:
-        for label, kind, devices in specs:  # one at a time: compilation would skew the others
-            w = Worker(label, kind, args, devices)
+        for label, kind, devices in specs:
+            w = Worker(label, worker_argv(__file__, kind, args), devices)
             workers.append(w)
             w.wait_ready()
-        rows = [(w, name) for w in workers for name in ("net", "full")]
-        times: dict[tuple[str, str], list[float]] = {(w.label, n): [] for w, n in rows}
-        for r in range(args.warmup + args.steps):
-            for w, name in rows:
-                t = w.step(name)
-                if r >= args.warmup:
-                    times[(w.label, name)].append(t)
+        times = interleave(workers, ("net", "full"), args.warmup, args.steps)
     finally:
         for w in workers:
             w.close()
+    return workers, times
 
+
+def result_rows(args: argparse.Namespace, times: dict, with_torch: bool) -> list[dict[str, Any]]:
     med = {k: statistics.median(v) for k, v in times.items()}
-    torch_label = "torch eager" if not args.no_torch else None
     results = []
     for (label, name), m in med.items():
-        ref = med.get((torch_label, name)) if torch_label else None
+        ref = med.get(("torch eager", name)) if with_torch else None
         results.append(
             {
                 "row": f"{label}: {'network + Adam' if name == 'net' else 'log-mel + network + Adam'}",
@@ -407,9 +468,51 @@ def main(argv: list[str] | None = None) -> int:
                 "median_ms": 1e3 * m,
                 "min_ms": 1e3 * min(times[(label, name)]),
                 "samples_per_s": args.batch / m,
+                "vs_one_device": med[("jax, 1 device", name)] / m,
                 "vs_torch": (ref / m) if ref else None,
             }
         )
+    return results
+
+
+def print_table(args: argparse.Namespace, info: dict, workers: list[Worker], rows: list) -> None:
+    print(f"device: {info['device']}")
+    for w in workers:
+        i = w.ready["info"]
+        extra = f", {i['threads']} threads" if "threads" in i else ""
+        print(f"  {w.label}: {i['framework']}, {i['device_count']} x {i['device_kind']}{extra}")
+    if info["torch_skipped"]:
+        print(info["torch_skipped"])
+    print(
+        f"batch {args.batch} x {args.seconds:g} s at 16 kHz → ({args.batch}, {info['frames']}, "
+        f"{N_MELS}) log-mel; filters {tuple(args.filters)}, LSTM {args.lstm}; median of "
+        f"{args.steps} interleaved steps after {args.warmup} warm-up; "
+        f"load average {info['load_average_before']} → {info['load_average_after']}"
+    )
+    width = max(len(r["row"]) for r in rows)
+    print(
+        f"{'row':<{width}}  {'samples/s':>9}  {'ms/step':>8}  {'min ms':>8}  {'vs 1 dev':>8}  "
+        f"{'vs torch':>8}"
+    )
+    for r in rows:
+        ratio = f"{r['vs_torch']:.2f}x" if r["vs_torch"] else "-"
+        print(
+            f"{r['row']:<{width}}  {r['samples_per_s']:9.1f}  {r['median_ms']:8.1f}  "
+            f"{r['min_ms']:8.1f}  {r['vs_one_device']:7.2f}x  {ratio:>8}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        serve(args)
+        return 0
+    skipped = "PyTorch reference skipped: --no-torch" if args.no_torch else None
+    if not args.no_torch and not torch_available():
+        skipped = TORCH_MISSING
+    load_before = load()
+    workers, times = measure(args, with_torch=skipped is None)
+    rows = result_rows(args, times, with_torch=skipped is None)
     info = {
         "device": cpu_description(),
         "python": platform.python_version(),
@@ -417,32 +520,18 @@ def main(argv: list[str] | None = None) -> int:
         "clip_seconds": args.seconds,
         "frames": 1 + int(round(args.seconds * SAMPLE_RATE)) // 160,
         "n_mels": N_MELS,
+        "filters": list(args.filters),
+        "lstm": args.lstm,
         "steps": args.steps,
         "warmup": args.warmup,
+        "torch_skipped": skipped,
         "load_average_before": load_before,
         "load_average_after": load(),
         "workers": {w.label: w.ready for w in workers},
     }
-    print(f"device: {info['device']}")
-    for w in workers:
-        i = w.ready["info"]
-        extra = f", {i['threads']} threads" if "threads" in i else ""
-        print(f"  {w.label}: {i['framework']}, {i['device_count']} x {i['device_kind']}{extra}")
-    print(
-        f"batch {args.batch} x {args.seconds:g} s at 16 kHz → ({args.batch}, {info['frames']}, "
-        f"{N_MELS}) log-mel; median of {args.steps} interleaved steps after {args.warmup} warm-up; "
-        f"load average {load_before} → {info['load_average_after']}"
-    )
-    width = max(len(r["row"]) for r in results)
-    print(f"{'row':<{width}}  {'samples/s':>9}  {'ms/step':>8}  {'min ms':>8}  {'vs torch':>8}")
-    for r in results:
-        ratio = f"{r['vs_torch']:.2f}x" if r["vs_torch"] else "-"
-        print(
-            f"{r['row']:<{width}}  {r['samples_per_s']:9.1f}  {r['median_ms']:8.1f}  "
-            f"{r['min_ms']:8.1f}  {ratio:>8}"
-        )
+    print_table(args, info, workers, rows)
     if args.json:
-        args.json.write_text(json.dumps({"info": info, "rows": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
     return 0
 
 

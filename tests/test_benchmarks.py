@@ -1,0 +1,102 @@
+"""Every benchmark runs at a tiny size: exit 0, the device named, the table and its ratios
+printed. Nothing here reads a timing: the figures of a tiny run on a shared CPU mean nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RATIO = re.compile(r"\d+\.\d+x")  # a "vs reference" cell: 1.00x
+TORCH = importlib.util.find_spec("torch") is not None
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    """``python benchmarks/SCRIPT ARGS`` from the repository root; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def rows_with_ratio(out: str, *labels: str) -> None:
+    """Each of ``labels`` starts a printed row (after an optional "| ") that has a ratio."""
+    for label in labels:
+        lines = [line for line in out.splitlines() if line.lstrip("| ").startswith(label)]
+        assert lines, f"no row {label!r} in:\n{out}"
+        assert all(RATIO.search(line) for line in lines), f"row {label!r} has no ratio:\n{out}"
+
+
+def test_frontend_benchmark():
+    out = run_benchmark("frontend.py", "--batch", "2", "--seconds", "1", "--reps", "1")
+    assert out.startswith("device: ")
+    assert "vs librosa" in out
+    rows_with_ratio(
+        out,
+        "librosa melspectrogram (per file)",
+        "jax log_mel (jit, batch)",
+        "jax log_mel + augment (all p=1)",
+    )
+
+
+def test_export_benchmark():
+    out = run_benchmark("export.py", "--files", "4", "--rounds", "1", "--batch", "4", "--synthetic")
+    assert "4 synthetic clips of 2 s; device: " in out
+    assert "largest probability difference" in out
+    assert "| row | first call s | median s | clips/s | vs predict |" in out
+    rows_with_ratio(out, "predict (in package, jit)", "exported (jax.export, deserialised)")
+
+
+TINY_NET = ("--batch", "2", "--seconds", "1", "--steps", "1", "--warmup", "0")
+TINY_NET += ("--filters", "4,4,8,8", "--lstm", "8")
+
+
+@pytest.mark.slow
+def test_train_step_benchmark():
+    out = run_benchmark("train_step.py", *TINY_NET, "--devices", "1")
+    assert out.startswith("device: ")
+    header = next(line for line in out.splitlines() if line.startswith("row "))
+    assert "vs 1 dev" in header and "vs torch" in header
+    rows_with_ratio(out, "jax, 1 device: network + Adam", "jax, 1 device: log-mel + network + Adam")
+    if TORCH:
+        rows_with_ratio(out, "torch eager: network + Adam")
+    else:  # the optional extra is absent: the benchmark still runs, and says what it skipped
+        assert "PyTorch reference skipped: torch is not installed" in out
+
+
+@pytest.mark.slow
+def test_members_benchmark():
+    """Two members in one step against one model (the members' step once crashed on the
+    train step's old per-class argument)."""
+    out = run_benchmark("members.py", *TINY_NET, "--members", "2", "--no-devices", "--no-torch")
+    assert out.startswith("device: ")
+    assert "PyTorch reference skipped: --no-torch" in out
+    rows_with_ratio(out, "JAX, one model", "JAX, 2 members, 1 device")
+
+
+@pytest.mark.slow
+def test_feature_cache_benchmark():
+    out = run_benchmark(
+        "feature_cache.py",
+        "--demo",
+        "--epochs",
+        "1",
+        "--config.train.batch_size=8",
+        "--config.data.demo.speakers=2",
+        "--config.data.demo.utterances_per_class=2",
+        "--config.data.demo.seconds=(1.0, 1.2)",
+        "--config.data.max_seconds=1.2",
+    )
+    assert "device: " in out
+    assert "| row | epoch s (median) |" in out
+    rows_with_ratio(out, "front-end in every step", "feature cache")
