@@ -3,8 +3,13 @@
 This file is itself an ml_collections config file (it has ``get_config()``), and it is the
 embedded default of ``ser-jax train``: the synthetic demo corpus, generated on first use, and a
 small CNN-LSTM that learns it in a minute on a laptop CPU. Experiment files under
-``experiments/configs/`` import it and change a few fields; the command line changes any field
+``experiments/configs/`` (and its ``archive/``) each start from it and change their own fields,
+never from one another, so one file says a whole recipe; the command line changes any field
 with ``--config.section.field=value``.
+
+One function a section. The ``model`` section is flat (``model.lstm_hidden``), assembled from
+the fields each model family declares beside its module (``ser_jax.models``: ``config_fields``
+in ``cnn_lstm.py``, ``functionals.py`` and ``tdnn.py``, the shared ones in ``registry.py``).
 """
 
 from __future__ import annotations

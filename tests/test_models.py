@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,6 +37,8 @@ from ser_jax.models import (
     shared_fields,
     style_statistics,
 )
+from ser_jax.serving.shipped import load_shipped
+from ser_jax.training.steps import predict_step
 
 POOLS = ((2, 2), (2, 2), (2, 1))
 
@@ -558,3 +562,45 @@ def test_each_family_declares_its_own_model_fields_once():
             MODELS.pop(name, None)
             FIELDS.pop(name, None)
     assert "_test_width" not in get_config().model
+
+
+SHIPPED = sorted(
+    p.parent.name
+    for p in (Path(__file__).resolve().parents[1] / "ser_jax" / "pretrained").glob(
+        "*/model.msgpack"
+    )
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_are_the_tree_their_flat_config_builds(name):
+    """Each shipped model's weights (``model.msgpack``) are exactly the parameters and
+    BatchNorm statistics that its config.json's flat ``model`` section builds today: the same
+    names and shapes, none missing and none left over (traced only, no audio needed; the
+    shipped probabilities themselves are checked on Emo-DB by tests/test_package.py)."""
+    model = load_shipped(name)
+    net = create_model(model.config.model, len(model.label_names))
+
+    def scored_and_initialised(variables, batch):
+        made = {}
+
+        def apply_fn(v, feats, frames, train):
+            made.update(net.init(jax.random.key(0), feats, frames))
+            return net.apply(v, feats, frames, train=train)
+
+        probs = predict_step(apply_fn, variables, batch, frontend=model.spec.frontend)
+        return probs, made
+
+    batch = {
+        "audio": jax.ShapeDtypeStruct((2, model.sample_rate), jnp.float32),
+        "length": jax.ShapeDtypeStruct((2,), jnp.int32),
+    }
+    probs, made = jax.eval_shape(scored_and_initialised, model.variables, batch)
+    assert probs.shape == (2, len(model.label_names))
+
+    def shapes(tree):
+        return {"/".join(map(str, k)): tuple(v.shape) for k, v in flatten_dict(tree).items()}
+
+    shipped = model.variables
+    assert shapes(shipped.params) and shapes(made["params"]) == shapes(shipped.params)
+    assert shapes(made.get("batch_stats", {})) == shapes(shipped.batch_stats)
