@@ -134,6 +134,9 @@ def _define_select_flags() -> None:
         "select: the candidates file (Python: MEMBERS, CANDIDATES, VIEWS), e.g. "
         "experiments/selection/default_model.py.",
     )
+    flags.DEFINE_string(
+        "runs", None, "select: a folder with one finished cv directory per member name."
+    )
 
 
 def _define_package_flags() -> None:
@@ -331,13 +334,11 @@ def _ensemble(rest: list[str]) -> None:
 def _select(rest: list[str]) -> None:
     from ser_jax.research.nested import select
 
-    if len(rest) != 1:
-        raise UsageError(
-            "select needs one folder after the flags: one finished cv directory per member name"
-        )
+    if rest:
+        raise UsageError(f"select takes no arguments after the flags (got {' '.join(rest)})")
     select(
         _need("candidates", "select", "the candidates file"),
-        rest[0],
+        _need("runs", "select", "the folder of the members' cv directories"),
         _need("out", "select", "the folder to write the nested summary to"),
     )
 
@@ -455,9 +456,9 @@ VERBS: dict[str, Verb] = {
             "select",
             "choose among candidate models and test-time views nested by speaker, from one cv "
             "run per member: the nested pooled UAR, each speaker's choice, the winner",
-            ("candidates", "out"),
+            ("candidates", "runs", "out"),
             "ser-jax select --candidates experiments/selection/default_model.py "
-            "--out runs/selection runs/loso",
+            "--runs results/loso --out results/select/default",
             _select,
         ),
         Verb(

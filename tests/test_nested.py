@@ -4,6 +4,8 @@ synthetic cv directories: no training."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,7 @@ def test_nested_figure_is_the_hand_computation(tmp_path):
     the tie goes to one, the winner."""
     cands, runs = _setup(tmp_path)
     out = select(cands, runs, tmp_path / "out")
-    p = out["protocols"]["plain"]
+    p = out
     assert p["nested"]["uar"] == pytest.approx(1 / 3)
     assert p["nested"]["accuracy"] == pytest.approx(1 / 3)
     assert p["nested"]["confusion"] == [[1, 2], [2, 1]]
@@ -82,10 +84,10 @@ def test_nested_figure_is_the_hand_computation(tmp_path):
     assert p["choices"][0]["chosen_by"] == ["B", "C"]
     assert p["winner"]["candidate"] == "one" and p["winner"]["view"] == "plain"
     # speaker-adaptive predictions (here the same numbers): their own protocol, beside
-    assert out["protocols"]["adapted"]["nested"]["uar"] == pytest.approx(1 / 3)
+    assert out["adapted"]["nested"]["uar"] == pytest.approx(1 / 3)
     assert out["files"] == 6 and out["speakers"] == ["A", "B", "C"]
     folder = tmp_path / "out"
-    assert json.loads((folder / "nested_summary.json").read_text())["protocols"]["plain"]
+    assert json.loads((folder / "nested_summary.json").read_text())["nested"] == p["nested"]
     info = json.loads((folder / "run_info.json").read_text())
     assert {"command", "git_commit", "git_dirty", "processor"} <= set(info)
     md = (folder / "nested_summary.md").read_text()
@@ -96,11 +98,9 @@ def test_nested_figure_is_the_hand_computation(tmp_path):
 def test_adapted_protocol_only_where_every_member_has_it(tmp_path):
     cands, runs = _setup(tmp_path, m2={"kinds": ("test",)})
     out = select(cands, runs, tmp_path / "out")
-    assert out["protocols"]["adapted"] is None
-    assert (
-        "Not every member run has these predictions"
-        in (tmp_path / "out" / "nested_summary.md").read_text()
-    )
+    assert "adapted" not in out and "test_speaker_bn" in out["adapted_missing"]
+    md = (tmp_path / "out" / "nested_summary.md").read_text()
+    assert "No figures: not every member run has speaker-adaptive predictions" in md
 
 
 def test_a_speakers_own_predictions_never_change_its_choice(tmp_path):
@@ -109,10 +109,10 @@ def test_a_speakers_own_predictions_never_change_its_choice(tmp_path):
     (one and pair tie there, 0.5 each), stays the clean run's, one, and B is scored wrong
     with it."""
     cands, runs = _setup(tmp_path / "clean")
-    clean = select(cands, runs, tmp_path / "clean" / "out")["protocols"]["plain"]
+    clean = select(cands, runs, tmp_path / "clean" / "out")
     right = {"m1": {"A"}, "m2": {"B", "C"}}
     cands, runs = _setup(tmp_path / "poisoned", right=right)
-    p = select(cands, runs, tmp_path / "poisoned" / "out")["protocols"]["plain"]
+    p = select(cands, runs, tmp_path / "poisoned" / "out")
     assert p["winner"]["candidate"] == "pair"  # B's labels would choose pair
     b = next(s for s in p["per_speaker"] if s["speaker"] == "B")
     assert (b["candidate"], b["uar_on_others"], b["uar"]) == ("one", 0.5, 0.0)
@@ -147,3 +147,25 @@ def test_a_bad_candidates_file_is_one_line_naming_it(tmp_path, text, match):
         select(cands, runs, tmp_path / "out")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_select_verb_writes_the_summary_and_refuses_in_one_line(tmp_path):
+    cands, runs = _setup(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "ser_jax", "select", f"--candidates={cands}"]
+    ok = subprocess.run(
+        [*cmd, f"--runs={runs}", f"--out={tmp_path / 'out'}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "| pooled over all files | 0.3333 |" in ok.stdout
+    info = json.loads((tmp_path / "out" / "run_info.json").read_text())
+    assert info["command"].startswith("ser-jax select --candidates=")
+    bad = subprocess.run(
+        [*cmd, f"--out={tmp_path / 'bad'}"], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == "error: select needs --runs (the folder of the members' cv directories)\n"

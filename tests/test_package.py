@@ -361,9 +361,10 @@ def test_release_config_is_the_best_config_trained_on_every_file():
 
 
 def test_every_preset_resolves_and_committee_members_change_only_their_model(monkeypatch):
-    """Each experiment config under experiments/configs passes the checks a run applies before
-    it trains (known fields, valid choices); the committee's member presets train as their base
-    preset does and differ from it only in the fields their docstrings name."""
+    """Each experiment config under experiments/configs (and its archive/) passes the checks
+    a run applies before it trains (known fields, valid choices); the committee's member
+    presets train as their base preset does and differ from it only in the fields their
+    docstrings name."""
     import importlib.util
 
     from ser_jax.research.package import recipe_differences
@@ -371,13 +372,16 @@ def test_every_preset_resolves_and_committee_members_change_only_their_model(mon
 
     monkeypatch.setenv("SER_EMODB_DIR", "/nowhere")  # presets read it; resolve needs no data
 
+    folders = (REPO / "experiments/configs", REPO / "experiments/configs/archive")
+
     def load(name):
-        spec = importlib.util.spec_from_file_location(name, REPO / "experiments/configs" / name)
+        path = next(f / name for f in folders if (f / name).exists())
+        spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return mod.get_config()
 
-    presets = sorted(p.name for p in (REPO / "experiments/configs").glob("*.py"))
+    presets = sorted(p.name for f in folders for p in f.glob("*.py"))
     members = {
         "bilstm_attention.py",
         "functionals_pitch.py",

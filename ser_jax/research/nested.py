@@ -176,7 +176,9 @@ def decide(
 ) -> Scored:
     """Each (candidate, view)'s decisions: per file, every model of the candidate's members
     (each fold run that scored it) combined by the rule, a member's weight shared among its
-    models, from the view's predictions (``kinds``: view → predictions kind)."""
+    models, from the view's predictions (``kinds``: view → predictions kind; the views of
+    ``cands`` it has)."""
+    kinds = {v: kind for v, kind in kinds.items() if v in cands.views}
     per_kind = {}  # kind → member → (file → its models' probabilities), truth
     for kind in sorted(set(kinds.values())):
         per_kind[kind] = {
@@ -262,7 +264,10 @@ def nested_protocol(scored: Scored, labels: Sequence[str]) -> dict[str, Any]:
 def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[str, Any]:
     """``ser-jax select``: the nested choice of the candidates file over the member runs in
     ``runs`` (module docstring); writes ``nested_summary.json``/``.md`` and ``run_info.json``
-    to ``out`` and returns the summary."""
+    to ``out`` and returns the summary: the plain protocol's figures at the top level
+    (``nested``, ``per_speaker``, ``winner``, ``choices``, ``views``), the speaker-adaptive
+    ones under ``adapted`` (absent, with ``adapted_missing`` saying why, when not every member
+    run has them)."""
     cands = read_candidates(candidates)
     found = member_runs(cands, runs)
     labels = list(next(iter(found.values()))[0]["labels"])
@@ -275,12 +280,16 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
     ]
     if missing:
         raise ConfigError(f"{missing[0]}: missing, and {cands.path} lists its view")
+    plain = decide(cands, found, PROTOCOLS["plain"], labels)
     summary: dict[str, Any] = {
         "command": command_line(),
         "candidates_file": str(cands.path),
         "runs": str(runs),
         "rule": cands.rule,
         "labels": labels,
+        "files": len(plain.ids),
+        "speakers": sorted(set(plain.speakers.tolist())),
+        "seeds": sorted({int(r["seed"]) for s, _ in found.values() for r in s["per_fold"]}),
         "members": {
             m: {
                 "recipe": cands.members[m],
@@ -291,21 +300,20 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
             for m, (s, fold_runs) in found.items()
         },
         "candidates": cands.candidates,
-        "protocols": {},
+        **nested_protocol(plain, labels),
     }
-    for protocol, view_kinds in PROTOCOLS.items():
-        kinds = {
-            v: view_kinds[v]
-            for v in cands.views
-            if all(has_kind(run, view_kinds[v]) for run in every)
-        }
-        if not kinds:
-            summary["protocols"][protocol] = None  # not every member has these predictions
-            continue
-        scored = decide(cands, found, kinds, labels)
-        summary.setdefault("files", len(scored.ids))
-        summary.setdefault("speakers", sorted(set(scored.speakers.tolist())))
-        summary["protocols"][protocol] = nested_protocol(scored, labels)
+    adapted = {
+        v: kind
+        for v, kind in PROTOCOLS["adapted"].items()
+        if v in cands.views and all(has_kind(run, kind) for run in every)
+    }
+    if adapted:
+        summary["adapted"] = nested_protocol(decide(cands, found, adapted, labels), labels)
+    else:
+        summary["adapted_missing"] = (
+            "not every member run has speaker-adaptive predictions "
+            f"({', '.join(PROTOCOLS['adapted'][v] for v in cands.views)})"
+        )
     out = Path(out)
     write_summary(out, "nested_summary.json", summary)
     lines = nested_lines(summary)
@@ -319,20 +327,23 @@ def nested_lines(summary: dict[str, Any]) -> list[str]:
     choice's pooled figures, and the winner over all speakers."""
     lines = [
         f"# Nested choice by speaker: {len(summary['candidates'])} candidates from "
-        f"`{summary['candidates_file']}`, {summary.get('files', 0)} files of "
-        f"{len(summary.get('speakers', []))} speakers",
+        f"`{summary['candidates_file']}`, {summary['files']} files of "
+        f"{len(summary['speakers'])} speakers",
         "",
         "Each speaker's files are scored with the (candidate, view) that has the highest UAR "
         "on the other speakers' pooled out-of-fold predictions (the estimate); each choice's "
         "pooled figures on all files are beside (the best of them is optimistic).",
+        "",
+        f"## {PROTOCOL_NAMES['plain']}",
+        "",
+        *_protocol_lines(summary),
+        "",
+        f"## {PROTOCOL_NAMES['adapted']}",
+        "",
     ]
-    for protocol, p in summary["protocols"].items():
-        lines += ["", f"## {PROTOCOL_NAMES[protocol]}", ""]
-        if p is None:
-            lines.append("Not every member run has these predictions: no figures.")
-            continue
-        lines += _protocol_lines(p)
-    return lines
+    if "adapted" in summary:
+        return lines + _protocol_lines(summary["adapted"])
+    return lines + [f"No figures: {summary['adapted_missing']}."]
 
 
 def _protocol_lines(p: dict[str, Any]) -> list[str]:

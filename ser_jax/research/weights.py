@@ -1,7 +1,8 @@
 """Committee weights: a weight per run, given or chosen across speakers.
 
-A committee combines its runs' class probabilities (``ser_jax.evaluation.metrics.combine_probabilities``);
-with weights, run ``i`` counts ``w[i]`` times (a weight of 0 leaves it out of the decision).
+A committee combines its runs' class probabilities
+(``ser_jax.evaluation.metrics.combine_probabilities``, for every candidate here too); with
+weights, run ``i`` counts ``w[i]`` times (a weight of 0 leaves it out of the decision).
 
 Weights chosen by looking at the test files would be selection on test. ``ser-jax ensemble
 --weight_grid 0,1,2`` therefore reports two figures, never one for the other:
@@ -17,6 +18,11 @@ Weights chosen by looking at the test files would be selection on test. ``ser-ja
 
 Candidates are every vector of grid values, one a run, up to scale (``(2, 2)`` is ``(1, 1)``);
 a tie goes to the vector closest to equal weights, then to the first in grid order.
+
+``choose_by_speaker`` is the choice across speakers itself, over any candidates' decisions:
+the weight grid uses it, and so does ``ser-jax select`` (``ser_jax.research.nested``) over
+candidate models and test-time views. Weights as typed on the command line are parsed by
+``ser_jax.serving.shipped.parse_weights``.
 """
 
 from __future__ import annotations
