@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 
 from ser_jax.errors import ConfigError
-from ser_jax.experiment import run_seeds, with_overrides
+from ser_jax.protocols import run_seeds, with_overrides
 from ser_jax.training.train import build_trainer, train_and_evaluate, train_members
 
 TIMING = ("epoch_seconds", "samples_per_second")
