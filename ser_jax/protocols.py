@@ -27,7 +27,12 @@ import jax
 import numpy as np
 
 from ser_jax.data.prepare import PreparedData, load_all, prepare
-from ser_jax.evaluation.metrics import classification_metrics, format_table, read_predictions
+from ser_jax.evaluation.metrics import (
+    classification_metrics,
+    combine_probabilities,
+    format_table,
+    read_predictions,
+)
 from ser_jax.evaluation.predictions import BALANCED, file_probabilities, has_kind, score_mean
 from ser_jax.evaluation.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
 from ser_jax.reports.figures import plot_confusion
@@ -166,7 +171,7 @@ def seed_ensemble(run_dirs: Sequence[Path]) -> dict[str, Any] | None:
         return None
     ids = sorted(runs[0])
     names = list(runs[0][ids[0]]["probs"])
-    probs = np.mean([[[r[i]["probs"][n] for n in names] for i in ids] for r in runs], axis=0)
+    probs = combine_probabilities([[[r[i]["probs"][n] for n in names] for i in ids] for r in runs])
     truth = [names.index(runs[0][i]["label"]) for i in ids]
     m = classification_metrics(truth, probs.argmax(-1), names)
     return {k: m[k] for k in ("accuracy", "uar", "macro_f1", "count")} | {"runs": len(runs)}
