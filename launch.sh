@@ -10,7 +10,7 @@
 #   ./launch.sh sweep  SWEEP_FILE [--dry_run] [--emit_slurm]
 #   ./launch.sh explore --data DIR
 #   ./launch.sh test   [pytest args]    the test suite
-#   ./launch.sh bench                   benchmarks/*.py
+#   ./launch.sh bench  [--tiny]         benchmarks/*.py (--tiny: each at a smoke-run size)
 #
 # On a cluster:  sbatch --nodes=2 --gres=gpu:8 launch.sh train --config experiments/configs/best.py
 # Under sbatch the script re-launches itself with srun, one task per node; each task drives all

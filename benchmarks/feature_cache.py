@@ -3,9 +3,8 @@
     python benchmarks/feature_cache.py [--config experiments/configs/functionals_mfcc_shuffled.py]
         [--epochs 10] [--fold 0] [--rounds 1] [--demo] [--json PATH] [--config.X=Y ...]
 
-    tiny (a smoke run, seconds): --demo --epochs 1 --config.train.batch_size=8
-        --config.data.demo.speakers=2 --config.data.demo.utterances_per_class=2
-        --config.data.demo.seconds="(1.0, 1.2)" --config.data.max_seconds=1.2
+    python benchmarks/feature_cache.py --tiny   (a smoke run: --demo --epochs 1 on 2 speakers x
+        7 emotions x 2 clips of 1.2 s, batches of 8)
 
 Trains the same model twice on the same LOSO fold (``data.split=loso``, ``data.val_count=0``),
 once with the front-end in every train step (the default) and once from features computed
@@ -52,7 +51,20 @@ flags.DEFINE_integer("fold", 0, "the LOSO fold (sorted speakers)")
 flags.DEFINE_integer("rounds", 1, "runs of each row, alternated")
 flags.DEFINE_bool("demo", False, "the synthetic demo corpus instead of the config's")
 flags.DEFINE_string("json", "", "also write the figures here")
+flags.DEFINE_bool("tiny", False, "a smoke run: --demo, 1 epoch (unless given), a tiny corpus")
 FLAGS = flags.FLAGS
+
+
+def apply_tiny() -> None:
+    """``--tiny``: the demo corpus at 2 speakers x 7 emotions x 2 clips of 1.2 s, batches of
+    8, one epoch unless ``--epochs`` is given."""
+    FLAGS.demo = True
+    if not FLAGS["epochs"].present:
+        FLAGS.epochs = 1
+    c = FLAGS.config
+    c.train.batch_size = 8
+    c.data.demo.speakers, c.data.demo.utterances_per_class = 2, 2
+    c.data.max_seconds = 1.2
 
 
 def run_config(cache: bool) -> Any:
@@ -60,7 +72,7 @@ def run_config(cache: bool) -> Any:
     c = copy.deepcopy(FLAGS.config)
     if FLAGS.demo:
         c.data.corpus, c.data.root = "demo", ""
-        c.data.demo.seconds = (min(c.data.demo.seconds), c.data.max_seconds)
+        c.data.demo.seconds = (c.data.max_seconds, c.data.max_seconds)
     c.data.split, c.data.fold, c.data.val_count = "loso", FLAGS.fold, 0
     c.train.select, c.train.epochs = "last", FLAGS.epochs
     c.train.progress = False
@@ -125,6 +137,8 @@ def print_table(out: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     FLAGS(argv)
+    if FLAGS.tiny:
+        apply_tiny()
     data = prepare(run_config(False), progress=False)
     rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for _ in range(FLAGS.rounds):

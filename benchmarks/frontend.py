@@ -2,7 +2,8 @@
 
     python benchmarks/frontend.py [--batch 32] [--seconds 3] [--reps 15] [--json PATH]
 
-    tiny (a smoke run, seconds): --batch 2 --seconds 1 --reps 1
+    python benchmarks/frontend.py --tiny   (a smoke run: --batch 2 --seconds 1 --reps 1;
+        flags given as well win)
 
 Same batch for every row: ``--batch`` clips of ``--seconds`` s at 16 kHz (speech-like
 synthetic), and a real Emo-DB batch too when ``SER_EMODB_DIR`` is set. Rows:
@@ -149,7 +150,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
+    ap.add_argument("--tiny", action="store_true", help="a smoke run's sizes (seconds)")
     args = ap.parse_args()
+    if args.tiny:  # the smoke run's sizes; flags given as well still win
+        ap.set_defaults(batch=2, seconds=1.0, reps=1)
+        args = ap.parse_args()
 
     cfg = FrontendConfig()
     dev = jax.devices()[0]

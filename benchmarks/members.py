@@ -5,8 +5,8 @@ PyTorch eager), in one run.
         [--steps 6] [--warmup 2] [--filters 64,64,128,128] [--lstm 256] [--no-devices]
         [--no-torch] [--torch-threads N] [--loop auto|vmap|unroll] [--json PATH]
 
-    tiny (a smoke run, seconds): --members 2 --batch 2 --seconds 1 --steps 1 --warmup 0
-        --filters 4,4,8,8 --lstm 8
+    python benchmarks/members.py --tiny   (a smoke run: --members 2 --no-devices, and
+        train_step.py's tiny sizes; flags given as well win)
 
 Every row trains the same network on the same batch: the Zhao-style CNN-LSTM of
 ``benchmarks/train_step.py`` (4 x conv 3x3-BN-ELU-pool, 64-64-128-128 filters, pools
@@ -174,12 +174,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     p.add_argument("--torch-threads", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument(
         "--loop", default="auto", choices=("auto", "vmap", "unroll"), help="members loop"
     )
-    return p.parse_args(argv)
+    p.add_argument("--tiny", action="store_true", help="a smoke run's sizes (seconds)")
+    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    tiny = {k: v for k, v in base.TINY.items() if k != "devices"}
+    return base.parse_tiny(p, argv, {**tiny, "members": [2], "no_devices": True})
 
 
 def measure_group(

@@ -4,8 +4,8 @@
         [--devices 8] [--filters 64,64,128,128] [--lstm 256] [--no-torch]
         [--torch-threads N] [--json PATH]
 
-    tiny (a smoke run, seconds): --batch 2 --seconds 1 --steps 1 --warmup 0 --devices 1
-        --filters 4,4,8,8 --lstm 8
+    python benchmarks/train_step.py --tiny   (a smoke run: --batch 2 --seconds 1 --steps 1
+        --warmup 0 --devices 1 --filters 4,4,8,8 --lstm 8; flags given as well win)
 
 One network for every row, Zhao-style: 4 x (Conv 3x3 → BatchNorm → ELU → max-pool) with
 64-64-128-128 filters (``--filters``) and pools (2,2),(2,2),(4,4),(4,4) over (time, mel),
@@ -70,6 +70,7 @@ LSTM = 256
 CLASSES = 7
 SAMPLE_RATE = 16000
 N_MELS = 64
+TINY = dict(batch=2, seconds=1.0, steps=1, warmup=0, devices=1, filters=[4, 4, 8, 8], lstm=8)
 TORCH_MISSING = 'PyTorch reference skipped: torch is not installed (pip install -e ".[torch]")'
 
 
@@ -431,8 +432,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--torch-threads", type=int, default=0, help="torch.set_num_threads (0: usable CPUs)"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--tiny", action="store_true", help="a smoke run's sizes (seconds)")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return parse_tiny(p, argv, TINY)
+
+
+def parse_tiny(p: argparse.ArgumentParser, argv: list[str] | None, tiny: dict) -> Any:
+    """``p``'s arguments; with ``--tiny`` the defaults are ``tiny``'s (flags given still win)."""
+    args = p.parse_args(argv)
+    if args.tiny:
+        p.set_defaults(**tiny)
+        args = p.parse_args(argv)
+    return args
 
 
 def measure(args: argparse.Namespace, with_torch: bool) -> tuple[list[Worker], dict]:

@@ -38,7 +38,7 @@ def rows_with_ratio(out: str, *labels: str) -> None:
 
 
 def test_frontend_benchmark():
-    out = run_benchmark("frontend.py", "--batch", "2", "--seconds", "1", "--reps", "1")
+    out = run_benchmark("frontend.py", "--tiny")
     assert out.startswith("device: ")
     assert "vs librosa" in out
     rows_with_ratio(
@@ -50,20 +50,16 @@ def test_frontend_benchmark():
 
 
 def test_export_benchmark():
-    out = run_benchmark("export.py", "--files", "4", "--rounds", "1", "--batch", "4", "--synthetic")
+    out = run_benchmark("export.py", "--tiny")
     assert "4 synthetic clips of 2 s; device: " in out
     assert "largest probability difference" in out
     assert "| row | first call s | median s | clips/s | vs predict |" in out
     rows_with_ratio(out, "predict (in package, jit)", "exported (jax.export, deserialised)")
 
 
-TINY_NET = ("--batch", "2", "--seconds", "1", "--steps", "1", "--warmup", "0")
-TINY_NET += ("--filters", "4,4,8,8", "--lstm", "8")
-
-
 @pytest.mark.slow
 def test_train_step_benchmark():
-    out = run_benchmark("train_step.py", *TINY_NET, "--devices", "1")
+    out = run_benchmark("train_step.py", "--tiny")
     assert out.startswith("device: ")
     header = next(line for line in out.splitlines() if line.startswith("row "))
     assert "vs 1 dev" in header and "vs torch" in header
@@ -78,7 +74,7 @@ def test_train_step_benchmark():
 def test_members_benchmark():
     """Two members in one step against one model (the members' step once crashed on the
     train step's old per-class argument)."""
-    out = run_benchmark("members.py", *TINY_NET, "--members", "2", "--no-devices", "--no-torch")
+    out = run_benchmark("members.py", "--tiny", "--no-torch")
     assert out.startswith("device: ")
     assert "PyTorch reference skipped: --no-torch" in out
     rows_with_ratio(out, "JAX, one model", "JAX, 2 members, 1 device")
@@ -86,17 +82,7 @@ def test_members_benchmark():
 
 @pytest.mark.slow
 def test_feature_cache_benchmark():
-    out = run_benchmark(
-        "feature_cache.py",
-        "--demo",
-        "--epochs",
-        "1",
-        "--config.train.batch_size=8",
-        "--config.data.demo.speakers=2",
-        "--config.data.demo.utterances_per_class=2",
-        "--config.data.demo.seconds=(1.0, 1.2)",
-        "--config.data.max_seconds=1.2",
-    )
+    out = run_benchmark("feature_cache.py", "--tiny")
     assert "device: " in out
     assert "| row | epoch s (median) |" in out
     rows_with_ratio(out, "front-end in every step", "feature cache")
