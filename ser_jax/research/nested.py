@@ -125,7 +125,10 @@ def _member_weights(path: Path, name: str, given: Any, members: dict[str, Any]) 
                 f"({', '.join(members)})"
             )
         if not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ConfigError(f"{path}: candidate {name!r}: weight {w!r} of {member!r}")
+            raise ConfigError(
+                f"{path}: candidate {name!r}: the weight {w!r} of {member!r} is not a finite "
+                "number >= 0"
+            )
     if not any(given.values()):
         raise ConfigError(f"{path}: candidate {name!r}: its weights are all 0")
     return {str(m): float(w) for m, w in given.items()}
