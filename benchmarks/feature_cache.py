@@ -124,7 +124,7 @@ def print_table(out: dict[str, Any]) -> None:
         f"{out['epochs']} epochs, {out['rounds']} round(s)"
     )
     print(
-        "| row | epoch s (median) | run s (all in) | test acc | test UAR | max |Δ prob| "
+        "| row | epoch s (median) | run s (all in) | test acc | test UAR | max abs Δ prob "
         "| epoch vs step |"
     )
     print("|---|---|---|---|---|---|---|")

@@ -31,7 +31,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
 from ser_jax.frontend.features import make_features  # noqa: E402
 from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
+from ser_jax.rundir import processor_name  # noqa: E402
 
 ALL_ON = AugmentConfig(
     time_shift_prob=1.0,
@@ -158,7 +158,7 @@ def main() -> None:
 
     cfg = FrontendConfig()
     dev = jax.devices()[0]
-    device = f"{dev.platform} / {dev.device_kind} / {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
+    device = f"{dev.platform} / {dev.device_kind} / {os.cpu_count()} CPUs ({processor_name()})"
     batches = {
         f"synthetic {args.batch} x {args.seconds:g} s": synthetic_batch(
             args.batch, args.seconds, cfg.sample_rate
