@@ -532,15 +532,25 @@ def cpu_devices(cores: int, batch_size: int, members: int) -> int:
     return max(d for d in range(1, cores + 1) if batch_size % d == 0)
 
 
+def backends_started() -> bool:
+    """Whether jax has created its devices (after which ``XLA_FLAGS`` no longer applies)."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge  # no public API says whether the backends are up
+
+    return bool(getattr(xla_bridge, "backends_are_initialized", lambda: True)())
+
+
 def cpu_layout(config: Any) -> int | None:
     """On a machine with no accelerator, split the CPU into virtual devices (``cpu_devices``):
     XLA keeps one device's work on about one core here, and a device per core trains one
     model about 1.7x faster (``benchmarks/train_step.py --devices 2``; ``benchmarks/members.py``
     for several models). Returns the device count set, or None when left alone: an
-    accelerator is installed, or ``XLA_FLAGS`` already chose. Must run before jax is imported.
+    accelerator is installed, or ``XLA_FLAGS`` already chose. Must run before jax starts its
+    backends (XLA reads the flags then; importing jax, as the config's model fields do, is fine).
     """
     flags_now = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags_now or "jax" in sys.modules:
+    if "xla_force_host_platform_device_count" in flags_now or backends_started():
         return None
     platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
     if platforms not in ("", "cpu"):
