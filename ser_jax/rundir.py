@@ -20,6 +20,8 @@ import contextlib
 import fcntl
 import json
 import os
+import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -33,6 +35,7 @@ import jax
 import ml_collections
 
 from ser_jax import parallel
+from ser_jax.config import get_config
 from ser_jax.errors import ConfigError, SerJaxError
 
 PACKAGES = (
@@ -68,8 +71,6 @@ class RunDir:
 
     def config(self) -> ml_collections.ConfigDict:
         """The run's resolved config; fields added to the package since then get defaults."""
-        from ser_jax.config import get_config
-
         config = ml_collections.ConfigDict(_read_json(self.path / "config.json"))
         fill_missing(config, get_config())
         return config
@@ -174,8 +175,6 @@ def run_info(config: Any, data: Any) -> dict[str, Any]:
 
 def command_line() -> str:
     """The command that runs this process, as a user would type it (``ser-jax VERB ...``)."""
-    import shlex
-
     argv = list(sys.argv)
     if argv and (argv[0].endswith("ser-jax") or argv[0].endswith("__main__.py")):
         argv[0] = "ser-jax"
@@ -207,8 +206,6 @@ def processor_name() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
-
     return platform.processor() or platform.machine()
 
 

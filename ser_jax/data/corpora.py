@@ -44,6 +44,9 @@ AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg")
 """File suffixes the folder and Emo-DB readers list (case-insensitive)."""
 
 _READERS: dict[str, CorpusReader] = {}
+# Families of corpora named ``<prefix>:<dataset>`` (``tfds:emodb``): ``fn(dataset, root, *,
+# strict)``. ``ser_jax.data.tfds_emodb`` registers ``tfds`` (``ser_jax.data`` imports it).
+_PREFIX_READERS: dict[str, Callable[..., tuple[list[Utterance], list[Skipped]]]] = {}
 
 
 def register_corpus(name: str) -> Callable[[CorpusReader], CorpusReader]:
@@ -58,9 +61,19 @@ def register_corpus(name: str) -> Callable[[CorpusReader], CorpusReader]:
     return decorate
 
 
+def register_corpus_prefix(prefix: str) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn(dataset, root, *, strict)`` for the names ``<prefix>:<dataset>``."""
+
+    def decorate(fn: Callable) -> Callable:
+        _PREFIX_READERS[prefix] = fn
+        return fn
+
+    return decorate
+
+
 def available_corpora() -> tuple[str, ...]:
-    """Names accepted by :func:`load_manifest`, sorted (``tfds:<dataset>`` besides)."""
-    return (*sorted(_READERS), "tfds:<dataset>")
+    """Names accepted by :func:`load_manifest`, sorted (``<prefix>:<dataset>`` besides)."""
+    return (*sorted(_READERS), *(f"{p}:<dataset>" for p in sorted(_PREFIX_READERS)))
 
 
 def load_manifest(
@@ -74,10 +87,9 @@ def load_manifest(
     :class:`ManifestError` when no usable file is found (or, with ``strict``, on the first
     unusable one).
     """
-    if name.startswith("tfds:"):
-        from ser_jax.data.tfds_emodb import read_tfds
-
-        reader = functools.partial(read_tfds, name.split(":", 1)[1])
+    prefix, _, dataset = name.partition(":")
+    if dataset and prefix in _PREFIX_READERS:
+        reader = functools.partial(_PREFIX_READERS[prefix], dataset)
     elif name in _READERS:
         reader = _READERS[name]
     else:

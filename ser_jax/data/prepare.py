@@ -32,6 +32,7 @@ from ser_jax.data.splits import (
     stratified_split,
     validation_trains,
 )
+from ser_jax.data.synthetic import make_demo_corpus
 from ser_jax.errors import ConfigError, ManifestError
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,6 @@ def cache_dir() -> Path:
 
 def demo_corpus_root(data_cfg: Any) -> Path:
     """Where the demo corpus for these generator settings lives; generated on first use."""
-    from ser_jax.data.synthetic import make_demo_corpus
-
     demo = data_cfg.demo
     lo, hi = (float(s) for s in demo.seconds)
     key = (

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ser_jax.data.audio import load_audio, load_corpus, register_decoder
-from ser_jax.data.corpora import load_manifest
+from ser_jax.data.corpora import load_manifest, register_corpus_prefix
 from ser_jax.data.manifest import EMOTIONS, Skipped, Utterance
 from ser_jax.errors import AudioContentError, AudioDecodeError, ConfigError, MissingExtraError
 
@@ -141,6 +141,7 @@ _SOURCES: dict[str, tuple[Any, int | None]] = {}
 _PENDING: dict[str, tuple[np.ndarray, int]] = {}
 
 
+@register_corpus_prefix("tfds")
 def read_tfds(
     name: str, root: Path, *, strict: bool = False, split: str = "train"
 ) -> tuple[list[Utterance], list[Skipped]]:
