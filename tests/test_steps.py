@@ -4,16 +4,25 @@ logit-adjusted loss), the per-class terms from the training labels, and the EMA 
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import tiny_config
 
+from ser_jax.config import get_config
+from ser_jax.data.pipeline import ClipSet
+from ser_jax.errors import ConfigError
 from ser_jax.frontend.augment import AugmentConfig
+from ser_jax.frontend.features import make_features
 from ser_jax.frontend.logmel import FrontendConfig
-from ser_jax.models import CNNLSTM
+from ser_jax.models import CNNLSTM, reverse_gradient
+from ser_jax.serving.restore import load_model
+from ser_jax.spec import resolve
 from ser_jax.training.steps import (
     class_terms,
     classification_loss,
@@ -22,6 +31,8 @@ from ser_jax.training.steps import (
     mix,
     train_step,
 )
+from ser_jax.training.train import train_and_evaluate
+from ser_jax.training.trainer import _class_terms, _speaker_ids
 
 
 def test_mixup_mixes_features_and_frames_with_the_drawn_partner():
@@ -101,10 +112,6 @@ def test_logit_adjusted_loss_shifts_logits_by_tau_log_prior():
 
 
 def test_class_terms_from_training_labels():
-    from types import SimpleNamespace
-
-    from ser_jax.training.trainer import _class_terms
-
     labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
     data = SimpleNamespace(label_names=["a", "b", "c", "d"], train=SimpleNamespace(labels=labels))
     off = _class_terms(SimpleNamespace(class_weighting=False, logit_adjustment=0.0), data)
@@ -196,10 +203,6 @@ def test_train_step_loss_uses_the_logit_shift(tiny_step):
 
 
 def test_negative_logit_adjustment_is_refused():
-    from ser_jax.config import get_config
-    from ser_jax.errors import ConfigError
-    from ser_jax.spec import resolve
-
     c = get_config()
     assert resolve(c).logit_adjustment == 0.0
     c.train.logit_adjustment = 1.0
@@ -210,8 +213,6 @@ def test_negative_logit_adjustment_is_refused():
 
 
 def test_gradient_reversal_is_identity_forward_and_minus_scale_backward():
-    from ser_jax.models import reverse_gradient
-
     x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5)), jnp.float32)
     c = jnp.arange(15.0).reshape(3, 5)
     np.testing.assert_array_equal(reverse_gradient(x, 0.3), x)
@@ -234,7 +235,6 @@ def test_speaker_head_leaves_prediction_alone_and_reverses_its_gradient():
     """The emotion logits are those of the same model without the head; the speaker loss
     reaches the encoder reversed and scaled (g(lam) = g(0) - lam (g(-1) - g(0))) and the
     head itself unreversed."""
-    import flax
 
     rng = np.random.default_rng(3)
     feats = jnp.asarray(rng.normal(size=(4, 24, 16)), jnp.float32)
@@ -295,12 +295,6 @@ def test_train_step_adds_the_speaker_loss_and_reports_the_emotion_loss():
 
 
 def test_speaker_ids_index_the_corpus_speakers():
-    from types import SimpleNamespace
-
-    from ser_jax.data.pipeline import ClipSet
-    from ser_jax.errors import ConfigError
-    from ser_jax.training.trainer import _speaker_ids
-
     def clips(*speakers):
         return ClipSet(
             [np.zeros(10, np.float32)] * len(speakers),
@@ -315,12 +309,6 @@ def test_speaker_ids_index_the_corpus_speakers():
 
 
 def test_a_run_with_a_speaker_head_trains_restores_and_predicts(tmp_path):
-    from conftest import tiny_config
-
-    from ser_jax.errors import ConfigError
-    from ser_jax.serving.restore import load_model
-    from ser_jax.training.train import train_and_evaluate
-
     c = tiny_config(epochs=2)
     c.model.speaker_classes = 3  # the demo corpus has 4 speakers
     with pytest.raises(ConfigError, match="model.speaker_classes=3 is fewer"):
@@ -340,8 +328,6 @@ def test_a_run_with_a_speaker_head_trains_restores_and_predicts(tmp_path):
 def test_clip_channel_sits_beside_the_dataset_normalised_log_mel():
     """frontend.clip_channel: channel 0 is the log-mel by the given statistics, channel 1 the
     same clip normalised by its own (what normalize="utterance" gives); padding stays 0."""
-    from ser_jax.errors import ConfigError
-    from ser_jax.frontend.features import make_features
 
     base = dict(sample_rate=8000, n_fft=128, win_length=128, hop_length=64, n_mels=16)
     both = FrontendConfig(**base, normalize="dataset", clip_channel=True)
@@ -370,11 +356,6 @@ def test_clip_channel_sits_beside_the_dataset_normalised_log_mel():
 
 
 def test_a_run_with_the_clip_channel_trains_restores_and_predicts(tmp_path):
-    from conftest import tiny_config
-
-    from ser_jax.serving.restore import load_model
-    from ser_jax.training.train import train_and_evaluate
-
     c = tiny_config(epochs=1)
     c.frontend.normalize = "dataset"
     c.frontend.clip_channel = True

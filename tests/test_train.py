@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tiny_config
 
+from ser_jax.data.pipeline import ClipSet
+from ser_jax.data.prepare import prepare
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.scoring import clip_speakers, speaker_bn_clips
+from ser_jax.frontend.augment import AugmentConfig
+from ser_jax.frontend.logmel import FrontendConfig, log_mel
+from ser_jax.models import create_model, frame_vectors, masked_functionals
+from ser_jax.serving.export import export_model
+from ser_jax.serving.predict import committee_files, evaluate_run, predict_command, predict_files
+from ser_jax.serving.restore import load_model
+from ser_jax.spec import resolve
+from ser_jax.training.checkpoint import Checkpointer
 from ser_jax.training.optim import make_schedule
+from ser_jax.training.steps import batchnorm_stats_step, cached_training_features, training_features
 from ser_jax.training.train import (
     NonFiniteLossError,
     build_trainer,
@@ -108,7 +122,6 @@ def test_divergence_stops_with_the_step_named_and_no_later_checkpoint(tmp_path):
     # a checkpoint after every step before the bad one, and none from it on (unguarded, the
     # run would go on writing checkpoints of NaN states to the end)
     assert saved == list(range(1, step + 1))
-    from ser_jax.training.checkpoint import Checkpointer
 
     ck = Checkpointer(ckpts, asynchronous=False)
     params = ck.restore_variables(step, ("params",))["params"]
@@ -134,14 +147,6 @@ def test_pooling_away_the_shortest_clip_is_refused():
 
 
 def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
-    import dataclasses
-
-    import jax.numpy as jnp
-    import numpy as np
-
-    from ser_jax.frontend.logmel import log_mel
-    from ser_jax.serving.restore import load_model
-
     cfg = tiny_config(epochs=1)
     cfg.frontend.normalize = "dataset"
     trainer = build_trainer(cfg)
@@ -162,8 +167,6 @@ def test_dataset_normalisation_uses_training_stats_and_saves_them(tmp_path):
 
 
 def test_release_split_trains_on_every_file_and_tests_nothing(tmp_path):
-    from ser_jax.serving.restore import load_model
-
     cfg = tiny_config(epochs=2, select="last")
     cfg.data.split = "all"
     results = train_and_evaluate(cfg, tmp_path / "rel")
@@ -181,12 +184,6 @@ def test_speaker_batchnorm_is_each_speakers_own_statistics():
     """eval.speaker_bn: a speaker's BatchNorm statistics pooled over batches are those of all
     the speaker's clips in one batch (padding and empty rows left out), and each speaker's
     clips are scored with their own, whoever else is scored in the same call."""
-    import functools
-
-    import jax.numpy as jnp
-
-    from ser_jax.data.pipeline import ClipSet
-    from ser_jax.training.steps import batchnorm_stats_step
 
     cfg = tiny_config(epochs=1)
     cfg.data.split = "speakers"
@@ -267,14 +264,6 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     """normalize="speaker": training rows carry their speaker's log-mel mean/std (computed
     from all of that speaker's clips, unlabelled), evaluation scores each speaker's clips with
     that speaker's statistics, and the restored model reproduces the run's test numbers."""
-    import dataclasses
-
-    import jax.numpy as jnp
-
-    from ser_jax.frontend.logmel import log_mel
-    from ser_jax.serving.export import export_model
-    from ser_jax.serving.predict import evaluate_run, predict_files
-    from ser_jax.serving.restore import load_model
 
     cfg = tiny_config(epochs=2)
     cfg.frontend.normalize = "speaker"
@@ -314,8 +303,6 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
         want = trainer.speaker_stats[train_speakers[i]]
         np.testing.assert_array_equal(batch["norm_mean"][r], want["mean"])
         np.testing.assert_array_equal(batch["norm_std"][r], want["std"])
-    from ser_jax.frontend.augment import AugmentConfig
-    from ser_jax.training.steps import training_features
 
     feats, flen = training_features(  # the train step's features, augmentation off
         {k: jnp.asarray(v) for k, v in batch.items()},
@@ -343,6 +330,12 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
     np.testing.assert_array_equal(after[~is03], before[~is03])
     assert np.abs(after[is03] - before[is03]).max() > 1e-4
 
+    _check_the_restored_speaker_normalised_run(cfg, data, tmp_path, capsys)
+
+
+def _check_the_restored_speaker_normalised_run(cfg, data, tmp_path, capsys):
+    """The run of ``cfg`` (normalize="speaker"), restored: its test numbers, its predictions
+    of files, a long recording's windows, and no export."""
     results = train_and_evaluate(cfg, tmp_path / "run")
     metrics = evaluate_run(str(tmp_path / "run"), data=None, corpus="", out=str(tmp_path / "ev"))
     assert metrics["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-9)
@@ -365,7 +358,6 @@ def test_speaker_normalisation_uses_each_speakers_own_stats(tmp_path, capsys):
 def test_speaker_batches_train_a_run_with_one_step_per_part_of_each_speaker(tmp_path):
     """data.speaker_batches: an epoch is ceil(n / batch) steps per training speaker, and the
     training accuracy of the epoch counts every training clip once (the filling rows none)."""
-    from ser_jax.data.prepare import prepare
 
     c = tiny_config(epochs=1)
     c.data.speaker_batches = True
@@ -388,8 +380,6 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     spectral descriptors with deltas, dataset statistics of 19 bands, speaker batches and
     speaker-adaptive BatchNorm; the restored model reproduces the run's speaker-BN
     probabilities and they differ from the plain ones."""
-    from ser_jax.data.prepare import prepare
-    from ser_jax.serving.restore import load_model
 
     c = tiny_config(epochs=2)
     c.frontend.normalize = "dataset"
@@ -419,7 +409,6 @@ def test_cepstral_functionals_train_and_restore_with_speaker_batchnorm(tmp_path,
     assert np.abs(plain - adapted).max() > 1e-2
     # a committee with the CNN-LSTM of the session's run: each file's probabilities are the
     # two models' own (speaker-adaptive) probabilities averaged
-    from ser_jax.serving.predict import committee_files, predict_command, predict_files
 
     paths = [r["path"] for r in rows[:4]]
     cnn = load_model(trained[0])
@@ -466,8 +455,6 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
     statistics) computed once: the same losses, test metrics and probabilities as with the
     front-end in every step; a cached batch holds exactly its own rows (under offline
     augmentation: each clip's clean original and its fixed augmented copy)."""
-    from ser_jax.data.prepare import prepare
-    from ser_jax.models import create_model, frame_vectors, masked_functionals
 
     def cfg(cache):
         if model == "cnn_lstm":
@@ -507,7 +494,6 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
     batch = trainer.batch(1, [True])
     assert "audio" not in batch
     plain = trainer.batches[1]  # the same step's clips as audio
-    from ser_jax.training.steps import training_features
 
     feats, frames = training_features(
         {k: jax.numpy.asarray(v) for k, v in plain.items()},
@@ -530,10 +516,6 @@ def test_feature_cache_trains_the_model_the_step_front_end_trains(tmp_path, mode
 def test_feature_cache_refuses_what_it_cannot_hold():
     """Augmentation on, a clip longer than data.max_seconds (random crops), and clips in
     different buckets are refused with the setting and the cause."""
-    from ser_jax.frontend.augment import AugmentConfig
-    from ser_jax.frontend.logmel import FrontendConfig
-    from ser_jax.spec import resolve
-    from ser_jax.training.steps import cached_training_features
 
     c = tiny_config(cache_features=True)
     c.augment.noise_prob = 0.5
