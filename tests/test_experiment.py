@@ -13,7 +13,6 @@ from conftest import tiny_config
 from ser_jax import sweep as sweep_mod
 from ser_jax.data.manifest import EMOTIONS
 from ser_jax.errors import ConfigError
-from ser_jax.evaluation.tables import HEADLINE
 from ser_jax.protocols import cross_validate, run_seeds
 
 
@@ -506,16 +505,6 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     c2 = ensemble_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")["committees"]
     assert c2["pooled"]["uar"]["each"] == [1.0, 0.5]
     assert c2["pooled"]["uar"]["std"] == pytest.approx(0.5**0.5 / 2)  # ddof=1
-    # the README's results table: one row, the committees' mean ± std over the seeds
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    rows = rt.main_rows(tmp_path, (("ens2", "committee", "cmd"),), recorded=False)
-    assert (
-        "| committee | 2 runs, a committee a seed (10, 11), each its own split (runs' mean UAR "
-        "0.500) | 0.750 ± 0.354 | 0.750 ± 0.354 |" in rows
-    )
-    assert "↳" not in rows  # no second row repeating the committees
     # fixed weights (chosen elsewhere, e.g. on LOSO): b counts twice. Seed 10: x (0.9 + 2 x
     # 0.2) / 3 = 0.43 -> boredom (wrong), y 0.33 -> boredom: UAR 0.5; seed 11: u 0.63 ->
     # anger, v 0.47 -> boredom: UAR 1
@@ -525,8 +514,6 @@ def test_seed_protocol_committees_score_each_seeds_split(tmp_path):
     # weight 0 leaves a run out: run a alone (x right, y wrong; u wrong, v right)
     a_only = ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ens_a", weights=[1, 0])
     assert a_only["committees"]["pooled"]["uar"]["each"] == [0.5, 0.5]
-    wrow = rt.main_rows(tmp_path, (("ens_w", "weighted", "cmd"),), recorded=False)
-    assert "each its own split (runs' mean UAR 0.500), run weights 1, 2 | 0.750 ± 0.354 |" in wrow
     assert "| weight |" in (tmp_path / "ens_w" / "ensemble_summary.md").read_text()
     with pytest.raises(ConfigError, match="1 weights for 2 run directories"):
         ensemble_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "bad_w", weights=[1])
@@ -559,16 +546,6 @@ def test_seed_protocol_committees_are_scored_on_validation_files_too(tmp_path):
     assert c["val"]["confusion"] == [[1, 1], [0, 0]]
     md = (tmp_path / "ens" / "ensemble_summary.md").read_text()
     assert "| each seed's validation split | 0.5000 ± 0.0000 |" in md
-    # the README's table shows it beside the test figure, as the one to choose a make-up by
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    rows = rt.main_rows(tmp_path, (("ens", "committee", "cmd"),), recorded=False).splitlines()
-    assert rows[2].startswith("| committee | 2 runs, a committee a seed (10), each its own split")
-    assert rows[3].startswith(
-        "| ↳ the same committees on each seed's validation split (to choose by) | 1 committees, "
-        "each its own split | 0.500 | 0.500 |"
-    )
     _fake_seed_runs(tmp_path / "k", test)
     mixed = ensemble_runs([tmp_path / "g", tmp_path / "k"], tmp_path / "ens2")["committees"]
     assert "val" not in mixed and "pooled" in mixed
@@ -605,12 +582,6 @@ def test_ensemble_of_cv_runs_averages_every_models_probabilities_per_file(tmp_pa
     assert (tmp_path / "ens_levers" / "ensemble_confusion.png").stat().st_size > 0
     info = json.loads((tmp_path / "ens_levers" / "run_info.json").read_text())
     assert {"git_commit", "processor", "command"} <= set(info)
-    # the README's results table reads it as its own row, beside the single models
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    row = next(x for x in rt.main_rows(tmp_path).splitlines() if x.startswith("| ensemble"))
-    assert "2 runs, 3 models a file (runs' mean UAR 0.500), pooled | 1.000 | 1.000 |" in row
     # run a alone: its speaker-BN probabilities (flipped) are scored too
     alone = ensemble_runs([tmp_path / "a"], tmp_path / "out_a")
     assert alone["pooled"]["confusion"] == [[1, 0], [1, 0]]
@@ -764,158 +735,6 @@ def test_cv_ensemble_averages_each_files_probabilities_over_seeds(tmp_path):
     m = ensemble_over_seeds(keys, dirs, ("anger", "boredom"))
     assert m["count"] == 3
     assert m["confusion"] == [[1, 0], [1, 1]]
-
-
-def test_readme_results_table_reads_runs_and_says_what_is_missing(tmp_path):
-    """experiments/results_table.py: a row from a run's summary.json (its recorded command and
-    the commit/processor of its run_info.json), and "not run" for a missing directory."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    run = tmp_path / "best"
-    (run / "seed10").mkdir(parents=True)
-    ms = {"mean": 0.7, "std": 0.05, "n": 3}
-    summary = {"seeds": [10, 11, 12], "command": "ser-jax train --seeds 3 --workdir runs/best"}
-    summary |= {m: ms for m in ("test_accuracy", "test_uar", "test_macro_f1")}
-    summary |= {"val_accuracy": {"mean": 0.8, "std": 0.01, "n": 3}}
-    summary |= {"val_uar": {"mean": 0.75, "std": 0.02, "n": 3}}
-    (run / "summary.json").write_text(json.dumps(summary))
-    info = {"git_commit": "abcdef1234567", "git_dirty": False, "processor": "Test CPU"}
-    (run / "seed10" / "run_info.json").write_text(json.dumps(info))
-    text = rt.main_rows(tmp_path)
-    lines = text.splitlines()
-    i = next(i for i, x in enumerate(lines) if "seed protocol" in x)
-    best_row = lines[i]
-    assert "3 seeds (10, 11, 12)" in best_row and "0.700 ± 0.050" in best_row
-    # the validation figures to choose by, on the row under it (no macro-F1 there)
-    val = [c.strip() for c in lines[i + 1].split("|")[1:-1]]
-    assert val[:5] == [
-        "↳ the same models on each seed's validation split (to choose by)",
-        "3 seeds",
-        "0.800 ± 0.010",
-        "0.750 ± 0.020",
-        "",
-    ]
-    assert "`ser-jax train --seeds 3 --workdir runs/best`" in best_row
-    assert "abcdef1234 on Test CPU" in best_row
-    loso_row = next(x for x in text.splitlines() if "leave-one-speaker-out" in x)
-    assert "not run at this commit" in loso_row
-
-
-def test_readme_lever_table_states_each_levers_uar_change_against_the_base(tmp_path):
-    """experiments/results_table.py lever rows: pooled LOSO figures of each run directory and
-    its UAR change against the first (base) row; a missing lever says so."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    def cv_run(name, uar, seeds):
-        run = tmp_path / name
-        (run / "fold0-03" / "seed0").mkdir(parents=True)
-        pooled = {m: {"mean": 0.5, "std": 0.0, "n": len(seeds)} for m in rt_metrics}
-        pooled["test_uar"] = {"mean": uar, "std": 0.01, "n": len(seeds)}
-        summary = {"seeds": seeds, "per_fold": [{}] * (8 * len(seeds)), "pooled": pooled}
-        if name == "lever":  # scored with speaker-adaptive BatchNorm too
-            summary["pooled_speaker_bn"] = {"test_uar": {"mean": 0.777, "std": 0.0, "n": 1}}
-        summary["command"] = f"ser-jax cv --workdir runs/{name}"
-        (run / "cv_summary.json").write_text(json.dumps(summary))
-        info = {"git_commit": "0123456789ab", "git_dirty": False, "processor": "Test CPU"}
-        (run / "fold0-03" / "seed0" / "run_info.json").write_text(json.dumps(info))
-
-    rt_metrics = ("test_accuracy", "test_uar", "test_macro_f1")
-    cv_run("base", 0.70, [0, 1])
-    cv_run("lever", 0.735, [0])
-    # the base's fold runs, and a lever stopped after two folds (no cv_summary.json)
-    for name, uars in (
-        ("base", {"fold0-03": (0.8, 0.7), "fold1-08": (0.6, 0.5)}),
-        ("stopped", {"fold0-03": (0.55,), "fold1-08": (0.45,)}),
-    ):
-        for fold, values in uars.items():
-            for seed, uar in enumerate(values):
-                run = tmp_path / name / fold / f"seed{seed}"
-                run.mkdir(parents=True, exist_ok=True)
-                (run / "results.json").write_text(json.dumps({"test_uar": uar}))
-                info = {
-                    "git_commit": "0123456789ab",
-                    "command": f"ser-jax cv --workdir runs/{name}",
-                }
-                (run / "run_info.json").write_text(json.dumps(info))
-    levers = (("base", "the base"), ("lever", "a lever"), ("gone", "x"), ("stopped", "y"))
-    lines = rt.lever_rows(tmp_path, levers).splitlines()
-    base, lever, gone, stopped = lines[2], lines[3], lines[4], lines[5]
-    assert "only 2 of the folds finished" in stopped and "| 0.500 |" in stopped
-    assert "-0.150 (same folds)" in stopped and "`ser-jax cv --workdir runs/stopped`" in stopped
-    assert "LOSO 8 folds x 2 seeds" in base and "0.700 ± 0.010" in base
-    assert "+0.035" in lever and "`ser-jax cv --workdir runs/lever`" in lever
-    assert "| 0.777 |" in lever and "0.777" not in base
-    assert "0123456789 on Test CPU" in lever
-    assert "not run at this commit" in gone
-
-
-def test_results_table_rewrites_the_readme_blocks_and_nothing_else(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    blocks = "".join(
-        f"<!-- results:{name} (python experiments/results_table.py runs) -->\nold {name}\n"
-        "<!-- results:end -->\n\nprose\n"
-        for name in (*rt.BLOCKS, "screen")
-    )
-    text = rt.update_readme("# title\n" + blocks, tmp_path)
-    assert text.startswith("# title\n<!-- results:repro (python")
-    for name in rt.BLOCKS:
-        assert f"old {name}" not in text
-    assert "old screen" in text and text.count("prose") == len(rt.BLOCKS) + 1
-    # the Xeon round's lever table has the balanced decision's columns
-    assert "| Δ UAR | UAR, speaker-adaptive BN | UAR, balanced decision |" in text
-    assert "| Zhao et al. 2019, 2-D CNN LSTM |" in text and "not run at this commit" in text
-    with pytest.raises(SystemExit, match="results:levers"):
-        rt.update_readme(blocks.replace("results:levers", "results:other"), tmp_path)
-
-
-def test_results_table_keeps_the_rows_whose_runs_are_not_here(tmp_path):
-    """A row whose run directory is missing (made on another machine) or unfinished (a rerun
-    going on) keeps its README text and the ↳ rows under it; a row whose run is here is
-    rewritten from it; a row neither in the README nor here says "not run"."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
-    import results_table as rt
-
-    seed_row = next(what for d, what, _ in rt.MAIN if d == "best")
-    loso_row = next(what for d, what, _ in rt.MAIN if d == "abl_v0_last")
-    old = (
-        "<!-- results:main (x) -->\n| experiment | runs |\n|---|---|\n"
-        f"| {seed_row} | 3 seeds | 0.111 ± 0.010 | `old command` | deadbeef on Old CPU |\n"
-        f"| {loso_row} | LOSO | 0.222 | `cmd` | cafe on Old CPU |\n"
-        "| ↳ with speaker-adaptive BatchNorm (own protocol) | pooled | 0.333 |\n"
-        "<!-- results:end -->\n"
-    )
-    run = tmp_path / "abl_v0_last"
-    (run / "fold0-03" / "seed0").mkdir(parents=True)
-    pooled = {m: {"mean": 0.6, "std": 0.0, "n": 1} for m in HEADLINE}
-    summary = {"seeds": [0], "per_fold": [{}] * 8, "pooled": pooled, "command": "new cmd"}
-    summary["fold_mean"] = pooled
-    (run / "cv_summary.json").write_text(json.dumps(summary))
-    info = {"git_commit": "0123456789ab", "git_dirty": False, "processor": "New CPU"}
-    (run / "fold0-03" / "seed0" / "run_info.json").write_text(json.dumps(info))
-
-    kept = rt.kept_rows(old.split("\n", 1)[1])
-    assert [len(rows) for rows in kept.values()] == [1, 2]
-    lines = rt.main_rows(tmp_path, kept=kept).splitlines()
-    seed = next(x for x in lines if x.startswith(f"| {seed_row} |"))
-    assert "0.111 ± 0.010" in seed and "deadbeef on Old CPU" in seed
-    loso = next(x for x in lines if x.startswith(f"| {loso_row} |"))
-    assert "0.600" in loso and "`new cmd`" in loso and "0123456789 on New CPU" in loso
-    assert not any("0.222" in x or "0.333" in x for x in lines)
-    assert any("not run at this commit" in x for x in lines)  # e.g. the committee rows
-    # a rerun going on (its directory here, no summary yet) keeps the README's row too
-    (run / "cv_summary.json").unlink()
-    lines = rt.main_rows(tmp_path, kept=kept).splitlines()
-    assert any("0.222" in x for x in lines) and any("0.333" in x for x in lines)
-    # the whole README path: on an empty runs folder the block comes back as it was
-    empty = tmp_path / "none"
-    empty.mkdir()
-    assert f"| {seed_row} | 3 seeds | 0.111 ± 0.010 |" in rt.update_readme(
-        "".join(old.replace("main", name) for name in rt.BLOCKS), empty
-    )
 
 
 def test_geometric_rule_lets_one_confident_model_veto_a_class(tmp_path):

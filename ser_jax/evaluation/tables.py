@@ -1,7 +1,7 @@
 """Summaries over runs: the headline metrics, mean ± std, and Markdown/CSV tables.
 
 Used by ``ser_jax.protocols`` (seeds, cross-validation, ``ser-jax table``), ``ser_jax.sweep``
-and ``experiments/results_table.py``, so every table of the project formats numbers the same
+and the research tools, so every table of the project formats numbers the same
 way: a single value is printed alone (a ± of 0 would claim a spread nobody measured).
 """
 
