@@ -124,4 +124,4 @@ def test_bad_settings_are_refused_before_any_data_is_read(tmp_path):
     config.train.learning_rate = -1.0
     with pytest.raises(ConfigError, match="^train.learning_rate=-1.0: must be a positive number"):
         train_and_evaluate(config, tmp_path / "run")
-    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "run").exists()  # not even the run's folder and lock

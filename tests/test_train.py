@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,23 @@ def test_finished_run_is_not_trained_or_tested_again(trained, capsys):
     again = train_and_evaluate(tiny_config(), workdir)
     assert again["test_accuracy"] == results["test_accuracy"]
     assert "not training it again" in capsys.readouterr().out
+
+
+def test_a_finished_run_asked_for_more_evaluations_says_what_it_rescores(trained, tmp_path, capsys):
+    workdir, results = trained
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("run.lock", "checkpoints"))
+    cfg = tiny_config()
+    cfg.eval.tta_shifts = (0.05,)
+    again = train_and_evaluate(cfg, copy)
+    out = capsys.readouterr().out
+    assert f"{copy}: re-scoring tta beside its test from its saved model" in out
+    assert again["test_accuracy"] == results["test_accuracy"]  # the plain test as it was
+    assert again["tta"]["shifts_seconds"] == [0.05] and "scored_later" in again["tta"]
+    assert (copy / "test_tta_predictions.jsonl").exists()
+    # asked again: nothing left to score, nothing said
+    train_and_evaluate(cfg, copy)
+    assert "re-scoring" not in capsys.readouterr().out
 
 
 def test_same_seed_same_metrics(tmp_path):

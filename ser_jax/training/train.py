@@ -20,6 +20,7 @@ import jax
 
 from ser_jax.data.prepare import PreparedData
 from ser_jax.rundir import RunDir, run_info
+from ser_jax.spec import check_settings
 from ser_jax.training.checkpoint import Checkpointer
 from ser_jax.training.loop import Fitted, LoopState, NonFiniteLossError, fit
 from ser_jax.training.rescore import REPRODUCE_TOLERANCE, finished_results, score_beside
@@ -77,6 +78,8 @@ def train_members(
     """Train several models together (one compiled step, ``stacked``) or one alone; each
     model ``k`` gets the run directory ``workdirs[k]``, exactly as if trained by itself. The
     job's checkpoints live in ``job_dir/checkpoints``."""
+    for config in configs:  # values that cannot train: refused before any folder or lock
+        check_settings(config)
     runs = [RunDir(w) for w in workdirs]
     datas = list(datas) if datas is not None else [None] * len(configs)
     main = jax.process_index() == 0
