@@ -37,6 +37,7 @@ from ser_jax.evaluation.predictions import BALANCED, file_probabilities, has_kin
 from ser_jax.evaluation.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
 from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
+from ser_jax.spec import check_settings
 from ser_jax.training.train import train_members
 
 
@@ -182,6 +183,7 @@ def cross_validate(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str
     k-fold over speaker groups when ``config.data.split == "speaker_kfold"``
     (``config.data.folds`` groups)."""
     workdir = Path(workdir)
+    check_settings(config)  # before the corpus is read
     loaded = load_all(config.data, progress=bool(config.train.progress))
     speakers = sorted({u.speaker for u in loaded[1]})
     kfold = str(config.data.split) == "speaker_kfold"

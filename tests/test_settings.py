@@ -7,6 +7,7 @@ import pytest
 
 from ser_jax.config import get_config
 from ser_jax.errors import ConfigError
+from ser_jax.protocols import cross_validate
 from ser_jax.spec import check_settings, resolve
 from ser_jax.training.train import train_and_evaluate
 
@@ -125,3 +126,12 @@ def test_bad_settings_are_refused_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigError, match="^train.learning_rate=-1.0: must be a positive number"):
         train_and_evaluate(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # not even the run's folder and lock
+
+
+def test_cross_validation_refuses_bad_settings_before_reading_the_corpus(tmp_path):
+    config = get_config()
+    config.data.corpus, config.data.root = "folder", str(tmp_path / "no-such-corpus")
+    config.train.epochs = 0
+    with pytest.raises(ConfigError, match="^train.epochs=0: "):
+        cross_validate(config, tmp_path / "cv")
+    assert not (tmp_path / "cv").exists()
