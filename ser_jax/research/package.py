@@ -22,6 +22,7 @@ from typing import Any
 
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.tables import fmt
+from ser_jax.recipe import BOOKKEEPING, DRAW, SPLIT, config_differences
 from ser_jax.rundir import RunDir
 from ser_jax.serving.predict import predict_files
 from ser_jax.serving.restore import MODEL_FILE, load_model
@@ -360,59 +361,11 @@ MODEL_TAIL = [
     "suite loads the shipped weights and reproduces them.",
 ]
 
-# Settings a held-out run may differ in from the release run and still be the same recipe:
-# how the files are split and the epoch chosen, and bookkeeping; not what is trained or how.
-SPLIT_AND_BOOKKEEPING = (
-    "name",
-    "seed",
-    "eval.",
-    "data.root",
-    "data.strict",
-    "data.split",
-    "data.fractions",
-    "data.test_speakers",
-    "data.val_speakers",
-    "data.fold",
-    "data.val_count",
-    "data.train_on_val",
-    "data.folds",
-    "data.split_seed",
-    "train.select",
-    "train.early_stopping_patience",
-    "train.eval_every_epochs",
-    "train.members",
-    "train.members_loop",
-    "train.seed_offset",  # another draw of the same recipe, like another seed
-    "train.cache_features",  # where the features are computed, not what they are
-    "train.progress",
-    "train.log_every_steps",
-    "train.checkpoint_every_steps",
-    "train.keep_checkpoints",
-)
-
 
 def recipe_differences(release: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """Config fields (dotted) in which ``other`` trains differently from ``release``: any
-    field but the split, the epoch selection and bookkeeping (``SPLIT_AND_BOOKKEEPING``)."""
-
-    def listed(v: Any) -> Any:  # a default's tuple and a JSON run's list are one value
-        return [listed(x) for x in v] if isinstance(v, tuple | list) else v
-
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = listed(v)
-        return out
-
-    a, b = flat(release), flat(other)
-
-    def free(k: str) -> bool:
-        return any(k == f or (f.endswith(".") and k.startswith(f)) for f in SPLIT_AND_BOOKKEEPING)
-
-    return sorted(k for k in set(a) | set(b) if not free(k) and a.get(k) != b.get(k))
+    field but a draw, the split, the epoch selection and bookkeeping (``ser_jax.recipe``)."""
+    return config_differences(release, other, ignore=(DRAW, SPLIT, BOOKKEEPING))
 
 
 def _held_out_recipe(run_dir: str | Path, workdir: str | Path, pattern: str, flag: str) -> str:

@@ -26,7 +26,6 @@ from ser_jax.training.loop import Fitted, LoopState, NonFiniteLossError, fit
 from ser_jax.training.rescore import REPRODUCE_TOLERANCE, finished_results, score_beside
 from ser_jax.training.results import results_record, select_and_test
 from ser_jax.training.trainer import (
-    MEMBER_FIELDS,
     Member,
     Trainer,
     build_trainer,
@@ -35,7 +34,6 @@ from ser_jax.training.trainer import (
 )
 
 __all__ = [
-    "MEMBER_FIELDS",
     "REPRODUCE_TOLERANCE",
     "Fitted",
     "LoopState",

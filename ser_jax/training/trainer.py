@@ -11,7 +11,8 @@ trained together, ``stacked``) into a :class:`Trainer`, which hands on everythin
   BatchNorm included). With ``stacked=True`` the state of N models gets a leading members
   axis and one ``jax.vmap``-ed step trains them all: each keeps its own seed, data order,
   augmentation keys and learning-rate schedule.
-- :func:`check_members`: models trained together may differ only in ``MEMBER_FIELDS``.
+- :func:`check_members`: models trained together may differ only in a draw
+  (``ser_jax.recipe.DRAW``: seed, held-out speakers or fold).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ser_jax.evaluation.scoring import (
 from ser_jax.frontend.features import dataset_feature_stats, speaker_feature_stats
 from ser_jax.frontend.logmel import num_frames
 from ser_jax.models import cached_input, check_min_frames, create_model
+from ser_jax.recipe import DRAW, config_differences
 from ser_jax.spec import RunSpec, resolve
 from ser_jax.training.optim import make_optimizer, make_schedule
 from ser_jax.training.steps import (
@@ -56,9 +58,6 @@ from ser_jax.training.steps import (
     predict_step,
     train_step,
 )
-
-# Fields in which models trained together may differ; everything else must be equal.
-MEMBER_FIELDS = ("seed", "data.fold", "data.split_seed", "data.test_speakers", "data.val_speakers")
 
 
 @dataclasses.dataclass
@@ -309,31 +308,13 @@ def members_loop(spec: RunSpec) -> str:
 
 
 def check_members(configs: Sequence[Any]) -> None:
-    """Models trained together must share everything but ``MEMBER_FIELDS``."""
-
-    def flat(cfg: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-
-        def walk(node: Any, prefix: str) -> None:
-            for key in node.keys():
-                value = node[key]
-                if hasattr(value, "keys"):
-                    walk(value, f"{prefix}{key}.")
-                elif f"{prefix}{key}" not in MEMBER_FIELDS:
-                    out[f"{prefix}{key}"] = value
-            return None
-
-        walk(cfg, "")
-        return out
-
-    ref = flat(configs[0])
+    """Models trained together must share everything but a draw (``ser_jax.recipe.DRAW``)."""
     for cfg in configs[1:]:
-        other = flat(cfg)
-        diff = sorted(k for k in set(ref) | set(other) if ref.get(k) != other.get(k))
+        diff = config_differences(configs[0], cfg, ignore=(DRAW,))
         if diff:
             raise ConfigError(
                 f"models trained together (train.members) differ in {diff}; only "
-                f"{list(MEMBER_FIELDS)} may differ: train them in separate runs"
+                f"{list(DRAW)} may differ: train them in separate runs"
             )
 
 
