@@ -152,6 +152,9 @@ def _define_package_flags() -> None:
         "seed_runs", None, "The config's seed-protocol run directory (its figures go on the card)."
     )
     flags.DEFINE_string(
+        "nested", None, "package --members: the `ser-jax select` folder that chose the committee."
+    )
+    flags.DEFINE_string(
         "members",
         None,
         "package: shipped models, comma-separated, to ship as a committee named --name (its "
@@ -257,7 +260,9 @@ def _package(rest: list[str]) -> None:
                 "--reference or --out with it"
             )
         members = [m for m in FLAGS.members.split(",") if m]
-        done = package_committee(name, members, loso=FLAGS.loso, seeds=FLAGS.seed_runs)
+        done = package_committee(
+            name, members, loso=FLAGS.loso, seeds=FLAGS.seed_runs, nested=FLAGS.nested
+        )
         print(f"packaged the committee {', '.join(members)} into {done}")
         return
     run = _need("run", "package", "the finished run to package")
@@ -412,7 +417,7 @@ VERBS: dict[str, Verb] = {
             "package",
             "copy a finished run's selected model into the package (ser_jax/pretrained/NAME), "
             "or ship a committee of shipped models (--members A,B,...)",
-            ("run", "name", "out", "reference", "loso", "seed_runs", "members"),
+            ("run", "name", "out", "reference", "loso", "seed_runs", "nested", "members"),
             "ser-jax package --run runs/release --name emodb-cnn-lstm --reference 03a01Wa.wav",
             _package,
         ),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ser_jax.errors import ConfigError
-from ser_jax.research.nested import select
+from ser_jax.research.nested import card_lines, select
 
 SPEAKERS = ("A", "B", "C")
 # Which speakers each member decides right (both of the speaker's files), by kind: members'
@@ -93,6 +93,11 @@ def test_nested_figure_is_the_hand_computation(tmp_path):
     md = (folder / "nested_summary.md").read_text()
     assert "| pooled over all files | 0.3333 | 0.3333 | 0.3333 | 6 |" in md
     assert "Winner over all speakers" in md and "one, plain" in md
+    # a committee's model card leads with these figures (ser-jax package --nested)
+    card = "\n".join(card_lines(folder))
+    assert "that speaker is scored with it: UAR 0.333, accuracy 0.333" in card
+    assert "speaker-adapted: UAR 0.333" in card
+    assert "(what ships): `one`, plain (its pooled UAR 0.667 is optimistic" in card
 
 
 def test_adapted_protocol_only_where_every_member_has_it(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -378,4 +379,31 @@ def _protocol_lines(p: dict[str, Any]) -> list[str]:
         f"Winner over all speakers (the choice made on every file: what would ship): "
         f"{w['candidate']}, {w['view']} (pooled UAR {w['uar']:.4f} on the files that chose "
         "it: optimistic).",
+    ]
+
+
+def card_lines(given: str | Path) -> list[str]:
+    """A model card's lines for a committee chosen by ``ser-jax select`` (its output folder
+    ``given``): the nested figures, plain and speaker-adapted, and the choice made on every
+    speaker (what ships)."""
+    s = json.loads((Path(given) / "nested_summary.json").read_text())
+    info = json.loads((Path(given) / "run_info.json").read_text())
+
+    def figures(p: dict[str, Any]) -> str:
+        n = p["nested"]
+        return f"UAR {n['uar']:.3f}, accuracy {n['accuracy']:.3f}, macro-F1 {n['macro_f1']:.3f}"
+
+    seeds = ", ".join(map(str, s["seeds"]))
+    w = s["winner"]
+    adapted = figures(s["adapted"]) if "adapted" in s else f"none ({s['adapted_missing']})"
+    return [
+        f"- Nested leave-one-speaker-out ({s['files']} files of {len(s['speakers'])} speakers, "
+        f"pooled; seed {seeds}): for each test speaker, the choice among the "
+        f"{len(s['candidates'])} candidates of `{s['candidates_file']}` (and their test-time "
+        f"views: {', '.join(s['views'])}) is made on the other speakers' predictions only, and "
+        f"that speaker is scored with it: {figures(s)}; speaker-adapted: {adapted}.",
+        f"- The choice made on all {len(s['speakers'])} speakers (what ships): "
+        f"`{w['candidate']}`, {w['view']} (its pooled UAR {w['uar']:.3f} is optimistic: chosen "
+        f"on those files). Made by commit {str(info.get('git_commit'))[:10]} on "
+        f"{info.get('processor')}. Command: `{s['command']}`",
     ]

@@ -23,6 +23,7 @@ from typing import Any
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.tables import fmt
 from ser_jax.recipe import BOOKKEEPING, DRAW, SPLIT, config_differences
+from ser_jax.research.nested import card_lines
 from ser_jax.rundir import RunDir
 from ser_jax.serving.predict import predict_files
 from ser_jax.serving.restore import MODEL_FILE, load_model
@@ -44,12 +45,14 @@ def package_committee(
     *,
     loso: str | Path | None = None,
     seeds: str | Path | None = None,
+    nested: str | Path | None = None,
     root: Path | None = None,
 ) -> Path:
     """A shipped committee ``root/name``: ``committee.json`` naming shipped ``members`` (each
     must be shipped already, one model each, with the same classes) and a model card whose
     figures come from ``ser-jax ensemble`` summaries of the same recipes (``loso``: over cv
-    runs; ``seeds``: over seed-protocol runs). The committee combines its members by the rule
+    runs; ``seeds``: over seed-protocol runs; ``nested``: the ``ser-jax select`` folder that
+    chose it, whose figures lead the card). The committee combines its members by the rule
     those summaries were made with (``ser-jax ensemble --rule``) and with their run weights
     (``--weights``, one a member in order: the weights go into ``committee.json``); summaries
     of two rules or two sets of weights are refused."""
@@ -99,7 +102,14 @@ def package_committee(
         recipe["weights"] = [float(w) for w in weights]
     (out / COMMITTEE).write_text(json.dumps(recipe, indent=2) + "\n")
     card = committee_card(
-        name, members, loso=loso, seeds=seeds, root=root, rule=rule, weights=weights
+        name,
+        members,
+        loso=loso,
+        seeds=seeds,
+        nested=nested,
+        root=root,
+        rule=rule,
+        weights=weights,
     )
     (out / CARD).write_text(card)
     return out
@@ -111,6 +121,7 @@ def committee_card(
     *,
     loso: str | Path | None = None,
     seeds: str | Path | None = None,
+    nested: str | Path | None = None,
     root: Path | None = None,
     rule: str = "mean",
     weights: Sequence[float] | None = None,
@@ -147,6 +158,7 @@ def committee_card(
         "layers by their statistics: its own protocol, the figures marked speaker-adaptive).",
         "",
         "## How well it does (the same recipes, evaluated on held-out speakers)",
+        *(card_lines(nested) if nested else []),
     ]
     for given, what in ((loso, "leave-one-speaker-out"), (seeds, "seed-protocol")):
         if not given:
