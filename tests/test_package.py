@@ -122,6 +122,15 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert "No seed-protocol ensemble" in card
     assert shipped.shipped_members("c", root) == ["a", "b"]
     assert shipped.shipped_members("a", root) == ["a"]
+    # a committee may keep a member in its own folder: named COMMITTEE/MEMBER, not listed alone
+    shutil.copytree(root / "b", root / "d" / "b")
+    (root / "d" / "committee.json").write_text(json.dumps({"members": ["a", "b"]}))
+    assert shipped.shipped_members("d", root) == ["a", "d/b"]
+    assert shipped.model_dir("d/b", root) == root / "d" / "b"
+    assert "d/b" not in shipped.shipped_models(root)
+    with pytest.raises(ConfigError, match="no shipped model 'a/b'"):
+        shipped.model_dir("a/b", root)
+    shutil.rmtree(root / "d")
     monkeypatch.setattr(shipped, "PRETRAINED", root)
     assert shipped.shipped_models() == ["a", "b", "c"]
     paths = [str(f) for f in refs]
@@ -262,12 +271,13 @@ def test_predict_timeline_and_csv_of_a_long_recording(packaged, demo_corpus_dir,
 def test_shipped_model_reproduces_its_recorded_probabilities(emodb_dir):
     names = shipped_models()
     assert names, f"no model is shipped in {PRETRAINED}"
+    assert len(names) <= 3, f"at most three shipped names, not {names}"
+    # every model: those shipped by name and the members a committee keeps in its folder
+    models = sorted({m for name in names for m in shipped_members(name)})
     for name in names:
+        assert card_summary(model_dir(name)) != "(no model card)"
+    for name in models:
         folder = model_dir(name)
-        if (folder / "committee.json").exists():  # members are shipped models, checked here
-            assert set(shipped_members(name)) <= set(names)
-            assert card_summary(folder) != "(no model card)"
-            continue
         model = load_shipped(name)
         ref = reference_predictions(folder)
         waves = [load_audio(emodb_dir / "wav" / r["file"], model.sample_rate) for r in ref]
@@ -307,7 +317,7 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
     from ser_jax.errors import ConfigError
     from ser_jax.serving.predict import predict_command, predict_files
 
-    names = [n for n in shipped_models() if shipped_members(n) == [n]]  # models, not committees
+    names = sorted({m for n in shipped_models() for m in shipped_members(n)})  # every model
     members = names if len(names) > 1 else [names[0], names[0]]
     paths = [str(p) for p in sorted((emodb_dir / "wav").glob("*.wav"))[:3]]
     alone = [predict_files(load_shipped(n), paths) for n in members]
@@ -321,7 +331,7 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
     # a shipped weighted committee: the weighted mean of its members' own probabilities
     own = dict(zip(members, alone, strict=True))
     weighted = [n for n in shipped_models() if shipped_weights(n) is not None]
-    assert weighted, "the package ships a weighted committee (emodb-committee-weighted)"
+    assert weighted, "the package ships a weighted committee"
     for name in weighted:
         weights = shipped_weights(name)
         assert predict_command(None, paths, as_json=True, model_name=name) == 0

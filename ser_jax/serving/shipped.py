@@ -6,8 +6,9 @@ statistics), ``config.json`` (the resolved config), ``run_info.json`` (labels, d
 Emo-DB files, which a test reproduces) and ``MODEL_CARD.md``.
 ``ser_jax.serving.restore.load_model`` reads it like any run directory: no orbax, no trainer.
 
-A shipped committee is a folder with ``committee.json`` (the names of shipped member models,
-and the rule and member weights when it records them) and its ``MODEL_CARD.md``:
+A shipped committee is a folder with ``committee.json`` (its member models: shipped names, or
+folders of its own, ``<committee>/<member>/``; and the rule and member weights when it records
+them) and its ``MODEL_CARD.md``:
 ``ser-jax predict --model NAME`` combines the members' probabilities per file
 (``shipped_members``, ``shipped_rule``, ``shipped_weights``). Making them (``ser-jax
 package``) is a research tool: ``ser_jax.research.package``.
@@ -41,28 +42,35 @@ def shipped_models(root: Path | None = None) -> list[str]:
 
 
 def model_dir(name: str | None = None, root: Path | None = None) -> Path:
-    """The folder of a shipped model or committee (the default model when ``name`` is None)."""
+    """The folder of a shipped model or committee (the default model when ``name`` is None);
+    ``COMMITTEE/MEMBER`` names a member kept inside a committee's folder."""
     root = root or PRETRAINED
     names = shipped_models(root)
     name = name or DEFAULT_MODEL
-    if name not in names:
-        raise ConfigError(
-            f"no shipped model {name!r} (shipped: {', '.join(names) or 'none'}); "
-            "train one and package it, or pass --run DIR"
-        )
-    return root / name
+    owner, _, member = name.partition("/")
+    if name in names or (owner in names and member and (root / name / MODEL_FILE).is_file()):
+        return root / name
+    raise ConfigError(
+        f"no shipped model {name!r} (shipped: {', '.join(names) or 'none'}); "
+        "train one and package it, or pass --run DIR"
+    )
 
 
 def shipped_members(name: str | None = None, root: Path | None = None) -> list[str]:
-    """The shipped models a name stands for: a committee's members, else the model itself."""
+    """The shipped models a name stands for: a committee's members (those kept in its own
+    folder as ``COMMITTEE/MEMBER``), else the model itself."""
+    name = name or DEFAULT_MODEL
     folder = model_dir(name, root)
     if not (folder / COMMITTEE).is_file():
-        return [folder.name]
-    members = json.loads((folder / COMMITTEE).read_text())["members"]
+        return [name]
+    members = [
+        f"{name}/{m}" if (folder / m / MODEL_FILE).is_file() else m
+        for m in json.loads((folder / COMMITTEE).read_text())["members"]
+    ]
     for member in members:
         if (model_dir(member, root) / COMMITTEE).is_file():
             raise ConfigError(f"committee {folder.name!r}: its member {member!r} is a committee")
-    return list(members)
+    return members
 
 
 def shipped_rule(name: str | None = None, root: Path | None = None) -> str:
