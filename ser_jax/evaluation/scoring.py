@@ -16,11 +16,17 @@ Normalization For Practical Domain Adaptation") scores each speaker's clips with
 statistics gathered from that speaker's own clean windows (``batchnorm_statistics``) instead
 of the running statistics of training: it needs the speaker's unlabelled recordings, so it is
 its own protocol, reported beside the plain score.
+
+:class:`ModelScorer` is the policy written once for the trainer and a restored model: each
+hands it its compiled functions (prediction and BatchNorm statistics, taking the variables),
+its batching and where statistics live (the trainer's mesh), and scores clips plain, with
+test-time views, and speaker by speaker (:class:`SpeakerAdaptation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +38,9 @@ from ser_jax.errors import ConfigError
 PredictFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # batch -> (batch, classes) probs
 # batch -> (BatchNorm statistics of the batch, the count of values behind each layer's)
 StatsFn = Callable[[dict[str, np.ndarray]], tuple[Any, Any]]
+# (variables, batch) -> what PredictFn / StatsFn give: a model's compiled functions
+VariablesPredictFn = Callable[[Any, dict[str, np.ndarray]], np.ndarray]
+VariablesStatsFn = Callable[[Any, dict[str, np.ndarray]], tuple[Any, Any]]
 
 
 def score_windows(
@@ -187,3 +196,116 @@ def speaker_bn_clips(source: str, data: Any) -> list[ClipSet] | None:
     if source == "all":
         return [c for c in (data.train, data.val, data.test) if len(c)]
     return None
+
+
+def _as_is(tree: Any) -> Any:
+    return tree
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeakerAdaptation:
+    """What each speaker's clips are scored with in place of the model's own statistics:
+    their log-mel statistics (``feature_stats`` by speaker, ``frontend.normalize="speaker"``;
+    None: the model's) and, with ``speaker_bn``, BatchNorm statistics of their clips in
+    ``bn_waves(speaker)`` (None: of the clips scored; ``eval.speaker_bn_source``)."""
+
+    feature_stats: Mapping[str, dict[str, np.ndarray]] | None = None
+    speaker_bn: bool = False
+    bn_waves: Callable[[str], Sequence[np.ndarray]] | None = None
+
+    @property
+    def by_speaker(self) -> bool:
+        """Clips are scored speaker by speaker (their speakers are needed)."""
+        return self.feature_stats is not None or self.speaker_bn
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelScorer:
+    """A model's compiled functions and batching: the trainer's (on its mesh) and a restored
+    model's score clips by this one policy."""
+
+    predict: VariablesPredictFn
+    bn_stats: VariablesStatsFn  # BatchNorm statistics of a batch in training mode
+    num_classes: int
+    batch_size: int  # clips scored in a batch
+    bn_batch_size: int  # clips in a batch of BatchNorm statistics (training's batch)
+    max_samples: int
+    bucket_samples: int
+    place: Callable[[Any], Any] = _as_is  # a host statistics tree -> where variables live
+
+    def score(
+        self,
+        variables: Any,
+        waves: Sequence[np.ndarray],
+        *,
+        shifts: Sequence[int] = (),
+        warps: Sequence[float] = (),
+    ) -> np.ndarray:
+        """``score_clips`` of ``waves`` under ``variables`` (``shifts``, ``warps``: views)."""
+        return score_clips(
+            lambda batch: self.predict(variables, batch),
+            waves,
+            self.num_classes,
+            batch_size=self.batch_size,
+            max_samples=self.max_samples,
+            bucket_samples=self.bucket_samples,
+            shifts=shifts,
+            warps=warps,
+        )
+
+    def batchnorm(self, variables: Any, waves: Sequence[np.ndarray]) -> Any:
+        """``batchnorm_statistics`` of ``waves`` (one speaker's clean clips) under
+        ``variables``, placed where the variables live."""
+        stats = batchnorm_statistics(
+            lambda b: self.bn_stats(variables, {"audio": b["audio"], "length": b["length"]}),
+            waves,
+            batch_size=self.bn_batch_size,
+            max_samples=self.max_samples,
+            bucket_samples=self.bucket_samples,
+        )
+        return self.place(stats)
+
+    def adapt(
+        self,
+        variables: Any,
+        *,
+        feature_stats: dict[str, np.ndarray] | None = None,
+        bn_waves: Sequence[np.ndarray] | None = None,
+    ) -> Any:
+        """``variables`` with one speaker's log-mel statistics (``feature_stats``; None: the
+        model's) and, given ``bn_waves`` (that speaker's clips), BatchNorm statistics of them
+        (computed under the speaker's log-mel statistics)."""
+        if feature_stats is not None:
+            variables = variables.replace(feature_stats=self.place(feature_stats))
+        if bn_waves is not None:
+            variables = variables.replace(batch_stats=self.batchnorm(variables, bn_waves))
+        return variables
+
+    def probabilities(
+        self,
+        variables: Any,
+        waves: Sequence[np.ndarray],
+        *,
+        speakers: Sequence[str] | None = None,
+        adaptation: SpeakerAdaptation = SpeakerAdaptation(),
+        shifts: Sequence[int] = (),
+        warps: Sequence[float] = (),
+    ) -> np.ndarray:
+        """``(len(waves), classes)``: the clips scored under ``variables``; with an
+        ``adaptation``, each speaker's (``speakers``; None: all one speaker's) under their
+        own statistics, put back in order (``score_by_speaker``)."""
+        if not adaptation.by_speaker:
+            return self.score(variables, waves, shifts=shifts, warps=warps)
+        stats, own = adaptation.feature_stats, adaptation.bn_waves
+
+        def one_speaker(speaker: str, group: Sequence[np.ndarray]) -> np.ndarray:
+            bn_waves = (group if own is None else own(speaker)) if adaptation.speaker_bn else None
+            v = self.adapt(
+                variables,
+                feature_stats=None if stats is None else stats[speaker],
+                bn_waves=bn_waves,
+            )
+            return self.score(v, group, shifts=shifts, warps=warps)
+
+        names = list(speakers) if speakers is not None else ["-"] * len(waves)
+        return score_by_speaker(one_speaker, waves, names, self.num_classes)

@@ -24,12 +24,7 @@ from flax import serialization
 from ser_jax.data.audio import load_audio
 from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
-from ser_jax.evaluation.scoring import (
-    batchnorm_statistics,
-    score_by_speaker,
-    score_clips,
-    score_windows,
-)
+from ser_jax.evaluation.scoring import ModelScorer, SpeakerAdaptation, score_windows
 from ser_jax.frontend.features import speaker_feature_stats
 from ser_jax.models import create_model
 from ser_jax.rundir import RunDir
@@ -101,6 +96,20 @@ class LoadedModel:
         model = create_model(self.config.model, len(self.label_names))
         return jax.jit(batchnorm_stats_fn(model, self.spec.frontend))
 
+    def scorer(self, batch_size: int = 32) -> ModelScorer:
+        """The scoring policy of training (``ser_jax.evaluation.scoring.ModelScorer``) with
+        this model's compiled functions, ``batch_size`` clips a batch (BatchNorm statistics
+        batched as training's ``eval.speaker_bn``)."""
+        return ModelScorer(
+            predict=self._predict_with,
+            bn_stats=self._bn_stats_with,
+            num_classes=len(self.label_names),
+            batch_size=batch_size,
+            bn_batch_size=self.spec.batch_size,
+            max_samples=self.spec.max_samples,
+            bucket_samples=self.spec.bucket_samples,
+        )
+
     def speaker_variables(
         self,
         waves: Sequence[np.ndarray],
@@ -112,21 +121,13 @@ class LoadedModel:
         model's log-mel statistics (``stats``; None: from ``waves``) and, with ``speaker_bn``,
         BatchNorm statistics of ``waves`` themselves in place of the training ones (speaker-
         adaptive BatchNorm, as ``eval.speaker_bn`` scored the run's test speaker)."""
-        v = self.variables
-        if self.per_speaker:
-            v = v.replace(
-                feature_stats=stats if stats is not None else self.speaker_stats(waves)["-"]
-            )
-        if speaker_bn:
-            bn = batchnorm_statistics(
-                lambda b: self._bn_stats_with(v, {"audio": b["audio"], "length": b["length"]}),
-                waves,
-                batch_size=self.spec.batch_size,  # batched as training's eval.speaker_bn
-                max_samples=self.spec.max_samples,
-                bucket_samples=self.spec.bucket_samples,
-            )
-            v = v.replace(batch_stats=bn)
-        return v
+        if self.per_speaker and stats is None:
+            stats = self.speaker_stats(waves)["-"]
+        return self.scorer().adapt(
+            self.variables,
+            feature_stats=stats if self.per_speaker else None,
+            bn_waves=waves if speaker_bn else None,
+        )
 
     @property
     def per_speaker(self) -> bool:
@@ -196,38 +197,23 @@ class LoadedModel:
         A ``per_speaker`` model scores each speaker's clips with that speaker's statistics:
         ``stats`` by speaker name (``speaker_stats``), else computed from ``waves`` grouped
         by ``speakers`` (None: all ``waves`` are one speaker's). ``speaker_bn``: each
-        speaker's clips with BatchNorm statistics of their own (``speaker_variables``), or of
-        the clips ``bn_waves(speaker)`` gives (a run's ``eval.speaker_bn_source``).
+        speaker's clips with BatchNorm statistics of their own, or of the clips
+        ``bn_waves(speaker)`` gives (a run's ``eval.speaker_bn_source``; asked for only with
+        ``speaker_bn``). The policy is training's own (``ModelScorer.probabilities``).
         ``semitones``: test-time warps, every window also scored with its mel filterbank (and
         pitch track) warped by each, all averaged (training's ``eval.tta_semitones``)."""
         warps = warp_factors(check_semitones(semitones, "tta_semitones"))
-
-        def score(predict, group):
-            return score_clips(
-                predict,
-                group,
-                len(self.label_names),
-                batch_size=batch_size,
-                max_samples=self.spec.max_samples,
-                bucket_samples=self.spec.bucket_samples,
-                warps=warps,
-            )
-
-        if not self.per_speaker and not speaker_bn:
-            return score(self._predict, waves)
         names = list(speakers) if speakers is not None else ["-"] * len(waves)
         if self.per_speaker and stats is None:
             stats = self.speaker_stats(waves, names)
-
-        def one_speaker(speaker: str, group: Sequence[np.ndarray]) -> np.ndarray:
-            v = self.speaker_variables(
-                group if bn_waves is None else bn_waves(speaker),
-                speaker_bn=speaker_bn,
-                stats=stats[speaker] if stats else None,
-            )
-            return score(lambda batch: self._predict_with(v, batch), group)
-
-        return score_by_speaker(one_speaker, waves, names, len(self.label_names))
+        adaptation = SpeakerAdaptation(
+            feature_stats=stats if self.per_speaker else None,
+            speaker_bn=speaker_bn,
+            bn_waves=bn_waves,
+        )
+        return self.scorer(batch_size).probabilities(
+            self.variables, waves, speakers=names, adaptation=adaptation, warps=warps
+        )
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -34,10 +34,9 @@ from ser_jax.data.prepare import PreparedData, prepare
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import classification_metrics
 from ser_jax.evaluation.scoring import (
-    batchnorm_statistics,
+    ModelScorer,
+    SpeakerAdaptation,
     clip_speakers,
-    score_by_speaker,
-    score_clips,
     speaker_bn_clips,
     speaker_waves,
 )
@@ -202,27 +201,36 @@ class Trainer:
         return _set_member(best, v, k)
 
     # --- evaluation ----------------------------------------------------------------------------
-    def speaker_batchnorm(self, variables: ModelVariables, waves: Sequence[np.ndarray]) -> Any:
-        """BatchNorm statistics of ``waves`` (one speaker's clean clips) under ``variables``
-        (``ser_jax.evaluation.scoring.batchnorm_statistics``), replicated over the mesh."""
+    def scorer(self) -> ModelScorer:
+        """The scoring policy (``ser_jax.evaluation.scoring.ModelScorer``) with this trainer's
+        compiled steps: batches laid out over the mesh, statistics replicated on it."""
+        sharding = parallel.batch_sharding(self.mesh)
+        spec = self.spec
+        return ModelScorer(
+            predict=lambda v, batch: self._predict(v, parallel.to_global(batch, sharding)),
+            bn_stats=lambda v, batch: self._bn_stats_step()(v, parallel.to_global(batch, sharding)),
+            num_classes=len(self.data.label_names),
+            batch_size=spec.batch_size,
+            bn_batch_size=spec.batch_size,
+            max_samples=spec.max_samples,
+            bucket_samples=spec.bucket_samples,
+            place=functools.partial(parallel.to_replicated, mesh=self.mesh),
+        )
+
+    def _bn_stats_step(self) -> Any:
+        """The jitted ``batchnorm_stats_fn`` (eval.speaker_bn), built on first use."""
         if self._bn_stats is None:
             self._bn_stats = jax.jit(
                 batchnorm_stats_fn(self.model, self.spec.frontend),
                 in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)),
                 out_shardings=parallel.replicated(self.mesh),
             )
-        sharding = parallel.batch_sharding(self.mesh)
-        stats = batchnorm_statistics(
-            lambda b: self._bn_stats(
-                variables,
-                parallel.to_global({"audio": b["audio"], "length": b["length"]}, sharding),
-            ),
-            waves,
-            batch_size=self.spec.batch_size,
-            max_samples=self.spec.max_samples,
-            bucket_samples=self.spec.bucket_samples,
-        )
-        return parallel.to_replicated(stats, self.mesh)
+        return self._bn_stats
+
+    def speaker_batchnorm(self, variables: ModelVariables, waves: Sequence[np.ndarray]) -> Any:
+        """BatchNorm statistics of ``waves`` (one speaker's clean clips) under ``variables``
+        (``ser_jax.evaluation.scoring.batchnorm_statistics``), replicated over the mesh."""
+        return self.scorer().batchnorm(variables, waves)
 
     def predict(
         self,
@@ -239,37 +247,18 @@ class Trainer:
         BatchNorm statistics of that speaker's clips in ``bn_clips``, None: of the clips
         scored)."""
         variables = variables if variables is not None else self.variables(self.state)
-        sharding = parallel.batch_sharding(self.mesh)
-        spec = self.spec
-
-        def score(v: ModelVariables, waves: Sequence[np.ndarray]) -> np.ndarray:
-            return score_clips(
-                lambda batch: self._predict(v, parallel.to_global(batch, sharding)),
-                waves,
-                len(self.data.label_names),
-                batch_size=spec.batch_size,
-                max_samples=spec.max_samples,
-                bucket_samples=spec.bucket_samples,
-                shifts=shifts,
-                warps=warps,
-            )
-
-        if spec.frontend.normalize != "speaker" and not speaker_bn:
-            return score(variables, clips.waves)
-        # Each speaker's clips with that speaker's statistics in place of the model's.
-        repl = parallel.replicated(self.mesh)
-
-        def one_speaker(speaker: str, waves: Sequence[np.ndarray]) -> np.ndarray:
-            v = variables
-            if spec.frontend.normalize == "speaker":
-                v = v.replace(feature_stats=parallel.to_global(self.speaker_stats[speaker], repl))
-            if speaker_bn:
-                own = waves if bn_clips is None else speaker_waves(bn_clips, speaker)
-                v = v.replace(batch_stats=self.speaker_batchnorm(v, own))
-            return score(v, waves)
-
-        return score_by_speaker(
-            one_speaker, clips.waves, clip_speakers(clips), len(self.data.label_names)
+        adaptation = SpeakerAdaptation(
+            feature_stats=self.speaker_stats if self.spec.frontend.normalize == "speaker" else None,
+            speaker_bn=speaker_bn,
+            bn_waves=None if bn_clips is None else functools.partial(speaker_waves, bn_clips),
+        )
+        return self.scorer().probabilities(
+            variables,
+            clips.waves,
+            speakers=clip_speakers(clips) if adaptation.by_speaker else None,
+            adaptation=adaptation,
+            shifts=shifts,
+            warps=warps,
         )
 
     def evaluate(
