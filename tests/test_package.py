@@ -50,6 +50,11 @@ def test_packaging_is_a_deterministic_copy_loaded_without_the_trainer(packaged, 
     )
     assert digest(again) == digest(out)
     assert card_summary(out) == "A tiny test model."
+    # packaged onto itself: the model stays, the card is re-made
+    model = (again / "model.msgpack").read_bytes()
+    package_run(again, again, card="# tiny\n\nRe-made.\n")
+    assert (again / "model.msgpack").read_bytes() == model
+    assert card_summary(again) == "Re-made."
     # loading needs no trainer (nor orbax: a finished run reads model.msgpack)
     code = (
         "import sys; from ser_jax.serving.restore import load_model; "

@@ -235,15 +235,18 @@ def package_run(
     card: str = "",
 ) -> Path:
     """Copy a finished run's model into ``out`` (a shipped-model folder) with the
-    probabilities it gives ``reference_files`` and the model card text ``card``."""
+    probabilities it gives ``reference_files`` and the model card text ``card``. A shipped
+    folder packaged onto itself keeps its model and gets the new card (and references): how a
+    card is re-made from newer held-out runs of its recipe."""
     run = RunDir(run_dir)
     run.check()
     if not run.finished or not (run / MODEL_FILE).exists():
         raise ConfigError(f"{run.path} has not finished (no results.json / {MODEL_FILE})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        shutil.copyfile(run / name, out / name)
+    if out.resolve() != run.path.resolve():
+        for name in RUN_FILES:
+            shutil.copyfile(run / name, out / name)
     if reference_files:
         rows = predict_files(load_model(out), [str(f) for f in reference_files])
         bad = [r for r in rows if "error" in r]
