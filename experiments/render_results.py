@@ -107,7 +107,8 @@ def figures(run: Path) -> dict[str, str] | None:
 
 COLUMNS = dict(model="model", protocol="protocol", uar="UAR", accuracy="accuracy")
 COLUMNS |= dict(f1="macro-F1", adapted="UAR, speaker-adapted", tta="UAR, test-time warps")
-COLUMNS |= dict(paper="paper", wall="wall", made_by="made by", command="command")
+COLUMNS |= dict(paper="paper", effect="effect on UAR", wall="wall", made_by="made by")
+COLUMNS |= dict(command="command")
 
 
 def render_table(table: dict[str, Any]) -> list[str]:
@@ -118,11 +119,11 @@ def render_table(table: dict[str, Any]) -> list[str]:
         run = REPO / "results" / row["run"]
         got = figures(run)
         if got is None:
-            got = {c: "–" for c in COLUMNS}
+            got = {c: "–" for c in COLUMNS} | {"command": f"`{row.get('command', '')}`"}
             got["protocol"] = f"not run yet (`results/{row['run']}` missing)"
-            got["command"] = f"`{row.get('command', '')}`"
-        got["model"] = row["label"]
-        got["paper"] = row.get("paper", "")
+        got["model"], got["paper"] = row["label"], row.get("paper", "")
+        if "–" not in (got["uar"], got.get(row.get("lever"), "–")):  # a lever: its figure - base
+            got["effect"] = f"{float(got[row['lever']][:5]) - float(got['uar'][:5]):+.3f}"
         lines.append("| " + " | ".join(got.get(c, "") for c in cols) + " |")
     return [*lines, ""]
 

@@ -75,3 +75,17 @@ def test_a_rows_figures_come_from_its_records(tmp_path):
     assert row["made_by"] == "abcdef1 on Test CPU"
     assert row["command"] == "`ser-jax cv --config x.py`"
     assert render.figures(tmp_path / "results" / "missing") is None
+
+
+def test_a_lever_row_states_its_effect_against_the_plain_figure(tmp_path):
+    render = load("render_results")
+    keep = load("keep_run")
+    dest = tmp_path / "results" / "cv"
+    keep.keep(fake_cv_run(tmp_path), dest)
+    table = {
+        "title": "Levers",
+        "columns": ["model", "uar", "adapted", "effect"],
+        "rows": [{"label": "adaptation", "run": str(dest), "lever": "adapted"}],
+    }
+    lines = render.render_table(table)
+    assert "| adaptation | 0.751 ± 0.010 | 0.800 | +0.049 |" in lines
