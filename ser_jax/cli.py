@@ -250,7 +250,7 @@ def _models(rest: list[str]) -> None:
 
 def _package(rest: list[str]) -> None:
     from ser_jax.research.package import model_card, package_committee, package_run
-    from ser_jax.serving.shipped import PRETRAINED
+    from ser_jax.serving.shipped import PRETRAINED, parse_weights
 
     name = _need("name", "package", "the shipped model's name")
     if FLAGS.members:
@@ -260,8 +260,14 @@ def _package(rest: list[str]) -> None:
                 "--reference or --out with it"
             )
         members = [m for m in FLAGS.members.split(",") if m]
+        weights = None if FLAGS.weights is None else parse_weights(FLAGS.weights, len(members))
         done = package_committee(
-            name, members, loso=FLAGS.loso, seeds=FLAGS.seed_runs, nested=FLAGS.nested
+            name,
+            members,
+            loso=FLAGS.loso,
+            seeds=FLAGS.seed_runs,
+            nested=FLAGS.nested,
+            weights=weights,
         )
         print(f"packaged the committee {', '.join(members)} into {done}")
         return
@@ -417,7 +423,17 @@ VERBS: dict[str, Verb] = {
             "package",
             "copy a finished run's selected model into the package (ser_jax/pretrained/NAME), "
             "or ship a committee of shipped models (--members A,B,...)",
-            ("run", "name", "out", "reference", "loso", "seed_runs", "nested", "members"),
+            (
+                "run",
+                "name",
+                "out",
+                "reference",
+                "loso",
+                "seed_runs",
+                "nested",
+                "members",
+                "weights",
+            ),
             "ser-jax package --run runs/release --name emodb-cnn-lstm --reference 03a01Wa.wav",
             _package,
         ),

@@ -136,6 +136,15 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     with pytest.raises(ConfigError, match="no shipped model 'a/b'"):
         shipped.model_dir("a/b", root)
     shutil.rmtree(root / "d")
+    # packaged so, with weights given (not from an ensemble)
+    shutil.copytree(root / "b", root / "e" / "b")
+    folder = package.package_committee("e", ["a", "b"], weights=[1, 3], root=root)
+    assert json.loads((folder / "committee.json").read_text()) == {
+        "members": ["a", "b"],
+        "weights": [1.0, 3.0],
+    }
+    assert "- `e/b` (weight 3): A tiny test model." in (folder / "MODEL_CARD.md").read_text()
+    shutil.rmtree(root / "e")
     monkeypatch.setattr(shipped, "PRETRAINED", root)
     assert shipped.shipped_models() == ["a", "b", "c"]
     paths = [str(f) for f in refs]

@@ -46,6 +46,7 @@ def package_committee(
     loso: str | Path | None = None,
     seeds: str | Path | None = None,
     nested: str | Path | None = None,
+    weights: Sequence[float] | None = None,
     root: Path | None = None,
 ) -> Path:
     """A shipped committee ``root/name``: ``committee.json`` naming shipped ``members`` (each
@@ -78,21 +79,20 @@ def package_committee(
             f"committee {name!r}: its figures come from ensembles of different run weights "
             f"({shown}); give summaries made with the same --weights"
         )
-    weights = next(iter(given_weights.values()), None)
+    if weights is not None and any(
+        w is not None and [float(x) for x in w] != list(weights) for w in given_weights.values()
+    ):
+        raise ConfigError(
+            f"committee {name!r}: the weights given, {list(weights)}, differ from its "
+            "ensembles' (--weights of `ser-jax ensemble`)"
+        )
+    weights = weights if weights is not None else next(iter(given_weights.values()), None)
     if weights is not None and len(weights) != len(members):
         raise ConfigError(
             f"committee {name!r}: its ensembles weigh {len(weights)} runs, but the committee "
             f"has {len(members)} members (one a run, in the ensemble's order)"
         )
-    labels = None
-    for member in members:
-        folder = model_dir(member, root)
-        if (folder / COMMITTEE).is_file():
-            raise ConfigError(f"committee {name!r}: its member {member!r} is a committee")
-        got = json.loads((folder / "run_info.json").read_text())["data"]["labels"]
-        if labels is not None and got != labels:
-            raise ConfigError(f"committee {name!r}: {member!r} has classes {got}, not {labels}")
-        labels = got
+    resolved = _checked_members(name, members, root)
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
     recipe: dict[str, Any] = {"members": list(members)}
@@ -103,7 +103,7 @@ def package_committee(
     (out / COMMITTEE).write_text(json.dumps(recipe, indent=2) + "\n")
     card = committee_card(
         name,
-        members,
+        resolved,
         loso=loso,
         seeds=seeds,
         nested=nested,
@@ -113,6 +113,24 @@ def package_committee(
     )
     (out / CARD).write_text(card)
     return out
+
+
+def _checked_members(name: str, members: Sequence[str], root: Path) -> list[str]:
+    """A committee's members as shipped names (``NAME/MEMBER`` for those kept in its own
+    folder), each one model with the same classes as the others."""
+    kept = root / name
+    resolved, labels = [], None
+    for member in members:
+        inside = (kept / member / MODEL_FILE).is_file()
+        folder = kept / member if inside else model_dir(member, root)
+        if (folder / COMMITTEE).is_file():
+            raise ConfigError(f"committee {name!r}: its member {member!r} is a committee")
+        got = json.loads((folder / "run_info.json").read_text())["data"]["labels"]
+        if labels is not None and got != labels:
+            raise ConfigError(f"committee {name!r}: {member!r} has classes {got}, not {labels}")
+        labels = got
+        resolved.append(f"{name}/{member}" if inside else member)
+    return resolved
 
 
 def committee_card(
