@@ -63,6 +63,13 @@ def _define_run_flags() -> None:
     flags.DEFINE_string("data", None, "Corpus folder (or CSV file).")
     flags.DEFINE_string("corpus", "emodb", "Corpus reader name for --data (emodb, folder, csv).")
     flags.DEFINE_string("out", None, "Output path.")
+    flags.DEFINE_enum(
+        "format",
+        "stablehlo",
+        ["stablehlo", "onnx"],
+        "export: serialised StableHLO (jax.export) or an ONNX graph for onnxruntime "
+        "(the optional extra 'onnx').",
+    )
     flags.DEFINE_string("wav", None, "The audio file to show.")
     flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
 
@@ -279,8 +286,20 @@ def _package(rest: list[str]) -> None:
 
 
 def _export(rest: list[str]) -> None:
+    from ser_jax.errors import MissingExtraError
     from ser_jax.serving.export import export_model
 
+    export = export_model
+    if FLAGS.format == "onnx":
+        try:
+            from ser_jax.serving.onnx import export_onnx
+        except ImportError as err:
+            raise MissingExtraError(
+                "ser-jax export --format onnx",
+                "onnx",
+                f"then pip install --no-deps 'jax2onnx>=0.17.1'; {err}",
+            ) from err
+        export = export_onnx
     if FLAGS.run:
         from ser_jax.serving.checkpointed import load_run
 
@@ -290,7 +309,7 @@ def _export(rest: list[str]) -> None:
 
         model = load_shipped(FLAGS.model)
     out = _need("out", "export", "the file to write")
-    print(f"wrote {export_model(model, out)} and {out}.json")
+    print(f"wrote {export(model, out)} and {out}.json")
 
 
 def _explore(rest: list[str]) -> None:
@@ -439,9 +458,11 @@ VERBS: dict[str, Verb] = {
         ),
         Verb(
             "export",
-            "write a model as serialised StableHLO (jax.export): waveform → probabilities",
-            ("run", "model", "out"),
-            "ser-jax export --out ser.jaxexport   (the shipped model; --run DIR for another)",
+            "write a model as serialised StableHLO (jax.export) or, with --format onnx, an "
+            "ONNX graph for onnxruntime: waveform → probabilities",
+            ("run", "model", "out", "format"),
+            "ser-jax export --out ser.jaxexport   (the shipped model; --run DIR for another; "
+            "--format onnx --out ser.onnx)",
             _export,
         ),
         Verb(

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ser_jax.errors import ConfigError
 from ser_jax.frontend.logmel import (
     FrontendConfig,
+    floor_div,
     frame_lengths,
     frame_mask,
     log_mel,
@@ -481,3 +482,29 @@ def test_mfcc_features_are_normalised_and_take_deltas_like_the_log_mel():
     # whose variance is ~1e-4)
     assert np.all(valid.std(0) <= 1.0 + 1e-3) and np.all(valid.std(0) > 0.9)
     np.testing.assert_allclose(np.median(valid.std(0)), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"log": "db"}, {"center": False}, {"pad_mode": "reflect"}, {"n_fft": 256, "n_mels": 32}],
+)
+def test_dft_spectrum_equals_the_rfft_log_mel(fields):
+    """frontend.spectrum="dft" (the ONNX export's front-end: the power spectrum as two real
+    matmuls) gives the rfft path's log-mel within 1e-4, frame counts exactly."""
+    win = min(400, fields.get("n_fft", 512))
+    cfg = FrontendConfig(win_length=win, **fields)
+    dft = dataclasses.replace(cfg, spectrum="dft")
+    audio = np.stack([speech_like(16000, 0), speech_like(16000, 1), speech_like(16000, 2)])
+    lengths = np.array([16000, 9000, 700], np.int32)
+    ref, ref_frames = log_mel_jit(jnp.asarray(audio), jnp.asarray(lengths), cfg)
+    got, got_frames = log_mel_jit(jnp.asarray(audio), jnp.asarray(lengths), dft)
+    np.testing.assert_array_equal(got_frames, ref_frames)
+    assert float(jnp.abs(got - ref).max()) <= 1e-4
+    with pytest.raises(ConfigError, match="frontend.spectrum='fft'"):
+        FrontendConfig(spectrum="fft")
+
+
+def test_floor_div_equals_python_floor_division():
+    n = np.arange(-700, 701, dtype=np.int32)
+    for d in (1, 7, 160):
+        np.testing.assert_array_equal(np.asarray(floor_div(jnp.asarray(n), d)), n // d)

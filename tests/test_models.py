@@ -27,6 +27,7 @@ from ser_jax.models import (
     create_model,
     frame_vectors,
     last_valid_step,
+    lstm_scan,
     masked_functionals,
     max_pool_valid,
     mix_statistics,
@@ -604,3 +605,34 @@ def test_shipped_weights_are_the_tree_their_flat_config_builds(name):
     shipped = model.variables
     assert shapes(shipped.params) and shapes(made["params"]) == shapes(shipped.params)
     assert shapes(made.get("batch_stats", {})) == shapes(shipped.batch_stats)
+
+
+@pytest.mark.parametrize(
+    "bidirectional,pooling", [(False, "last"), (True, "last"), (True, "attention")]
+)
+def test_plain_lstm_equals_flax_rnn(bidirectional, pooling):
+    """CNNLSTM(plain_lstm=True) (the ONNX export's network: the LSTM as one lax.scan over
+    the trained weights) gives the Flax RNN's logits, clips of every length in one batch."""
+    module = CNNLSTM(
+        num_classes=5,
+        filters=(4, 8),
+        pools=((2, 2), (2, 2)),
+        lstm_hidden=6,
+        bidirectional=bidirectional,
+        pooling=pooling,
+    )
+    feats = jax.random.normal(jax.random.key(0), (4, 40, 16))
+    frames = jnp.array([40, 23, 9, 2])
+    variables = module.init(jax.random.key(1), feats, frames)
+    ref = module.apply(variables, feats, frames)
+    got = module.clone(plain_lstm=True).apply(variables, feats, frames)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    seq = jax.random.normal(jax.random.key(2), (3, 7, 5))
+    lengths = jnp.array([7, 4, 1])
+    cell = nn.OptimizedLSTMCell(6)
+    rnn = nn.RNN(cell, reverse=True, keep_order=True)
+    params = rnn.init(jax.random.key(3), seq, seq_lengths=lengths)
+    ref = rnn.apply(params, seq, seq_lengths=lengths)
+    got = lstm_scan(params["params"]["cell"], seq, lengths, reverse=True)
+    valid = np.arange(7)[None, :] < np.asarray(lengths)[:, None]
+    np.testing.assert_allclose(np.asarray(got)[valid], np.asarray(ref)[valid], atol=1e-6)

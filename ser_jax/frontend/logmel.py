@@ -38,6 +38,7 @@ _PAD_MODES = ("constant", "reflect")
 _MEL_SCALES = ("slaney", "htk")
 _MEL_NORMS = ("slaney", None)
 _LOGS = ("log", "db", "none")
+_SPECTRA = ("rfft", "dft")
 _NORMALIZE = ("utterance", "dataset", "speaker", "none")
 _NORM_EPS = 1e-5  # variance floor of the utterance normalisation (constant bands → 0)
 _CPU_BLOCK_FRAMES = 2048  # frames per lax.map block on CPU (cache-sized intermediates)
@@ -82,6 +83,11 @@ class FrontendConfig:
     mfcc: int = 0
     # + 6 spectral descriptors per frame as more bands (``DESCRIPTORS``, ``descriptors``)
     descriptors: bool = False
+    # How the power spectrum is computed: "rfft" (jnp.fft, the default) or "dft" (two matmuls
+    # with cosine and sine bases: no complex values, for converters such as ONNX's; equal
+    # within float32 rounding, slower on CPU). Not a config setting: ``ser-jax export
+    # --format onnx`` sets it on the model's front-end.
+    spectrum: str = "rfft"
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -118,6 +124,8 @@ class FrontendConfig:
             raise bad("top_db", "must be >= 0 or None")
         if self.normalize not in _NORMALIZE:
             raise bad("normalize", f"must be one of {_NORMALIZE}")
+        if self.spectrum not in _SPECTRA:
+            raise bad("spectrum", f"must be one of {_SPECTRA}")
         if self.deltas not in (0, 1, 2):
             raise bad("deltas", "must be 0, 1 (delta) or 2 (delta and delta-delta)")
         if self.delta_width < 3 or self.delta_width % 2 == 0:
@@ -211,7 +219,15 @@ def num_frames(num_samples: Any, cfg: FrontendConfig) -> Any:
     if isinstance(num_samples, int | np.integer):
         return max(0, 1 + (int(num_samples) + extra) // cfg.hop_length)
     n = jnp.asarray(num_samples).astype(jnp.int32)
-    return jnp.maximum(0, 1 + (n + extra) // cfg.hop_length).astype(jnp.int32)
+    return jnp.maximum(0, 1 + floor_div(n + extra, cfg.hop_length)).astype(jnp.int32)
+
+
+def floor_div(x: jax.Array, d: int) -> jax.Array:
+    """``x // d`` for an int array and a positive int ``d``, exactly, without the remainder
+    (``lax.rem``) that jnp's floor division computes: jax2onnx cannot lower that with a
+    symbolic batch size (``ser-jax export --format onnx``)."""
+    q = jax.lax.div(x, jnp.asarray(d, x.dtype))  # rounds toward 0
+    return jnp.where((x < 0) & (q * d != x), q - 1, q)
 
 
 def frame_lengths(lengths: jax.Array, cfg: FrontendConfig) -> jax.Array:
@@ -338,10 +354,36 @@ def _frames(x: jax.Array, length: jax.Array, n_out: int, cfg: FrontendConfig) ->
     return jnp.where(valid, x[jnp.clip(j, 0, samples - 1)], 0.0) * window(cfg)
 
 
+@functools.cache
+def dft_bases(n_fft: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_fft, hi - lo)`` float32 cosine and sine bases of the real DFT's bins ``[lo, hi)``:
+    ``frames @ cos`` and ``frames @ sin`` are ``rfft(frames)[..., lo:hi]``'s real and (minus)
+    imaginary parts. The phase ``n * k mod n_fft`` is exact in integers before the float64
+    cosine, so large bins lose no precision."""
+    n = np.arange(n_fft)[:, None]
+    k = np.arange(lo, hi)[None, :]
+    phase = 2.0 * np.pi * ((n * k) % n_fft) / n_fft
+    return np.cos(phase).astype(np.float32), np.sin(phase).astype(np.float32)
+
+
+def _matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` over ``a``'s last axis at full float32 precision, as the ``dot_general``
+    primitive itself: what ``jnp.dot`` lowers to, and what jax2onnx converts right under
+    ``vmap`` (its own ``jnp.dot`` shim loses the batch axis there)."""
+    dims = (((a.ndim - 1,), (0,)), ((), ()))
+    return jax.lax.dot_general(a, b, dims, precision=jax.lax.Precision.HIGHEST)
+
+
 def _spectrum(frames: jax.Array, cfg: FrontendConfig, bins: tuple[int, int]) -> jax.Array:
-    """``|rfft(frames)|**power`` on bins ``[lo, hi)``."""
-    spec = jnp.fft.rfft(frames, n=cfg.n_fft, axis=-1)[..., bins[0] : bins[1]]
-    p = spec.real * spec.real + spec.imag * spec.imag
+    """``|rfft(frames)|**power`` on bins ``[lo, hi)`` (``cfg.spectrum``: by the FFT, or as
+    two real matmuls with the DFT's bases)."""
+    if cfg.spectrum == "dft":
+        cos, sin = dft_bases(cfg.n_fft, *bins)
+        re, im = _matmul(frames, jnp.asarray(cos)), _matmul(frames, jnp.asarray(sin))
+        p = re * re + im * im
+    else:
+        spec = jnp.fft.rfft(frames, n=cfg.n_fft, axis=-1)[..., bins[0] : bins[1]]
+        p = spec.real * spec.real + spec.imag * spec.imag
     return p if cfg.power == 2.0 else jnp.sqrt(p)
 
 
@@ -484,7 +526,7 @@ def log_mel(
         frames = _frames(x, length, t, cfg)
         p = _spectrum(frames, cfg, bins)
         fb = mel_filterbank(cfg, w[0][None])[0] if w else fb_const
-        m = jnp.dot(p, fb, precision=jax.lax.Precision.HIGHEST)
+        m = _matmul(p, fb)
         valid = jnp.arange(t) < fl
         feats = _to_log(m, valid, cfg)
         if cfg.mfcc:

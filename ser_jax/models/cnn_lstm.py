@@ -20,12 +20,14 @@ import jax
 import jax.numpy as jnp
 
 from ser_jax.errors import ConfigError
+from ser_jax.frontend.logmel import floor_div
 from ser_jax.models.layers import (
     ACTIVATIONS,
     ConvBlock,
     attention_pool,
     check_activation,
     last_valid_step,
+    lstm_scan,
     mix_style,
     pooled_length,
     reverse_gradient,
@@ -117,6 +119,9 @@ class CNNLSTM(nn.Module):
     # the last channels of the input are per-frame tracks (frontend.pitch's 3) that only the
     # statistics branch reads, once each; the convolutions see the other channels
     track_channels: int = 0
+    # Apply only: the LSTM's trained weights run as one plain lax.scan (models.lstm_scan)
+    # instead of Flax's RNN, equal on valid steps; ``ser-jax export --format onnx`` sets it
+    plain_lstm: bool = False
 
     @nn.compact
     def __call__(
@@ -193,7 +198,7 @@ class CNNLSTM(nn.Module):
                 residual=bool(self.residual[i]) if self.residual else False,
                 name=f"block{i}",
             )(x, mask, train=train)
-            lengths = lengths // int(pool[0])
+            lengths = floor_div(lengths, int(pool[0]))
             valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]
             x = jnp.where(valid[:, :, None, None], x, 0.0)
             if (
@@ -220,6 +225,8 @@ class CNNLSTM(nn.Module):
         if self.dropout > 0:
             seq = nn.Dropout(self.dropout)(seq, deterministic=not train)
         seq_lengths = jnp.maximum(lengths, 1)
+        if self.plain_lstm:
+            return self.plain_sequence(seq, seq_lengths), seq_lengths
         forward = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden), name="lstm")
         if self.bidirectional:
             backward = nn.RNN(
@@ -232,6 +239,17 @@ class CNNLSTM(nn.Module):
         else:
             outputs = forward(seq, seq_lengths=seq_lengths)
         return outputs, seq_lengths
+
+    def plain_sequence(self, seq: jax.Array, seq_lengths: jax.Array) -> jax.Array:
+        """The trained LSTM (or both directions) as plain scans over its weights (apply only:
+        the weights must exist, where ``nn.RNN`` put them: its cells belong to this module,
+        ``OptimizedLSTMCell_0`` forward and ``_1`` backward)."""
+        params = self.variables["params"]
+        outputs = lstm_scan(params["OptimizedLSTMCell_0"], seq, seq_lengths)
+        if self.bidirectional:
+            backward = lstm_scan(params["OptimizedLSTMCell_1"], seq, seq_lengths, reverse=True)
+            outputs = jnp.concatenate([outputs, backward], axis=-1)
+        return outputs
 
     def pool_steps(self, outputs: jax.Array, seq_lengths: jax.Array) -> jax.Array:
         """The LSTM's outputs pooled over the valid steps (``pooling``)."""

@@ -194,3 +194,44 @@ def last_valid_step(outputs: jax.Array, lengths: jax.Array) -> jax.Array:
     """outputs (batch, time, features) → (batch, features) at index ``length - 1`` of each row."""
     index = jnp.clip(lengths - 1, 0, outputs.shape[1] - 1)
     return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
+
+
+def lstm_scan(
+    cell: dict[str, Any], seq: jax.Array, seq_lengths: jax.Array, reverse: bool = False
+) -> jax.Array:
+    """``nn.RNN(nn.OptimizedLSTMCell)`` with the cell's parameters ``cell`` (its ``ii``, ``if``,
+    ``ig``, ``io`` input kernels and ``hi``, ``hf``, ``hg``, ``ho`` recurrent Dense layers) as
+    one plain ``lax.scan``: ``seq`` (batch, time, features) → outputs (batch, time, hidden),
+    equal to the module's on every valid step (``reverse``: each row's valid steps read
+    backwards, as ``nn.RNN(reverse=True, keep_order=True)``; padded steps differ). jax2onnx
+    converts this where Flax's own RNN fails to trace with a symbolic batch size."""
+    gates = ("i", "f", "g", "o")
+    w_in = jnp.concatenate([cell[f"i{g}"]["kernel"] for g in gates], axis=-1)
+    w_h = jnp.concatenate([cell[f"h{g}"]["kernel"] for g in gates], axis=-1)
+    bias = jnp.concatenate([cell[f"h{g}"]["bias"] for g in gates], axis=-1)
+    hidden = w_h.shape[0]
+    steps = jnp.arange(seq.shape[1])[None, :]
+    lengths = seq_lengths.astype(jnp.int32)[:, None]
+    order = jnp.where(steps < lengths, lengths - 1 - steps, steps) if reverse else None
+    if reverse:  # each row's valid steps backwards (the padding after them stays put)
+        seq = jnp.take_along_axis(seq, order[..., None], axis=1)
+    x_proj = _dense(seq, w_in) + bias  # (batch, time, 4 * hidden)
+
+    def step(carry: tuple[jax.Array, jax.Array], x: jax.Array):
+        c, h = carry
+        z = x + _dense(h, w_h)
+        i, f, g, o = (z[:, k * hidden : (k + 1) * hidden] for k in range(4))
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    zeros = jnp.zeros_like(x_proj[:, 0, :hidden])
+    _, out = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x_proj, 0, 1))
+    out = jnp.swapaxes(out, 0, 1)
+    return jnp.take_along_axis(out, order[..., None], axis=1) if reverse else out
+
+
+def _dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``x @ kernel`` over the last axis, as the ``dot_general`` primitive (jax2onnx's shim
+    of ``jnp.dot`` mis-shapes batched operands)."""
+    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))

@@ -31,14 +31,34 @@ from ser_jax.serving.restore import LoadedModel
 from ser_jax.training.steps import predict_step
 
 
-def export_model(model: LoadedModel, out: str | Path) -> Path:
-    """Write the model's waveform → probabilities function to ``out`` (and ``out.json``)."""
+def refuse_per_speaker(model: LoadedModel) -> None:
+    """Refuse a model normalised by each speaker's statistics (no input carries them)."""
     if model.per_speaker:
         raise ConfigError(
             f"{model.source}: frontend.normalize='speaker' normalises by each speaker's own "
             "statistics, which the exported waveform-to-probabilities function has no input "
             "for; export a model trained with normalize='utterance', 'dataset' or 'none'"
         )
+
+
+def export_metadata(model: LoadedModel, samples: int) -> dict[str, Any]:
+    """What ``out.json`` says: labels, sample rate, window length, inputs and outputs."""
+    return {
+        "labels": list(model.label_names),
+        "sample_rate": model.sample_rate,
+        "samples": samples,
+        "inputs": "audio float32 (batch, samples), zero after each clip; lengths int32 (batch,)",
+        "outputs": "probabilities float32 (batch, classes), in the order of labels",
+        # the model trained on recordings without exact zeros at their ends: trim them first
+        "trim_silence": model.spec.trim_silence,
+        "source": str(model.source),
+        "step": model.step,
+    }
+
+
+def export_model(model: LoadedModel, out: str | Path) -> Path:
+    """Write the model's waveform → probabilities function to ``out`` (and ``out.json``)."""
+    refuse_per_speaker(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = create_model(model.config.model, len(model.label_names))

@@ -1,0 +1,160 @@
+"""Serving with onnxruntime alone: a model's whole path as an ONNX graph (the ``onnx`` extra).
+
+``export_onnx(model, out)`` writes ``out`` (an ONNX model converted by jax2onnx) and
+``out.json`` (labels, sample rate, window length: the metadata ``ser_jax.serving.export``
+writes). The graph is the function ``ser-jax export`` serialises as StableHLO, with the
+STFT's FFT as two matmuls with the DFT's cosine and sine bases (``frontend.spectrum="dft"``:
+ONNX has no complex numbers): inputs ``audio`` float32 ``(batch, samples)``, each clip
+zero-padded or cut to ``samples`` (the model's ``data.max_seconds``), and ``lengths`` int32
+``(batch,)``; output ``probabilities`` float32 ``(batch, classes)``; the batch size is
+symbolic. Log-mel, normalisation, the network and the softmax are inside, the weights are
+initialisers::
+
+    import json, numpy as np, onnxruntime as ort
+    session = ort.InferenceSession("ser.onnx")
+    meta = json.load(open("ser.onnx.json"))
+    audio = np.zeros((1, meta["samples"]), np.float32); audio[0, :len(wave)] = wave
+    probs = session.run(None, {"audio": audio, "lengths": np.array([len(wave)], np.int32)})[0]
+
+Only the CLI's export verb and the tests import this module (the core never needs the extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnxruntime
+from jax2onnx import to_onnx
+
+from ser_jax.errors import ConfigError
+from ser_jax.evaluation.scoring import score_clips
+from ser_jax.models import create_model
+from ser_jax.serving.export import export_metadata, refuse_per_speaker
+from ser_jax.serving.restore import LoadedModel
+from ser_jax.training.steps import predict_step
+
+INPUTS = ("audio", "lengths")
+OUTPUT = "probabilities"
+CHECK_TOLERANCE = 1e-4  # the export's own check of the graph against the model
+
+
+def onnx_function(model: LoadedModel) -> Any:
+    """The model's waveform → probabilities function with the DFT-matmul front-end."""
+    refuse_per_speaker(model)
+    module = create_model(model.config.model, len(model.label_names))
+    if hasattr(module, "plain_lstm"):  # the CNN-LSTM's LSTM as a plain scan (models.lstm_scan)
+        module = module.clone(plain_lstm=True)
+    variables = jax.tree.map(jnp.asarray, model.variables)
+    frontend = dataclasses.replace(model.spec.frontend, spectrum="dft")
+
+    def probabilities(audio: jax.Array, lengths: jax.Array) -> jax.Array:
+        batch = {"audio": audio, "length": lengths}
+        return predict_step(module.apply, variables, batch, frontend=frontend)
+
+    return probabilities
+
+
+def export_onnx(model: LoadedModel, out: str | Path) -> Path:
+    """Write the model's waveform → probabilities graph to ``out`` (and ``out.json``)."""
+    fn = onnx_function(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    samples = model.max_samples
+    try:
+        proto = to_onnx(
+            fn,
+            inputs=[
+                jax.ShapeDtypeStruct(("B", samples), jnp.float32),
+                jax.ShapeDtypeStruct(("B",), jnp.int32),
+            ],
+            model_name="ser_jax",
+            input_names=list(INPUTS),
+            output_names=[OUTPUT],
+        )
+    except Exception as err:  # jax2onnx raises whatever its failing plugin raised
+        raise ConfigError(
+            f"{model.source}: jax2onnx cannot convert this model ({model.config.model.name}): "
+            f"{_first_line(err)}"
+        ) from err
+    checked_graph(model, fn, proto.SerializeToString())
+    out.write_bytes(proto.SerializeToString())
+    meta = export_metadata(model, samples)
+    meta["format"] = "onnx"
+    Path(f"{out}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def checked_graph(model: LoadedModel, fn: Any, graph: bytes) -> None:
+    """Refuse a converted graph that onnxruntime cannot run, or whose probabilities of a
+    test batch (two clips of noise, one full and one half the window) differ from the jitted
+    function's by more than ``CHECK_TOLERANCE``: a converter's mistake never ships."""
+    samples = model.max_samples
+    audio = np.random.default_rng(0).standard_normal((2, samples)).astype(np.float32) * 0.1
+    lengths = np.array([samples, samples // 2], np.int32)
+    audio[1, samples // 2 :] = 0.0
+    try:
+        got = session_of(graph).run([OUTPUT], {"audio": audio, "lengths": lengths})[0]
+    except Exception as err:  # onnxruntime's own errors have no common base class
+        raise ConfigError(
+            f"{model.source}: onnxruntime cannot run the graph jax2onnx made of this model "
+            f"({model.config.model.name}): {_first_line(err)}"
+        ) from err
+    want = np.asarray(jax.jit(fn)(audio, lengths))
+    diff = float(np.abs(got - want).max())
+    if not diff <= CHECK_TOLERANCE:
+        raise ConfigError(
+            f"{model.source}: the ONNX graph of this model ({model.config.model.name}) gives "
+            f"probabilities {diff:.1e} away from the model's (tolerance {CHECK_TOLERANCE})"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def session_of(graph: str | Path | bytes) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session of a graph (a path or its bytes), quiet below errors."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # jax2onnx leaves unused initialisers that ORT warns about
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(
+        source, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def load_onnx(path: str | Path) -> tuple[onnxruntime.InferenceSession, dict[str, Any]]:
+    """An onnxruntime session of an exported graph (CPU) and its metadata."""
+    return session_of(path), json.loads(Path(f"{path}.json").read_text())
+
+
+def onnx_probabilities(
+    session: onnxruntime.InferenceSession,
+    meta: dict[str, Any],
+    waves: list[np.ndarray],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Score clips with an exported graph, by the package's evaluation policy (long clips as
+    half-overlapping windows, averaged; ``ser_jax.evaluation.scoring``)."""
+    samples = int(meta["samples"])
+
+    def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
+        audio = np.zeros((len(batch["audio"]), samples), np.float32)
+        audio[:, : batch["audio"].shape[1]] = batch["audio"]
+        lengths = np.asarray(batch["length"], np.int32)
+        return session.run([OUTPUT], {"audio": audio, "lengths": lengths})[0]
+
+    return score_clips(
+        predict,
+        waves,
+        len(meta["labels"]),
+        batch_size=batch_size,
+        max_samples=samples,
+        bucket_samples=samples,
+    )
