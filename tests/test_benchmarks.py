@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RATIO = re.compile(r"\d+\.\d+x")  # a "vs reference" cell: 1.00x
 TORCH = importlib.util.find_spec("torch") is not None
+ONNX = all(importlib.util.find_spec(m) is not None for m in ("jax2onnx", "onnxruntime"))
 
 
 def run_benchmark(script: str, *args: str) -> str:
@@ -55,6 +56,17 @@ def test_export_benchmark():
     assert "largest probability difference" in out
     assert "| row | first call s | median s | clips/s | vs predict |" in out
     rows_with_ratio(out, "predict (in package, jit)", "exported (jax.export, deserialised)")
+
+
+@pytest.mark.skipif(
+    not ONNX, reason="jax2onnx / onnxruntime not installed (pip install -e '.[onnx]'; CI has them)"
+)
+def test_onnx_benchmark():
+    out = run_benchmark("onnx.py", "--tiny")
+    assert "4 synthetic clips of 2 s; device: " in out and "onnxruntime " in out
+    assert "largest probability difference" in out
+    assert "| row | first call s | median s | clips/s | vs predict |" in out
+    rows_with_ratio(out, "predict (in package, jit)", "onnxruntime (exported graph, CPU)")
 
 
 @pytest.mark.slow

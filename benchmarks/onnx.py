@@ -1,0 +1,134 @@
+"""The ONNX graph (``ser-jax export --format onnx``) in onnxruntime against in-package predict.
+
+    python benchmarks/onnx.py [--model NAME | --run DIR] [--files N] [--rounds 11]
+        [--batch 32] [--data DIR | --synthetic] [--json PATH]
+
+    python benchmarks/onnx.py --tiny   (a smoke run: --files 4 --rounds 1 --batch 4
+        --synthetic; flags given as well win)
+
+Needs the optional extra ``onnx`` (and jax2onnx). Both rows score the same clips with the same
+weights, batch by batch, by the package's evaluation policy (``ser_jax.evaluation.scoring``):
+``predict`` is ``LoadedModel.probabilities`` (the jit-compiled ``predict_step``, what
+``ser-jax predict`` runs after decoding), ``onnxruntime`` is ``onnx.onnx_probabilities`` over
+an onnxruntime CPU session of the exported graph (what a server without JAX runs). Decoding is
+done once, before timing; the rounds alternate the two rows, and the table reports medians,
+the first call (jit compile, or the session's first run) apart, and the largest difference
+between their probabilities. Clips as ``benchmarks/export.py`` picks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+# This file is named onnx.py: its folder, first on sys.path, would shadow the onnx package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime  # noqa: E402
+
+from benchmarks.export import clips, time_rows  # noqa: E402
+from ser_jax.rundir import processor_name  # noqa: E402
+from ser_jax.serving.onnx import export_onnx, load_onnx, onnx_probabilities  # noqa: E402
+from ser_jax.serving.restore import load_model  # noqa: E402
+from ser_jax.serving.shipped import load_shipped  # noqa: E402
+
+PREDICT = "predict (in package, jit)"
+ONNXRUNTIME = "onnxruntime (exported graph, CPU)"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default=None, help="a shipped model (default: the default one)")
+    p.add_argument("--run", default=None, help="a run directory instead of a shipped model")
+    p.add_argument("--data", default=None, help="a folder of WAVs (default: $SER_EMODB_DIR)")
+    p.add_argument("--synthetic", action="store_true", help="synthetic clips, whatever the env")
+    p.add_argument("--files", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--json", default=None)
+    p.add_argument("--tiny", action="store_true", help="a smoke run's sizes (seconds)")
+    args = p.parse_args(argv)
+    if args.tiny:  # the smoke run's sizes; flags given as well still win
+        p.set_defaults(files=4, rounds=1, batch=4, synthetic=True)
+        args = p.parse_args(argv)
+    return args
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"{report['clips']}; device: {report['device']}; onnxruntime {report['onnxruntime']}; "
+        f"{args.rounds} rounds, batch {args.batch}"
+    )
+    print(
+        f"export {report['export_seconds']:.2f} s, {report['graph_bytes'] / 1e6:.2f} MB; "
+        f"session {report['session_seconds'] * 1e3:.1f} ms; largest probability "
+        f"difference {report['max_abs_probability_difference']:.2e}"
+    )
+    print("| row | first call s | median s | clips/s | vs predict |")
+    print("|---|---|---|---|---|")
+    for r in report["rows"]:
+        print(
+            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
+            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    model = load_model(args.run) if args.run else load_shipped(args.model)
+    waves, what = clips(args, model.sample_rate)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        path = export_onnx(model, Path(tmp) / "model.onnx")
+        export_s = time.perf_counter() - t0
+        size = path.stat().st_size
+        t0 = time.perf_counter()
+        session, meta = load_onnx(path)
+        load_s = time.perf_counter() - t0
+    rows = {
+        PREDICT: lambda: model.probabilities(waves, args.batch),
+        ONNXRUNTIME: lambda: onnx_probabilities(session, meta, waves, args.batch),
+    }
+    first, times, out = time_rows(rows, args.rounds)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    report = {
+        "clips": what,
+        "audio_seconds": float(sum(len(w) for w in waves) / model.sample_rate),
+        "device": f"{jax.devices()[0].platform}: {processor_name()}",
+        "onnxruntime": f"{onnxruntime.__version__} {', '.join(session.get_providers())}",
+        "cpus": os.cpu_count(),
+        "export_seconds": export_s,
+        "session_seconds": load_s,
+        "graph_bytes": size,
+        "max_abs_probability_difference": float(np.abs(out[PREDICT] - out[ONNXRUNTIME]).max()),
+        "rows": [
+            {
+                "row": name,
+                "first_call_s": first[name],
+                "median_s": med[name],
+                "clips_per_s": len(waves) / med[name],
+                "vs_predict": med[PREDICT] / med[name],
+            }
+            for name in rows
+        ],
+    }
+    print_report(report, args)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
