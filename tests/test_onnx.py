@@ -23,7 +23,7 @@ from ser_jax.serving.shipped import load_shipped
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # onnxruntime's probabilities against the package's
 
-pytestmark = pytest.mark.skipif(
+needs_onnx = pytest.mark.skipif(
     importlib.util.find_spec("jax2onnx") is None or importlib.util.find_spec("onnxruntime") is None,
     reason="jax2onnx / onnxruntime not installed (pip install -e '.[onnx]'; CI has them)",
 )
@@ -40,6 +40,7 @@ def shipped_graph(tmp_path_factory: pytest.TempPathFactory):
     return model, session, meta
 
 
+@needs_onnx
 def test_shipped_model_gives_predicts_probabilities(shipped_graph, emodb_dir):
     from ser_jax.serving.onnx import onnx_probabilities
 
@@ -54,6 +55,7 @@ def test_shipped_model_gives_predicts_probabilities(shipped_graph, emodb_dir):
         assert meta["labels"][int(p.argmax())] == row["label"]
 
 
+@needs_onnx
 def test_one_graph_serves_batches_of_1_and_3(shipped_graph):
     model, session, meta = shipped_graph
     assert isinstance(session.get_inputs()[0].shape[0], str)  # a symbolic batch size
@@ -72,6 +74,7 @@ def test_one_graph_serves_batches_of_1_and_3(shipped_graph):
     np.testing.assert_allclose(batch, model.probabilities(waves), atol=TOLERANCE)
 
 
+@needs_onnx
 @pytest.mark.slow
 def test_a_trained_run_exports_by_the_command_line(trained, demo_corpus_dir, tmp_path):
     from ser_jax.serving.onnx import load_onnx, onnx_probabilities
@@ -97,6 +100,7 @@ def test_a_trained_run_exports_by_the_command_line(trained, demo_corpus_dir, tmp
     np.testing.assert_allclose(probs, model.probabilities(waves), atol=TOLERANCE)
 
 
+@needs_onnx
 def test_what_it_cannot_export_is_refused_in_one_line():
     from ser_jax.serving.onnx import export_onnx
 
@@ -117,3 +121,25 @@ def test_what_it_cannot_export_is_refused_in_one_line():
             export()
         assert "\n" not in str(err.value)
     assert not Path("never.onnx").exists()
+
+
+def test_without_the_extra_the_command_names_it(tmp_path):
+    """``--format onnx`` without jax2onnx: one line naming the extra (here jax2onnx is hidden
+    behind a package of its name that fails to import)."""
+    blocked = tmp_path / "blocked" / "jax2onnx"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(blocked.parent)}
+    env.pop("SER_JAX_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser_jax", "export", "--format", "onnx", "--out", "x.onnx"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "optional extra 'onnx'" in errors[0], proc.stderr
+    assert "jax2onnx" in errors[0] and not (tmp_path / "x.onnx").exists()

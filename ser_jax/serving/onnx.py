@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ def export_onnx(model: LoadedModel, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     samples = model.max_samples
+    serde = logging.getLogger("onnx_ir.serde")  # warns of every untyped shape value it drops
+    level = serde.level
+    serde.setLevel(logging.ERROR)
     try:
         proto = to_onnx(
             fn,
@@ -82,6 +86,8 @@ def export_onnx(model: LoadedModel, out: str | Path) -> Path:
             f"{model.source}: jax2onnx cannot convert this model ({model.config.model.name}): "
             f"{_first_line(err)}"
         ) from err
+    finally:
+        serde.setLevel(level)
     checked_graph(model, fn, proto.SerializeToString())
     out.write_bytes(proto.SerializeToString())
     meta = export_metadata(model, samples)
