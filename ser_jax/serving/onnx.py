@@ -10,11 +10,19 @@ zero-padded or cut to ``samples`` (the model's ``data.max_seconds``), and ``leng
 symbolic. Log-mel, normalisation, the network and the softmax are inside, the weights are
 initialisers::
 
-    import json, numpy as np, onnxruntime as ort
-    session = ort.InferenceSession("ser.onnx")
-    meta = json.load(open("ser.onnx.json"))
-    audio = np.zeros((1, meta["samples"]), np.float32); audio[0, :len(wave)] = wave
+    import json, numpy as np, onnxruntime as ort, soundfile as sf, soxr
+    session, meta = ort.InferenceSession("ser.onnx"), json.load(open("ser.onnx.json"))
+    wave, rate = sf.read("03a01Wa.wav", dtype="float32")  # mono
+    wave = soxr.resample(wave, rate, meta["sample_rate"], quality="HQ")[: meta["samples"]]
+    audio = np.zeros((1, meta["samples"]), np.float32); audio[0, : len(wave)] = wave
     probs = session.run(None, {"audio": audio, "lengths": np.array([len(wave)], np.int32)})[0]
+
+(a clip longer than ``samples``: ``onnx_probabilities`` scores half-overlapping windows and
+averages them, as ``ser-jax predict`` does). The export checks the graph against the model on
+a test batch and refuses it (one-line ``ConfigError``) when onnxruntime cannot run it or its
+probabilities differ by more than ``CHECK_TOLERANCE``; a model that jax2onnx cannot convert
+(today: the functionals family) or that normalises per speaker is refused the same way.
+Committees are not exported (``load_shipped`` refuses them): export each member.
 
 Only the CLI's export verb and the tests import this module (the core never needs the extra).
 """
