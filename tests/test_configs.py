@@ -25,7 +25,6 @@ TOP_LEVEL = {
     "bilstm_attention.py",
     "cepstral_vtlp.py",
     "default.py",
-    "functionals_mfcc.py",
     "functionals_mfcc_shuffled.py",
     "functionals_pitch.py",
     "matlab.py",

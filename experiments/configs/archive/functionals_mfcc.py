@@ -23,7 +23,7 @@ batches. With the augmentation off nothing before the classifier changes from on
 next, so the statistics are computed once before training (``train.cache_features``), about
 16x faster an epoch than in every step.
 
-    ser-jax cv --config experiments/configs/functionals_mfcc.py
+    ser-jax cv --config experiments/configs/archive/functionals_mfcc.py
 """
 
 import os
