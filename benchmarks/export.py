@@ -99,6 +99,17 @@ def time_rows(
     return first, times, out
 
 
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The timing table: each row's first call, median, clips/s and ratio to predict."""
+    print("| row | first call s | median s | clips/s | vs predict |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
+            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
+        )
+
+
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"{report['clips']}; device: {report['device']}; {args.rounds} rounds, batch {args.batch}"
@@ -108,13 +119,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"deserialise {report['deserialise_seconds'] * 1e3:.1f} ms; largest probability "
         f"difference {report['max_abs_probability_difference']:.2e}"
     )
-    print("| row | first call s | median s | clips/s | vs predict |")
-    print("|---|---|---|---|---|")
-    for r in report["rows"]:
-        print(
-            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
-            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
-        )
+    print_rows(report["rows"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 
-from benchmarks.export import clips, time_rows  # noqa: E402
+from benchmarks.export import clips, print_rows, time_rows  # noqa: E402
 from ser_jax.rundir import processor_name  # noqa: E402
 from ser_jax.serving.onnx import export_onnx, load_onnx, onnx_probabilities  # noqa: E402
 from ser_jax.serving.restore import load_model  # noqa: E402
@@ -75,13 +75,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"session {report['session_seconds'] * 1e3:.1f} ms; largest probability "
         f"difference {report['max_abs_probability_difference']:.2e}"
     )
-    print("| row | first call s | median s | clips/s | vs predict |")
-    print("|---|---|---|---|---|")
-    for r in report["rows"]:
-        print(
-            f"| {r['row']} | {r['first_call_s']:.2f} | {r['median_s']:.3f} | "
-            f"{r['clips_per_s']:.1f} | {r['vs_predict']:.2f}x |"
-        )
+    print_rows(report["rows"])
 
 
 def main(argv: list[str] | None = None) -> int:
