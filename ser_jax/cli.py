@@ -103,7 +103,8 @@ def _define_predict_flags() -> None:
         None,
         "Test-time warps, comma-separated semitones (e.g. -6,6): every file also scored with "
         "its mel filterbank (and pitch track) warped by each, the probabilities averaged with "
-        "the unwarped file's (a committee: each model's own, as ser-jax ensemble averages them).",
+        "the unwarped file's (a committee: each model's own, as ser-jax ensemble averages them). "
+        "predict: a shipped committee that records its warps uses them unless told 'none'.",
     )
 
 
@@ -222,10 +223,20 @@ def _evaluate(rest: list[str]) -> None:
 
 
 def _semitones() -> tuple[float, ...]:
-    """``--tta_semitones`` as numbers (none given: no test-time warps)."""
+    """``--tta_semitones`` as numbers (none given, or ``none``: no test-time warps)."""
+    return _given_semitones() or ()
+
+
+def _given_semitones() -> tuple[float, ...] | None:
+    """``--tta_semitones`` as numbers; None when not given (``predict``: a shipped committee's
+    own warps), ``()`` for ``none``."""
     from ser_jax.spec import check_semitones
 
-    given = [v for v in (FLAGS.tta_semitones or "").split(",") if v.strip()]
+    if FLAGS.tta_semitones is None:
+        return None
+    if FLAGS.tta_semitones.strip().lower() == "none":
+        return ()
+    given = [v for v in FLAGS.tta_semitones.split(",") if v.strip()]
     return check_semitones(given, "--tta_semitones")
 
 
@@ -245,7 +256,7 @@ def _predict(rest: list[str]) -> int:
         balanced=FLAGS.balanced,
         rule=FLAGS.rule,
         weights=FLAGS.weights,
-        semitones=_semitones(),
+        semitones=_given_semitones(),
     )
 
 

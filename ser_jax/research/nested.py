@@ -17,7 +17,8 @@ weight grid uses too). Beside it: every choice's plain pooled figures (the best 
 optimistic: it was chosen on the files it is scored on), and the winner over all speakers
 (the choice made on every file: what would ship). The same again with speaker-adaptive
 predictions (``test_speaker_bn``, ``test_tta_speaker_bn``) as its own protocol
-(``adapted``), for the views every member has them of.
+(``adapted``), for the views every member has them of; ``tta_semitones``: the warps of the
+``tta`` view (every member run's own, which must agree), which a shipped winner then uses.
 
 Writes ``nested_summary.json``, ``nested_summary.md`` and ``run_info.json`` (command, commit,
 processor). On leave-one-speaker-out, the other speakers' predictions come from models that
@@ -158,6 +159,22 @@ def member_runs(
                 f"{Path(runs) / member}: its classes {got} differ from {first}'s {labels[first]}"
             )
     return found
+
+
+def run_semitones(runs: Sequence[Path]) -> list[float]:
+    """The test-time warps (``eval.tta_semitones`` of their ``config.json``) the runs' ``tta``
+    view was scored with; refused when they differ, naming two runs that disagree."""
+    found: dict[str, Path] = {}
+    for run in runs:
+        eval_cfg = json.loads((Path(run) / "config.json").read_text()).get("eval", {})
+        found.setdefault(json.dumps([float(v) for v in eval_cfg.get("tta_semitones", [])]), run)
+    if len(found) > 1:
+        (a, run_a), (b, run_b) = list(found.items())[:2]
+        raise ConfigError(
+            f"{run_a}: test-time warps {a}, but {run_b} has {b}; the tta view must be one set "
+            "of warps across the member runs"
+        )
+    return json.loads(next(iter(found), "[]"))
 
 
 @dataclasses.dataclass
@@ -306,6 +323,8 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
         "candidates": cands.candidates,
         **nested_protocol(plain, labels),
     }
+    if "tta" in cands.views:
+        summary["tta_semitones"] = run_semitones(every)
     adapted = {
         v: kind
         for v, kind in PROTOCOLS["adapted"].items()

@@ -56,7 +56,8 @@ def package_committee(
     chose it, whose figures lead the card). The committee combines its members by the rule
     those summaries were made with (``ser-jax ensemble --rule``) and with their run weights
     (``--weights``, one a member in order: the weights go into ``committee.json``); summaries
-    of two rules or two sets of weights are refused."""
+    of two rules or two sets of weights are refused. When the nested choice scored with
+    test-time warps, ``committee.json`` records them (``tta_semitones``) and predict uses them."""
     root = root or PRETRAINED
     if len(members) < 2:
         raise ConfigError(f"committee {name!r}: needs two or more members, got {list(members)}")
@@ -100,6 +101,9 @@ def package_committee(
         recipe["rule"] = rule
     if weights is not None:
         recipe["weights"] = [float(w) for w in weights]
+    semitones = nested_semitones(nested) if nested else []
+    if semitones:
+        recipe["tta_semitones"] = semitones
     (out / COMMITTEE).write_text(json.dumps(recipe, indent=2) + "\n")
     card = committee_card(
         name,
@@ -110,9 +114,24 @@ def package_committee(
         root=root,
         rule=rule,
         weights=weights,
+        semitones=semitones,
     )
     (out / CARD).write_text(card)
     return out
+
+
+def nested_semitones(nested: str | Path) -> list[float]:
+    """The test-time warps of the choice a ``ser-jax select`` folder made on all speakers:
+    its ``tta_semitones`` when the winner's view is ``tta``, else none."""
+    summary = json.loads((Path(nested) / "nested_summary.json").read_text())
+    if summary["winner"]["view"] != "tta":
+        return []
+    if not summary.get("tta_semitones"):
+        raise ConfigError(
+            f"{nested}: its choice scores with test-time warps but its nested_summary.json "
+            "does not record them (tta_semitones); run `ser-jax select` again"
+        )
+    return [float(v) for v in summary["tta_semitones"]]
 
 
 def _checked_members(name: str, members: Sequence[str], root: Path) -> list[str]:
@@ -143,6 +162,7 @@ def committee_card(
     root: Path | None = None,
     rule: str = "mean",
     weights: Sequence[float] | None = None,
+    semitones: Sequence[float] = (),
 ) -> str:
     """The model card of a committee: its members (each card's summary line, and its weight
     when they differ) and the committee's figures read from ``ser-jax ensemble`` summaries."""
@@ -174,6 +194,7 @@ def committee_card(
         f"Use: `ser-jax predict --model {name} FILE...`; with `--speaker_bn` when the files of "
         "one call are one speaker's recordings (each member then normalises its BatchNorm "
         "layers by their statistics: its own protocol, the figures marked speaker-adaptive).",
+        *_warp_lines(semitones),
         "",
         "## How well it does (the same recipes, evaluated on held-out speakers)",
         *(card_lines(nested) if nested else []),
@@ -187,6 +208,19 @@ def committee_card(
             continue
         lines.append(_committee_figures(given, what, len(members)))
     return "\n".join(lines + COMMITTEE_TAIL) + "\n"
+
+
+def _warp_lines(semitones: Sequence[float]) -> list[str]:
+    if not semitones:
+        return []
+    shown = ", ".join(f"{v:+g}" for v in semitones)
+    return [
+        "",
+        f"Test-time warps: each file is also scored with its mel filterbank (and pitch track) "
+        f"warped by {shown} semitones, each member's probabilities averaged over the views, as "
+        "the nested choice scored it (`committee.json` `tta_semitones`; "
+        "`--tta_semitones none` scores the file alone).",
+    ]
 
 
 COMMITTEE_TAIL = [

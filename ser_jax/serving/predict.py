@@ -39,10 +39,12 @@ from ser_jax.reports.figures import plot_timeline
 from ser_jax.serving.checkpointed import load_run
 from ser_jax.serving.restore import LoadedModel
 from ser_jax.serving.shipped import (
+    DEFAULT_MODEL,
     load_shipped,
     parse_weights,
     shipped_members,
     shipped_rule,
+    shipped_semitones,
     shipped_weights,
 )
 
@@ -171,7 +173,7 @@ def predict_command(
     balanced: bool = False,
     rule: str | None = None,
     weights: str | None = None,
-    semitones: Sequence[float] = (),
+    semitones: Sequence[float] | None = None,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
@@ -182,17 +184,23 @@ def predict_command(
     combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
     else the mean; ``weights``: one a model, comma-separated, ``ser_jax.serving.shipped.parse_weights``; None: a
     shipped committee's own weights, else alike); ``semitones``: test-time warps (each file
-    also scored with its mel filterbank warped by each, probabilities averaged)."""
+    also scored with its mel filterbank warped by each, probabilities averaged; None: a
+    shipped committee's own warps, ``shipped_semitones``, else none)."""
     runs = [r for r in (run_dir or "").split(",") if r]
     given_names = [n for n in (model_name or "").split(",") if n]
+    if not runs and not given_names:
+        given_names = [DEFAULT_MODEL]
     shipped = [m for n in given_names for m in shipped_members(n)]
-    flag, given = ("--run", run_dir) if runs else ("--model", model_name)
+    flag, given = ("--run", run_dir) if runs else ("--model", ",".join(given_names))
+    one = len(given_names) == 1 and not runs  # one shipped model or committee
     count = len(runs or shipped)
     if count > 1 and (timeline or csv_path):
         raise ConfigError(
             f"{flag}={given}: a committee of {count} models has no timeline or CSV of "
             f"windows; give one model for --timeline/--csv"
         )
+    if semitones is None:  # one shipped committee (named, or the default): its own warps
+        semitones = shipped_semitones(given_names[0]) if one else ()
     if semitones and (timeline or csv_path):
         raise ConfigError(
             f"--tta_semitones={','.join(f'{v:g}' for v in semitones)}: the timeline and CSV "
@@ -204,9 +212,8 @@ def predict_command(
     if runs:
         models = [load_run(r) for r in runs]
     else:
-        models = [load_shipped(n) for n in shipped] if shipped else [load_shipped(None)]
+        models = [load_shipped(n) for n in shipped]
     model = models[0]
-    one = len(given_names) == 1 and not runs  # one shipped model or committee
     if rule is None:  # one shipped committee: its own rule; otherwise the mean
         rule = shipped_rule(given_names[0]) if one else "mean"
     if weight_list is None and one:  # one shipped committee: its own weights, if it has any

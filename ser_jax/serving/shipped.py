@@ -10,7 +10,8 @@ A shipped committee is a folder with ``committee.json`` (its member models: ship
 folders of its own, ``<committee>/<member>/``; and the rule and member weights when it records
 them) and its ``MODEL_CARD.md``:
 ``ser-jax predict --model NAME`` combines the members' probabilities per file
-(``shipped_members``, ``shipped_rule``, ``shipped_weights``). Making them (``ser-jax
+(``shipped_members``, ``shipped_rule``, ``shipped_weights``), each member's own averaged over
+the committee's test-time warps when it records them (``shipped_semitones``). Making them (``ser-jax
 package``) is a research tool: ``ser_jax.research.package``.
 """
 
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ser_jax.errors import ConfigError
+from ser_jax.spec import check_semitones
 from ser_jax.serving.restore import MODEL_FILE, LoadedModel, load_model
 
 PRETRAINED = Path(__file__).parent.parent / "pretrained"  # ser_jax/pretrained
-DEFAULT_MODEL = "emodb-cnn-lstm"
+DEFAULT_MODEL = "emodb-committee"
 CARD = "MODEL_CARD.md"
 REFERENCE = "reference_predictions.json"
 COMMITTEE = "committee.json"
@@ -91,6 +93,17 @@ def shipped_weights(name: str | None = None, root: Path | None = None) -> list[f
         return None
     weights = json.loads((folder / COMMITTEE).read_text()).get("weights")
     return None if weights is None else [float(w) for w in weights]
+
+
+def shipped_semitones(name: str | None = None, root: Path | None = None) -> tuple[float, ...]:
+    """A shipped committee's test-time warps (its ``committee.json`` ``tta_semitones``: every
+    file also scored warped by each, as the nested choice that made it scored it), or ``()``
+    (no warps; a single model)."""
+    folder = model_dir(name, root)
+    if not (folder / COMMITTEE).is_file():
+        return ()
+    given = json.loads((folder / COMMITTEE).read_text()).get("tta_semitones") or ()
+    return check_semitones(given, f"{folder / COMMITTEE}: tta_semitones")
 
 
 def card_summary(path: Path) -> str:
