@@ -38,7 +38,7 @@ from ser_jax.models import (
     shared_fields,
     style_statistics,
 )
-from ser_jax.serving.shipped import load_shipped
+from ser_jax.serving.shipped import load_shipped, shipped_members, shipped_models
 from ser_jax.training.steps import predict_step
 
 POOLS = ((2, 2), (2, 2), (2, 1))
@@ -565,12 +565,8 @@ def test_each_family_declares_its_own_model_fields_once():
     assert "_test_width" not in get_config().model
 
 
-SHIPPED = sorted(
-    p.parent.name
-    for p in (Path(__file__).resolve().parents[1] / "ser_jax" / "pretrained").glob(
-        "*/model.msgpack"
-    )
-)
+# every shipped model: those shipped by name and the members a committee keeps in its folder
+SHIPPED = sorted({m for n in shipped_models() for m in shipped_members(n)})
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -17,6 +17,7 @@ from ser_jax.data.audio import load_audio
 from ser_jax.research.package import package_run
 from ser_jax.serving.restore import load_model
 from ser_jax.serving.shipped import (
+    DEFAULT_MODEL,
     PRETRAINED,
     card_summary,
     load_shipped,
@@ -24,6 +25,7 @@ from ser_jax.serving.shipped import (
     reference_predictions,
     shipped_members,
     shipped_models,
+    shipped_semitones,
     shipped_weights,
 )
 
@@ -155,6 +157,37 @@ def test_a_committee_of_shipped_models_is_packaged_and_predicts(
     assert [r["probs"] for r in rows] == [r["probs"] for r in alone]  # the mean of a model twice
     with pytest.raises(ConfigError, match="'c' is a committee of shipped models \\(a, b\\)"):
         shipped.load_shipped("c")
+    # a committee that records test-time warps scores with them unless told otherwise
+    (root / "w").mkdir()
+    (root / "w" / "committee.json").write_text(
+        json.dumps({"members": ["a", "a"], "tta_semitones": [-6.0, 6.0]})
+    )
+    assert shipped.shipped_semitones("w") == (-6.0, 6.0) and shipped.shipped_semitones("a") == ()
+    warped = predict_files(load_model(root / "a"), paths, semitones=(-6.0, 6.0))
+    assert warped[0]["probs"] != alone[0]["probs"]
+    for given, want in ((None, warped), ((), alone), ((-6.0, 6.0), warped)):
+        assert predict_command(None, paths, as_json=True, model_name="w", semitones=given) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["probs"] for r in rows] == [r["probs"] for r in want], given
+    (root / "w" / "committee.json").write_text(
+        json.dumps({"members": ["a", "b"], "tta_semitones": [0.0]})
+    )
+    with pytest.raises(ConfigError, match="committee.json: tta_semitones"):
+        shipped.shipped_semitones("w")
+    shutil.rmtree(root / "w")
+    # the warps come from the nested choice that made the committee, when it scored with them
+    summary = {"winner": {"candidate": "x", "view": "tta"}, "tta_semitones": [-6, 6]}
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "nested_summary.json").write_text(json.dumps(summary))
+    assert package.nested_semitones(tmp_path / "nested") == [-6.0, 6.0]
+    summary["winner"]["view"] = "plain"
+    (tmp_path / "nested" / "nested_summary.json").write_text(json.dumps(summary))
+    assert package.nested_semitones(tmp_path / "nested") == []
+    summary["winner"]["view"] = "tta"
+    del summary["tta_semitones"]
+    (tmp_path / "nested" / "nested_summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ConfigError, match="does not record them"):
+        package.nested_semitones(tmp_path / "nested")
     # a committee packaged from a geometric-rule ensemble combines by that rule: b trained on
     # other class counts, so with --balanced the two members differ, and the committee's
     # probabilities are their geometric mean
@@ -285,6 +318,7 @@ def test_predict_timeline_and_csv_of_a_long_recording(packaged, demo_corpus_dir,
 def test_shipped_model_reproduces_its_recorded_probabilities(emodb_dir):
     names = shipped_models()
     assert names, f"no model is shipped in {PRETRAINED}"
+    assert DEFAULT_MODEL in names and len(names) <= 3, names  # superseded models leave
     # every model: those shipped by name and the members a committee keeps in its folder
     models = sorted({m for name in names for m in shipped_members(name)})
     for name in names:
@@ -346,12 +380,14 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
     weighted = [n for n in shipped_models() if shipped_weights(n) is not None]
     assert weighted, "the package ships a weighted committee"
     for name in weighted:
-        weights = shipped_weights(name)
+        weights, semitones = shipped_weights(name), shipped_semitones(name)
         assert predict_command(None, paths, as_json=True, model_name=name) == 0
         rows = json.loads(capsys.readouterr().out)
         of = shipped_members(name)
+        # each member's own probabilities, with the committee's own test-time warps
+        views = {m: predict_files(load_shipped(m), paths, semitones=semitones) for m in of}
         for i, row in enumerate(rows):
-            each = [[own[m][i]["probs"][k] for k in labels] for m in of]
+            each = [[views[m][i]["probs"][k] for k in labels] for m in of]
             want = np.average(each, axis=0, weights=weights)
             np.testing.assert_allclose([row["probs"][k] for k in labels], want, atol=2e-5)
     with pytest.raises(ConfigError, match="no shipped model 'nope'"):

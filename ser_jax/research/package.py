@@ -200,6 +200,8 @@ def committee_card(
         *(card_lines(nested) if nested else []),
     ]
     for given, what in ((loso, "leave-one-speaker-out"), (seeds, "seed-protocol")):
+        if not given and nested:
+            continue
         if not given:
             lines.append(
                 f"- No {what} ensemble of the members' recipes was given to the packager: see "
