@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ser_jax.classical.fit import fit_feature_model
 from ser_jax.data.prepare import PreparedData, load_all, prepare
 from ser_jax.evaluation.metrics import (
     classification_metrics,
@@ -35,6 +36,7 @@ from ser_jax.evaluation.metrics import (
 )
 from ser_jax.evaluation.predictions import BALANCED, file_probabilities, has_kind, score_mean
 from ser_jax.evaluation.tables import HEADLINE, fmt, markdown, mean_std, summarize, write_tables
+from ser_jax.models import is_feature_model
 from ser_jax.reports.figures import plot_confusion
 from ser_jax.rundir import command_line
 from ser_jax.spec import check_settings
@@ -61,7 +63,12 @@ def train_all(
     job_root: Path,
 ) -> list[dict[str, Any]]:
     """Train every config into its run directory: one at a time, or ``train.members`` at a
-    time in one compiled step (job checkpoints under ``job_root/members<i>``)."""
+    time in one compiled step (job checkpoints under ``job_root/members<i>``); a feature
+    model (``model.name="opensmile"``) by ``ser_jax.classical``, one at a time."""
+    if is_feature_model(configs[0].model):
+        return [
+            fit_feature_model(c, w, d) for c, w, d in zip(configs, workdirs, datas, strict=True)
+        ]
     group = int(configs[0].train.members)
     results: list[dict[str, Any]] = []
     if group < 2:
@@ -82,7 +89,7 @@ def train_all(
 def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
     workdir = Path(workdir)
     if seeds <= 1:
-        return train_members([config], [workdir], job_dir=workdir, stacked=False)[0]
+        return train_all([config], [workdir], [None], workdir)[0]
     base = int(config.seed)
     seed_list = [base + k for k in range(seeds)]
     configs = [with_overrides(config, seed=s) for s in seed_list]

@@ -44,6 +44,21 @@ def has_kind(run_dir: Path, kind: str) -> bool:
     return True
 
 
+def view_kind(run_dir: Path, kind: str) -> str:
+    """The predictions kind ``run_dir`` gives for ``kind``: itself, except that a run without
+    test-time views (a feature model: its ``results.json`` says ``test_time_views: false``)
+    gives its unwarped predictions for a ``tta`` kind (``test_tta`` → ``test``,
+    ``test_tta_speaker_bn`` → ``test_speaker_bn``), as its restored model scores a committee's
+    warped views."""
+    if "_tta" not in kind or has_kind(run_dir, kind):
+        return kind
+    try:
+        views = json.loads((Path(run_dir) / "results.json").read_text()).get("test_time_views")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return kind
+    return kind.replace("_tta", "") if views is False else kind
+
+
 def file_probabilities(
     run_dirs: Sequence[Path], label_names: Sequence[str], name: str = "test"
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, int]]:

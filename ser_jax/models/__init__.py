@@ -2,7 +2,8 @@
 
 One module per family, each with its modules, its ``model`` config fields and its factory:
 ``cnn_lstm`` (:class:`CNNLSTM`), ``functionals`` (:class:`Functionals`) and ``tdnn``
-(:class:`TDNN`); their shared pieces in ``layers`` (convolution block, poolings, MixStyle,
+(:class:`TDNN`), and ``opensmile`` (fields only: a linear classifier trained by
+``ser_jax.classical``); their shared pieces in ``layers`` (convolution block, poolings, MixStyle,
 gradient reversal) and ``statistics`` (utterance statistics over the valid frames), and the
 registry in ``registry``.
 
@@ -31,13 +32,17 @@ from ser_jax.models.layers import (
     reverse_gradient,
     style_statistics,
 )
+from ser_jax.models.opensmile import FEATURE_SETS
 from ser_jax.models.registry import (
+    FEATURE_MODELS,
     FIELDS,
     MODELS,
     ModelFactory,
     create_model,
+    is_feature_model,
     model_fields,
     model_section,
+    register_feature_model,
     register_model,
     shared_fields,
 )
@@ -54,6 +59,8 @@ from ser_jax.models.tdnn import TDNN, TDNNLayer, tdnn_embedding
 
 __all__ = [
     "ACTIVATIONS",
+    "FEATURE_MODELS",
+    "FEATURE_SETS",
     "CNNLSTM",
     "FIELDS",
     "FUNCTIONALS",
@@ -75,6 +82,7 @@ __all__ = [
     "check_statistics",
     "check_tracks",
     "create_model",
+    "is_feature_model",
     "frame_vectors",
     "last_valid_step",
     "lstm_scan",
@@ -85,6 +93,7 @@ __all__ = [
     "model_fields",
     "model_section",
     "pooled_length",
+    "register_feature_model",
     "register_model",
     "reverse_gradient",
     "shared_fields",

@@ -26,12 +26,15 @@ ModelFactory = Callable[[Any, int], nn.Module]
 FieldsFn = Callable[[], dict[str, Any]]
 MODELS: dict[str, ModelFactory] = {}
 FIELDS: dict[str, FieldsFn] = {}
+# Families without a Flax network (a linear classifier on features computed outside jit,
+# trained by ser_jax.classical): their fields join the section, create_model refuses them.
+FEATURE_MODELS: dict[str, str] = {}
 
 
 def shared_fields() -> dict[str, Any]:
     """The ``model`` fields every family reads, with their defaults."""
     return {
-        "name": "cnn_lstm",  # a registered model: cnn_lstm | functionals | tdnn
+        "name": "cnn_lstm",  # a registered model: cnn_lstm | functionals | tdnn | opensmile
         "activation": "relu",  # relu | elu | gelu
         "dropout": 0.0,
         "bn_momentum": 0.9,  # Flax's default 0.99 lags far behind at ~10 steps an epoch
@@ -58,9 +61,26 @@ def register_model(
     return decorate
 
 
+def register_feature_model(name: str, fields: FieldsFn, trained_by: str) -> None:
+    """Register a family without a network (``trained_by`` names what trains it) and its
+    ``model`` fields."""
+    FEATURE_MODELS[name] = trained_by
+    FIELDS[name] = fields
+
+
+def is_feature_model(model_cfg: Any) -> bool:
+    """Whether ``model_cfg.name`` is a family without a network (``register_feature_model``)."""
+    return str(model_cfg.get("name", "cnn_lstm")) in FEATURE_MODELS
+
+
 def create_model(model_cfg: Any, num_classes: int) -> nn.Module:
     """Build the module named by ``model_cfg.name`` from an ml_collections config section."""
     name = str(model_cfg.get("name", "cnn_lstm"))
+    if name in FEATURE_MODELS:
+        raise ConfigError(
+            f"model.name={name!r} has no network: it is a linear classifier on features "
+            f"computed outside jit, trained by {FEATURE_MODELS[name]}"
+        )
     if name not in MODELS:
         raise ConfigError(f"model.name={name!r} is not a known model (known: {sorted(MODELS)})")
     return MODELS[name](model_cfg, num_classes)

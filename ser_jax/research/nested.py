@@ -5,7 +5,8 @@ Inputs: a candidates file (Python, written down before the runs, e.g.
 words), ``CANDIDATES`` (candidate name → ``{member: weight}``: a single model, or a committee
 whose members' class probabilities are combined per file by ``RULE``, ``mean`` unless the file
 names another, ``ser_jax.evaluation.metrics.combine_probabilities``) and ``VIEWS`` (test-time
-views: ``plain``, ``tta``: each member's test-time-augmented predictions); and a folder with
+views: ``plain``, ``tta``: each member's test-time-augmented predictions, a member without test-time views its
+plain ones, ``ser_jax.evaluation.predictions.view_kind``); and a folder with
 one finished ``ser-jax cv`` directory per member name (``<runs>/<member>/cv_summary.json``).
 
 A choice is a (candidate, view). For each outer test speaker, the choice with the highest UAR
@@ -40,7 +41,7 @@ import numpy as np
 
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import RULES, classification_metrics, combine_probabilities
-from ser_jax.evaluation.predictions import file_probabilities, has_kind
+from ser_jax.evaluation.predictions import file_probabilities, has_kind, view_kind
 from ser_jax.evaluation.tables import markdown
 from ser_jax.research.committees import cv_models, file_speakers, write_summary
 from ser_jax.research.weights import choose_by_speaker
@@ -163,9 +164,12 @@ def member_runs(
 
 def run_semitones(runs: Sequence[Path]) -> list[float]:
     """The test-time warps (``eval.tta_semitones`` of their ``config.json``) the runs' ``tta``
-    view was scored with; refused when they differ, naming two runs that disagree."""
+    view was scored with (runs without test-time views left out); refused when they differ,
+    naming two runs that disagree."""
     found: dict[str, Path] = {}
     for run in runs:
+        if view_kind(run, "test_tta") == "test":  # no test-time views of its own
+            continue
         eval_cfg = json.loads((Path(run) / "config.json").read_text()).get("eval", {})
         found.setdefault(json.dumps([float(v) for v in eval_cfg.get("tta_semitones", [])]), run)
     if len(found) > 1:
@@ -203,7 +207,8 @@ def decide(
     per_kind = {}  # kind → member → (file → its models' probabilities), truth
     for kind in sorted(set(kinds.values())):
         per_kind[kind] = {
-            m: file_probabilities(runs, labels, kind) for m, (_, runs) in found.items()
+            m: file_probabilities(runs, labels, view_kind(runs[0], kind))
+            for m, (_, runs) in found.items()
         }
     first = next(iter(found))
     ids = sorted(next(iter(per_kind.values()))[first][0])
@@ -297,7 +302,7 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
         f"{run}/{PROTOCOLS['plain'][v]}_predictions.jsonl"
         for v in cands.views
         for run in every
-        if not has_kind(run, PROTOCOLS["plain"][v])
+        if not has_kind(run, view_kind(run, PROTOCOLS["plain"][v]))
     ]
     if missing:
         raise ConfigError(f"{missing[0]}: missing, and {cands.path} lists its view")
@@ -328,7 +333,7 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
     adapted = {
         v: kind
         for v, kind in PROTOCOLS["adapted"].items()
-        if v in cands.views and all(has_kind(run, kind) for run in every)
+        if v in cands.views and all(has_kind(run, view_kind(run, kind)) for run in every)
     }
     if adapted:
         summary["adapted"] = nested_protocol(decide(cands, found, adapted, labels), labels)

@@ -21,12 +21,13 @@ import jax
 import numpy as np
 from flax import serialization
 
+from ser_jax.classical.model import FeatureModel, read_classifiers
 from ser_jax.data.audio import load_audio
 from ser_jax.data.pipeline import window_starts
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.scoring import ModelScorer, SpeakerAdaptation, score_windows
 from ser_jax.frontend.features import speaker_feature_stats
-from ser_jax.models import create_model
+from ser_jax.models import create_model, is_feature_model
 from ser_jax.rundir import RunDir
 from ser_jax.spec import RunSpec, check_semitones, resolve, warp_factors
 from ser_jax.training.steps import ModelVariables, batchnorm_stats_fn, predict_step
@@ -216,10 +217,11 @@ class LoadedModel:
         )
 
 
-def load_model(path: str | Path) -> LoadedModel:
+def load_model(path: str | Path) -> LoadedModel | FeatureModel:
     """The selected model of a finished run directory (its ``model.msgpack``): no trainer, no
-    orbax. A run that has not finished has none: refused, naming it
-    (``ser_jax.serving.checkpointed.load_run`` reads its newest checkpoint instead)."""
+    orbax; a feature model's (``model.name="opensmile"``) as a
+    ``ser_jax.classical.model.FeatureModel``. A run that has not finished has none: refused,
+    naming it (``ser_jax.serving.checkpointed.load_run`` reads its newest checkpoint instead)."""
     run = RunDir(path)
     run.check()
     config = run.config()
@@ -230,5 +232,7 @@ def load_model(path: str | Path) -> LoadedModel:
             f"{run.path}: the run has not finished (no results.json / {MODEL_FILE}), so it has "
             "no selected model; `ser-jax predict --run` and `evaluate` read its newest checkpoint"
         )
+    if is_feature_model(config.model):
+        return FeatureModel(run.path, config, labels, read_classifiers(model_file))
     variables, step = read_model_file(model_file)
     return LoadedModel(run.path, config, labels, variables, step, True)

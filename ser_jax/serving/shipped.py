@@ -11,20 +11,26 @@ folders of its own, ``<committee>/<member>/``; and the rule and member weights w
 them) and its ``MODEL_CARD.md``:
 ``ser-jax predict --model NAME`` combines the members' probabilities per file
 (``shipped_members``, ``shipped_rule``, ``shipped_weights``), each member's own averaged over
-the committee's test-time warps when it records them (``shipped_semitones``). Making them (``ser-jax
-package``) is a research tool: ``ser_jax.research.package``.
+the committee's test-time warps when it records them (``shipped_semitones``); ``load_committee``
+loads one whole (a :class:`Committee`: what ``ser-jax export`` writes as one function). Making
+them (``ser-jax package``) is a research tool: ``ser_jax.research.package``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ser_jax.errors import ConfigError
-from ser_jax.spec import check_semitones
+from ser_jax.evaluation.metrics import combine_probabilities
 from ser_jax.serving.restore import MODEL_FILE, LoadedModel, load_model
+from ser_jax.spec import check_semitones
 
 PRETRAINED = Path(__file__).parent.parent / "pretrained"  # ser_jax/pretrained
 DEFAULT_MODEL = "emodb-committee"
@@ -134,6 +140,60 @@ def load_shipped(name: str | None = None) -> LoadedModel:
             ": `ser-jax predict --model` scores it; this command takes one model, name a member"
         )
     return load_model(folder)
+
+
+def is_committee(name: str | None = None, root: Path | None = None) -> bool:
+    """The shipped name (None: the default) is a committee (its folder has ``committee.json``)."""
+    return (model_dir(name, root) / COMMITTEE).is_file()
+
+
+@dataclasses.dataclass(frozen=True)
+class Committee:
+    """A shipped committee loaded whole: its folder, its member models (in ``committee.json``'s
+    order) and how ``ser-jax predict --model NAME`` combines them: each member's probabilities
+    averaged over the plain clip and its test-time warps (``semitones``), then combined per
+    clip by ``rule`` with ``weights`` (``ser_jax.evaluation.metrics.combine_probabilities``)."""
+
+    source: Path
+    members: tuple[LoadedModel, ...]
+    rule: str = "mean"
+    weights: tuple[float, ...] | None = None
+    semitones: tuple[float, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.members[0].label_names
+
+    @property
+    def sample_rate(self) -> int:
+        """The first member's (an export checks that every member shares it)."""
+        return self.members[0].sample_rate
+
+    @property
+    def max_samples(self) -> int:
+        """The first member's window (an export checks that every member shares it)."""
+        return self.members[0].max_samples
+
+    def probabilities(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """``(len(waves), classes)``: what ``committee_files`` gives for files, of waveforms
+        at the members' sample rate."""
+        each = [m.probabilities(waves, batch_size, semitones=self.semitones) for m in self.members]
+        return combine_probabilities(each, self.rule, self.weights).astype(np.float32)
+
+
+def load_committee(name: str | None = None) -> Committee:
+    """A shipped committee (None: the default) with its members loaded; a single model is
+    refused, naming it (``load_shipped`` loads it)."""
+    if not is_committee(name):
+        raise ConfigError(f"{name!r} is a single model, not a committee: load_shipped loads it")
+    weights = shipped_weights(name)
+    return Committee(
+        source=model_dir(name),
+        members=tuple(load_shipped(m) for m in shipped_members(name)),
+        rule=shipped_rule(name),
+        weights=None if weights is None else tuple(weights),
+        semitones=shipped_semitones(name),
+    )
 
 
 def reference_predictions(path: Path) -> list[dict[str, Any]]:
