@@ -8,7 +8,8 @@
 
 Both rows score the same clips with the same weights, batch by batch, by the package's
 evaluation policy (``ser_jax.evaluation.scoring``): ``predict`` is ``LoadedModel.probabilities`` (the
-jit-compiled ``predict_step``, what ``ser-jax predict`` runs after decoding), ``exported`` is
+jit-compiled ``predict_step``, what ``ser-jax predict`` runs after decoding; for a committee,
+the default model, ``Committee.probabilities``: each member's, with its warps), ``exported`` is
 ``export.exported_probabilities`` over the deserialised function (what a server that has only
 ``jax`` runs). Decoding and resampling are done once, before timing; the rounds alternate the
 two rows, and the table reports medians, the first call (compile or deserialise + compile)
@@ -43,11 +44,24 @@ from ser_jax.serving.export import (  # noqa: E402
     exported_probabilities,
     load_exported,
 )
-from ser_jax.serving.restore import load_model  # noqa: E402
-from ser_jax.serving.shipped import load_shipped  # noqa: E402
+from ser_jax.serving.restore import LoadedModel, load_model  # noqa: E402
+from ser_jax.serving.shipped import (  # noqa: E402
+    Committee,
+    is_committee,
+    load_committee,
+    load_shipped,
+)
 
 PREDICT = "predict (in package, jit)"
 EXPORTED = "exported (jax.export, deserialised)"
+
+
+def load_target(args: argparse.Namespace) -> LoadedModel | Committee:
+    """The run of ``--run``, else the shipped model or committee of ``--model`` (the default
+    one when not given: a committee, exported as one function)."""
+    if args.run:
+        return load_model(args.run)
+    return load_committee(args.model) if is_committee(args.model) else load_shipped(args.model)
 
 
 def clips(args: argparse.Namespace, sample_rate: int) -> tuple[list[np.ndarray], str]:
@@ -124,7 +138,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model = load_model(args.run) if args.run else load_shipped(args.model)
+    model = load_target(args)
     waves, what = clips(args, model.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

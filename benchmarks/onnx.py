@@ -9,11 +9,13 @@
 Needs the optional extra ``onnx`` (and jax2onnx). Both rows score the same clips with the same
 weights, batch by batch, by the package's evaluation policy (``ser_jax.evaluation.scoring``):
 ``predict`` is ``LoadedModel.probabilities`` (the jit-compiled ``predict_step``, what
-``ser-jax predict`` runs after decoding), ``onnxruntime`` is ``onnx.onnx_probabilities`` over
-an onnxruntime CPU session of the exported graph (what a server without JAX runs). Decoding is
-done once, before timing; the rounds alternate the two rows, and the table reports medians,
-the first call (jit compile, or the session's first run) apart, and the largest difference
-between their probabilities. Clips as ``benchmarks/export.py`` picks them.
+``ser-jax predict`` runs after decoding; for a committee, the default model,
+``Committee.probabilities``: each member's, with its warps), ``onnxruntime`` is
+``onnx.onnx_probabilities`` over an onnxruntime CPU session of the exported graph (what a
+server without JAX runs). Decoding is done once, before timing; the rounds alternate the two
+rows, and the table reports medians, the first call (jit compile, or the session's first run)
+apart, and the largest difference between their probabilities. Clips as
+``benchmarks/export.py`` picks them.
 """
 
 from __future__ import annotations
@@ -37,11 +39,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 
-from benchmarks.export import clips, print_rows, time_rows  # noqa: E402
+from benchmarks.export import clips, load_target, print_rows, time_rows  # noqa: E402
 from ser_jax.rundir import processor_name  # noqa: E402
 from ser_jax.serving.onnx import export_onnx, load_onnx, onnx_probabilities  # noqa: E402
-from ser_jax.serving.restore import load_model  # noqa: E402
-from ser_jax.serving.shipped import load_shipped  # noqa: E402
 
 PREDICT = "predict (in package, jit)"
 ONNXRUNTIME = "onnxruntime (exported graph, CPU)"
@@ -80,7 +80,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model = load_model(args.run) if args.run else load_shipped(args.model)
+    model = load_target(args)
     waves, what = clips(args, model.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -315,10 +315,11 @@ def _export(rest: list[str]) -> None:
         from ser_jax.serving.checkpointed import load_run
 
         model = load_run(FLAGS.run)
-    else:
-        from ser_jax.serving.shipped import load_shipped
+    else:  # a shipped model, or a shipped committee (the default is one): one function
+        from ser_jax.serving.shipped import is_committee, load_committee, load_shipped
 
-        model = load_shipped(FLAGS.model)
+        load = load_committee if is_committee(FLAGS.model) else load_shipped
+        model = load(FLAGS.model)
     out = _need("out", "export", "the file to write")
     print(f"wrote {export(model, out)} and {out}.json")
 
@@ -472,8 +473,8 @@ VERBS: dict[str, Verb] = {
             "write a model as serialised StableHLO (jax.export) or, with --format onnx, an "
             "ONNX graph for onnxruntime: waveform → probabilities",
             ("run", "model", "out", "format"),
-            "ser-jax export --out ser.jaxexport   (the shipped model; --run DIR for another; "
-            "--format onnx --out ser.onnx)",
+            "ser-jax export --out ser.jaxexport   (the default model, a committee, as one "
+            "function; --model NAME, --run DIR for another; --format onnx --out ser.onnx)",
             _export,
         ),
         Verb(

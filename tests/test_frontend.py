@@ -504,6 +504,15 @@ def test_dft_spectrum_equals_the_rfft_log_mel(fields):
         FrontendConfig(spectrum="fft")
 
 
+def test_signbit_by_comparisons_equals_jnp_signbit():
+    """The zero-crossing rate's sign test (``_signbit``: comparisons, as onnxruntime runs no
+    bit cast) agrees with ``jnp.signbit`` on every finite value and infinity, -0.0 too."""
+    from ser_jax.frontend.logmel import _signbit
+
+    x = jnp.array([-1.0, -0.0, 0.0, 1e-38, -1e-38, 1e-45, -1e-45, 3.0, -jnp.inf, jnp.inf])
+    np.testing.assert_array_equal(_signbit(x), jnp.signbit(x))
+
+
 def test_floor_div_equals_python_floor_division():
     n = np.arange(-700, 701, dtype=np.int32)
     for d in (1, 7, 160):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -71,6 +72,29 @@ def test_padding_never_leaks_into_the_track():
     frames = num_frames(n, CFG)
     np.testing.assert_allclose(long[:frames], short, rtol=1e-5, atol=1e-6)
     assert not long[frames:].any()
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 11025])  # a 640- and a 441-sample window
+def test_dft_autocorrelation_gives_the_fft_track(sample_rate):
+    """frontend.spectrum="dft" (the ONNX export's front-end: the autocorrelation as real
+    matmuls on the window's own samples, no FFT, no complex values) gives the FFT's pitch
+    features within float32 rounding: tones, a glide, noise, a padded clip, and a window of
+    odd length, whose own samples sit one off the centre."""
+    cfg = FrontendConfig(sample_rate=sample_rate, pitch=True)
+    dft = dataclasses.replace(cfg, spectrum="dft")
+    t = np.arange(sample_rate) / sample_rate
+    phase = 2 * np.pi * np.cumsum(100.0 * 2**t) / sample_rate
+    glide = (0.1 * sum(np.sin(k * phase) / k for k in range(1, 9))).astype(np.float32)
+    noise = np.random.default_rng(2).standard_normal(sample_rate).astype(np.float32) * 0.1
+    tone = (0.1 * np.sin(2 * np.pi * 180.0 * t) + 0.05 * np.sin(2 * np.pi * 360.0 * t)).astype(
+        np.float32
+    )
+    audio = np.stack([tone, glide, noise, tone])
+    lengths = np.array([sample_rate] * 3 + [sample_rate // 3])
+    want = np.asarray(track(audio, lengths, cfg))
+    got = np.asarray(track(audio, lengths, dft))
+    assert np.abs(got - want).max() <= 1e-4
+    assert want[:3, :, 0].max() > 0.9  # voiced frames were compared, not only silence
 
 
 def test_config_checks_name_the_setting():

@@ -530,11 +530,7 @@ def log_mel(
         valid = jnp.arange(t) < fl
         feats = _to_log(m, valid, cfg)
         if cfg.mfcc:
-            feats = jnp.dot(
-                feats,
-                jnp.asarray(dct_matrix(cfg.n_mels, cfg.mfcc)),
-                precision=jax.lax.Precision.HIGHEST,
-            )
+            feats = _matmul(feats, jnp.asarray(dct_matrix(cfg.n_mels, cfg.mfcc)))
         if cfg.descriptors:
             feats = jnp.concatenate([feats, _descriptors(frames, p, cfg)], axis=-1)
         return _normalize_one(feats, valid, cfg.normalize)
@@ -588,13 +584,14 @@ def _descriptors(frames: jax.Array, p: jax.Array, cfg: FrontendConfig) -> jax.Ar
     centroid = jnp.sum(mag * freqs, axis=-1) / safe
     spread = jnp.sqrt(jnp.sum(mag * jnp.square(freqs - centroid[:, None]), axis=-1) / safe)
     reached = jnp.cumsum(mag, axis=-1) >= ROLLOFF * total[:, None]
-    rolloff = jnp.take(freqs, jnp.argmax(reached, axis=-1))
+    # axis=1, not -1: jax2onnx's argmax reduces the wrong axis of a negative one under vmap
+    rolloff = jnp.take(freqs, jnp.argmax(reached, axis=1))
     floored = jnp.maximum(power, _FLATNESS_FLOOR)
     flatness = jnp.exp(jnp.mean(jnp.log(floored), axis=-1)) / jnp.mean(floored, axis=-1)
     energy = jnp.log(jnp.maximum(jnp.sum(power, axis=-1), cfg.log_floor))
     inside = np.flatnonzero(window(cfg) > 0)  # samples the window keeps (sign unchanged)
     seg = frames[:, inside[0] : inside[-1] + 1]
-    changes = jnp.signbit(seg[:, 1:]) != jnp.signbit(seg[:, :-1])
+    changes = _signbit(seg[:, 1:]) != _signbit(seg[:, :-1])
     zcr = jnp.mean(changes.astype(jnp.float32), axis=-1)
     silent = total <= 0
     return jnp.stack(
@@ -608,6 +605,12 @@ def _descriptors(frames: jax.Array, p: jax.Array, cfg: FrontendConfig) -> jax.Ar
         ],
         axis=-1,
     )
+
+
+def _signbit(x: jax.Array) -> jax.Array:
+    """``jnp.signbit`` of finite values (-0.0 counts as negative, ``1 / -0.0 = -inf``) by
+    comparisons: signbit is a bit cast, which onnxruntime cannot run (ONNX export)."""
+    return (x < 0) | ((x == 0) & (1.0 / x < 0))
 
 
 @functools.cache
@@ -629,12 +632,17 @@ def delta(feats: jax.Array, frame_lengths: jax.Array, order: int, width: int = 9
     coeffs = _savgol(width, order)
     half = width // 2
     frames = feats.shape[1]
-    t = jnp.arange(frames)[None, :]
-    last = jnp.maximum(jnp.asarray(frame_lengths, jnp.int32)[:, None] - 1, 0)
+    t = np.arange(frames)
+    last = jnp.maximum(jnp.asarray(frame_lengths, jnp.int32) - 1, 0)[:, None, None]
+    # each clip's last valid frame, which repeats past it: a one-hot sum (exact), and frames
+    # shifted by static indices, not a gather of per-clip indices (jax2onnx mis-shapes those
+    # under a symbolic batch size: ser-jax export --format onnx)
+    final = jnp.sum(jnp.where(t[None, :, None] == last, feats, 0.0), axis=1, keepdims=True)
     out = jnp.zeros_like(feats)
     for j, c in enumerate(coeffs):
-        idx = jnp.clip(t + (j - half), 0, last)  # (batch, frames)
-        out = out + float(c) * jnp.take_along_axis(feats, idx[..., None], axis=1)
+        shifted = feats[:, np.clip(t + (j - half), 0, frames - 1)]  # the first frame repeats
+        shifted = jnp.where(t[None, :, None] + (j - half) > last, final, shifted)
+        out = out + float(c) * shifted
     return jnp.where(frame_mask(frame_lengths, frames)[..., None], out, 0.0)
 
 

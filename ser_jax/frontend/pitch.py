@@ -36,6 +36,9 @@ from ser_jax.frontend.logmel import (
     _checked_num_frames,
     _frames,
     _map_examples,
+    _matmul,
+    dft_bases,
+    floor_div,
     frame_lengths,
 )
 
@@ -62,29 +65,59 @@ def _plan(cfg: FrontendConfig) -> tuple[FrontendConfig, int, int, np.ndarray]:
     return frames, lo, hi, (rw / rw[0]).astype(np.float32)
 
 
+@functools.cache
+def lag_basis(n_fft: int, lags: int) -> np.ndarray:
+    """``(n_fft // 2 + 1, lags)`` float32: ``power @ basis`` is ``irfft(power, n_fft)[:lags]``
+    for a power spectrum (real and even: a cosine sum, every bin but DC and Nyquist counted
+    twice). The phase ``k * lag mod n_fft`` is exact in integers, as in ``dft_bases``."""
+    k = np.arange(n_fft // 2 + 1)[:, None]
+    lag = np.arange(lags)[None, :]
+    weight = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0) / n_fft
+    return (weight * np.cos(2.0 * np.pi * ((k * lag) % n_fft) / n_fft)).astype(np.float32)
+
+
+def autocorrelation(
+    x: jax.Array, length: jax.Array, t: int, cfg: FrontendConfig, lags: int
+) -> jax.Array:
+    """``(t, lags)`` circular autocorrelation of the ``t`` windowed frames of one example ``x``
+    (``cfg``: ``_plan``'s frames) on lags ``0 .. lags - 1``: ``irfft(|rfft|**2)``, or with
+    ``cfg.spectrum="dft"`` the same as three real matmuls (the DFT's bases on the window's
+    own samples, then ``lag_basis``): no complex values and no FFT, for converters such as
+    ONNX's."""
+    if cfg.spectrum != "dft":
+        spec = jnp.fft.rfft(_frames(x, length, t, cfg), n=cfg.n_fft, axis=-1)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        return jnp.fft.irfft(power, n=cfg.n_fft, axis=-1)[:, :lags]
+    # The window's own samples, without the zeros around it (the same window start: the
+    # frame and the window are centred alike); a shift in time leaves |DFT|**2 unchanged.
+    own = cfg.win_length + (cfg.n_fft - cfg.win_length) % 2
+    frames = _frames(x, length, t, dataclasses.replace(cfg, n_fft=own))
+    cos, sin = (jnp.asarray(b[:own]) for b in dft_bases(cfg.n_fft, 0, cfg.n_freq))
+    re, im = _matmul(frames, cos), _matmul(frames, sin)
+    return _matmul(re * re + im * im, jnp.asarray(lag_basis(cfg.n_fft, lags)))
+
+
 def _track_one(
     x: jax.Array, length: jax.Array, flen: jax.Array, t: int, cfg: FrontendConfig
 ) -> jax.Array:
     """``(t, 3)`` pitch features of one example (see the module docstring)."""
     frames_cfg, lo, hi, rw = _plan(cfg)
-    frames = _frames(x, length, t, frames_cfg)
-    spec = jnp.fft.rfft(frames, n=frames_cfg.n_fft, axis=-1)
-    power = spec.real * spec.real + spec.imag * spec.imag
-    r = jnp.fft.irfft(power, n=frames_cfg.n_fft, axis=-1)[:, : hi + 2]
+    r = autocorrelation(x, length, t, frames_cfg, hi + 2)
     energy = r[:, 0]
     rn = r / jnp.maximum(energy, 1e-12)[:, None] / rw
     lags = np.arange(hi + 2)
     searched = (lags >= lo) & (lags <= hi)
     peak = jnp.max(jnp.where(searched, rn, -jnp.inf), axis=1)
     k0 = jnp.argmax(searched & (rn >= PEAK_FRACTION * peak[:, None]), axis=1)
-    near = searched & (lags >= k0[:, None]) & (lags <= (3 * k0[:, None]) // 2)
+    near = searched & (lags >= k0[:, None]) & (lags <= floor_div(3 * k0, 2)[:, None])
     k = jnp.argmax(jnp.where(near, rn, -jnp.inf), axis=1)
-    rows = jnp.arange(t)
-    a, b, c = rn[rows, k - 1], rn[rows, k], rn[rows, k + 1]
+    # rn at lags k - 1, k, k + 1 as one-hot sums (exact: one nonzero term), not a gather:
+    # jax2onnx mis-broadcasts a vmapped gather's indices under a symbolic batch size
+    a, b, c = (jnp.sum(jnp.where(lags == (k + d)[:, None], rn, 0.0), axis=1) for d in (-1, 0, 1))
     curve = a - 2.0 * b + c
     shift = jnp.where(curve < -1e-6, 0.5 * (a - c) / jnp.where(curve < -1e-6, curve, -1.0), 0.0)
     f0 = cfg.sample_rate / (k + jnp.clip(shift, -0.5, 0.5))
-    valid = rows < flen
+    valid = jnp.arange(t) < flen
     loud = energy >= SILENCE * jnp.max(jnp.where(valid, energy, 0.0))
     voicing = jnp.where(valid & loud, jnp.clip(b, 0.0, 1.0), 0.0)
     log_f0 = jnp.log2(f0 / REFERENCE_HZ)

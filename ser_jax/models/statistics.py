@@ -63,7 +63,10 @@ def masked_functionals(
 
     def quantile(q: float) -> jax.Array:
         k = jnp.floor(q * (jnp.maximum(n, 1) - 1)).astype(jnp.int32)
-        return jnp.take_along_axis(ordered, k[:, None, None], axis=1)[:, 0]
+        # a one-hot sum (exact), not take_along_axis: jax2onnx mis-broadcasts that gather's
+        # indices under a symbolic batch size (ser-jax export --format onnx)
+        picked = jnp.arange(t)[None, :, None] == k[:, None, None]
+        return jnp.sum(jnp.where(picked, ordered, 0.0), axis=1)
 
     def change() -> jax.Array:
         pairs = valid[:, 1:] & valid[:, :-1]

@@ -1,13 +1,19 @@
 """Serving with onnxruntime alone: a model's whole path as an ONNX graph (the ``onnx`` extra).
 
-``export_onnx(model, out)`` writes ``out`` (an ONNX model converted by jax2onnx) and
+``export_onnx(target, out)`` writes ``out`` (an ONNX model converted by jax2onnx) and
 ``out.json`` (labels, sample rate, window length: the metadata ``ser_jax.serving.export``
-writes). The graph is the function ``ser-jax export`` serialises as StableHLO, with the
-STFT's FFT as two matmuls with the DFT's cosine and sine bases (``frontend.spectrum="dft"``:
-ONNX has no complex numbers): inputs ``audio`` float32 ``(batch, samples)``, each clip
-zero-padded or cut to ``samples`` (the model's ``data.max_seconds``), and ``lengths`` int32
-``(batch,)``; output ``probabilities`` float32 ``(batch, classes)``; the batch size is
-symbolic. Log-mel, normalisation, the network and the softmax are inside, the weights are
+writes). The target is one model or a shipped committee (``ser_jax.serving.shipped.Committee``,
+the default model is one): a committee is one graph, each member's probabilities averaged
+over the plain window and the committee's test-time warps, then the members' weighted mean,
+as ``ser-jax predict`` combines them (``ser_jax.serving.export.exported_function``). The graph
+is the function ``ser-jax export`` serialises as StableHLO, with every FFT as real matmuls
+(``frontend.spectrum="dft"``: ONNX has no complex numbers): the STFT as two with the DFT's
+cosine and sine bases, the pitch track's autocorrelation as three
+(``ser_jax.frontend.pitch.autocorrelation``), and the CNN-LSTM's LSTM as a plain scan. Inputs
+``audio`` float32 ``(batch, samples)``, each clip zero-padded or cut to ``samples`` (the
+model's ``data.max_seconds``), and ``lengths`` int32 ``(batch,)``; output ``probabilities``
+float32 ``(batch, classes)``; the batch size is symbolic. Log-mel (or cepstra, descriptors,
+pitch), normalisation, the networks and the softmax are inside, the weights are
 initialisers::
 
     import json, numpy as np, onnxruntime as ort, soundfile as sf, soxr
@@ -20,11 +26,12 @@ initialisers::
 (a clip longer than ``samples``: ``onnx_probabilities`` scores half-overlapping windows and
 averages them, as ``ser-jax predict`` does). The export checks the graph against the model on
 a test batch and refuses it (one-line ``ConfigError``) when onnxruntime cannot run it or its
-probabilities differ by more than ``CHECK_TOLERANCE``; a model that jax2onnx cannot convert
-(today: the functionals family) or that normalises per speaker is refused the same way.
-Committees are not exported (``load_shipped`` refuses them): export each member.
+probabilities differ by more than ``CHECK_TOLERANCE``; a model that jax2onnx cannot convert,
+that normalises per speaker, or a committee whose members take different inputs is refused
+the same way.
 
-Only the CLI's export verb and the tests import this module (the core never needs the extra).
+Only the CLI's export verb, the benchmark and the tests import this module (the core never
+needs the extra).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,37 +52,43 @@ from jax2onnx import to_onnx
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.scoring import score_clips
 from ser_jax.models import create_model
-from ser_jax.serving.export import export_metadata, refuse_per_speaker
+from ser_jax.serving.export import (
+    ProbabilitiesFn,
+    describe,
+    export_metadata,
+    exported_function,
+    view_averaged,
+)
 from ser_jax.serving.restore import LoadedModel
-from ser_jax.training.steps import predict_step
+from ser_jax.serving.shipped import Committee
 
 INPUTS = ("audio", "lengths")
 OUTPUT = "probabilities"
 CHECK_TOLERANCE = 1e-4  # the export's own check of the graph against the model
 
 
-def onnx_function(model: LoadedModel) -> Any:
-    """The model's waveform → probabilities function with the DFT-matmul front-end."""
-    refuse_per_speaker(model)
+def onnx_member(model: LoadedModel, semitones: Sequence[float] = ()) -> ProbabilitiesFn:
+    """One model's waveform → probabilities function (its views averaged) as jax2onnx converts
+    it: the DFT-matmul front-end and the CNN-LSTM's LSTM as a plain scan (``lstm_scan``)."""
     module = create_model(model.config.model, len(model.label_names))
-    if hasattr(module, "plain_lstm"):  # the CNN-LSTM's LSTM as a plain scan (models.lstm_scan)
+    if hasattr(module, "plain_lstm"):
         module = module.clone(plain_lstm=True)
-    variables = jax.tree.map(jnp.asarray, model.variables)
     frontend = dataclasses.replace(model.spec.frontend, spectrum="dft")
-
-    def probabilities(audio: jax.Array, lengths: jax.Array) -> jax.Array:
-        batch = {"audio": audio, "length": lengths}
-        return predict_step(module.apply, variables, batch, frontend=frontend)
-
-    return probabilities
+    return view_averaged(model, semitones, module=module, frontend=frontend)
 
 
-def export_onnx(model: LoadedModel, out: str | Path) -> Path:
-    """Write the model's waveform → probabilities graph to ``out`` (and ``out.json``)."""
-    fn = onnx_function(model)
+def onnx_function(target: LoadedModel | Committee) -> ProbabilitiesFn:
+    """The model's (or committee's) waveform → probabilities function that the graph holds."""
+    return exported_function(target, onnx_member)
+
+
+def export_onnx(target: LoadedModel | Committee, out: str | Path) -> Path:
+    """Write the model's (or committee's) waveform → probabilities graph to ``out`` (and
+    ``out.json``)."""
+    fn = onnx_function(target)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    samples = model.max_samples
+    samples = target.max_samples
     serde = logging.getLogger("onnx_ir.serde")  # warns of every untyped shape value it drops
     level = serde.level
     serde.setLevel(logging.ERROR)
@@ -91,24 +105,39 @@ def export_onnx(model: LoadedModel, out: str | Path) -> Path:
         )
     except Exception as err:  # jax2onnx raises whatever its failing plugin raised
         raise ConfigError(
-            f"{model.source}: jax2onnx cannot convert this model ({model.config.model.name}): "
+            f"{target.source}: jax2onnx cannot convert this model ({describe(target)}): "
             f"{_first_line(err)}"
         ) from err
     finally:
         serde.setLevel(level)
-    checked_graph(model, fn, proto.SerializeToString())
-    out.write_bytes(proto.SerializeToString())
-    meta = export_metadata(model, samples)
+    graph = untyped_batch(proto).SerializeToString()
+    checked_graph(target, fn, graph)
+    out.write_bytes(graph)
+    meta = export_metadata(target, samples)
     meta["format"] = "onnx"
     Path(f"{out}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def checked_graph(model: LoadedModel, fn: Any, graph: bytes) -> None:
+def untyped_batch(proto: Any) -> Any:
+    """``proto`` without the shapes jax2onnx declares for intermediate values of a symbolic
+    size: it declares a batch of several views (``views * B`` rows, ``view_averaged``) as
+    ``B``, which onnxruntime then trusts when it re-uses buffers; it infers them itself."""
+    keep = [
+        v
+        for v in proto.graph.value_info
+        if not any(d.dim_param for d in v.type.tensor_type.shape.dim)
+    ]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(keep)
+    return proto
+
+
+def checked_graph(target: LoadedModel | Committee, fn: Any, graph: bytes) -> None:
     """Refuse a converted graph that onnxruntime cannot run, or whose probabilities of a
     test batch (two clips of noise, one full and one half the window) differ from the jitted
     function's by more than ``CHECK_TOLERANCE``: a converter's mistake never ships."""
-    samples = model.max_samples
+    samples = target.max_samples
     audio = np.random.default_rng(0).standard_normal((2, samples)).astype(np.float32) * 0.1
     lengths = np.array([samples, samples // 2], np.int32)
     audio[1, samples // 2 :] = 0.0
@@ -116,14 +145,14 @@ def checked_graph(model: LoadedModel, fn: Any, graph: bytes) -> None:
         got = session_of(graph).run([OUTPUT], {"audio": audio, "lengths": lengths})[0]
     except Exception as err:  # onnxruntime's own errors have no common base class
         raise ConfigError(
-            f"{model.source}: onnxruntime cannot run the graph jax2onnx made of this model "
-            f"({model.config.model.name}): {_first_line(err)}"
+            f"{target.source}: onnxruntime cannot run the graph jax2onnx made of this model "
+            f"({describe(target)}): {_first_line(err)}"
         ) from err
     want = np.asarray(jax.jit(fn)(audio, lengths))
     diff = float(np.abs(got - want).max())
     if not diff <= CHECK_TOLERANCE:
         raise ConfigError(
-            f"{model.source}: the ONNX graph of this model ({model.config.model.name}) gives "
+            f"{target.source}: the ONNX graph of this model ({describe(target)}) gives "
             f"probabilities {diff:.1e} away from the model's (tolerance {CHECK_TOLERANCE})"
         )
 
