@@ -47,6 +47,7 @@ from ser_jax.serving.shipped import (
     shipped_semitones,
     shipped_weights,
 )
+from ser_jax.serving.speakers import group_warnings, speakers_of
 
 
 def _decision(model: LoadedModel, probs: np.ndarray, balanced: bool) -> np.ndarray:
@@ -63,10 +64,12 @@ def _score_files(
     speaker_bn: bool,
     balanced: bool = False,
     semitones: Sequence[float] = (),
+    speakers: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[int], np.ndarray | None]:
     """``(rows, good, probs)``: one row per file (``path`` and ``seconds``, or ``error``
     naming the cause), the rows that decoded, and their class probabilities (None if none
-    decoded; ``semitones``: test-time warps averaged in)."""
+    decoded; ``semitones``: test-time warps averaged in; ``speakers``: each file's speaker,
+    whose files a model adapts to apart; None: all one speaker's)."""
     out: list[dict[str, Any]] = []
     good, waves = [], []
     for p in paths:
@@ -80,14 +83,15 @@ def _score_files(
         out.append({"path": str(p), "seconds": round(len(wave) / model.sample_rate, 3)})
     if not waves:
         return out, good, None
-    if model.per_speaker or speaker_bn:
+    if (model.per_speaker or speaker_bn) and speakers is None:
         what = "normalises by" if model.per_speaker else "adapts its BatchNorm to"
         print(
             f"{model.source}: this model {what} the speaker's own statistics; the "
             f"{len(waves)} file(s) given are taken as one speaker's recordings",
             file=sys.stderr,
         )
-    probs = model.probabilities(waves, speaker_bn=speaker_bn, semitones=semitones)
+    names = None if speakers is None else [speakers[i] for i in good]
+    probs = model.probabilities(waves, speakers=names, speaker_bn=speaker_bn, semitones=semitones)
     return out, good, _decision(model, probs, balanced)
 
 
@@ -108,13 +112,20 @@ def predict_files(
     speaker_bn: bool = False,
     balanced: bool = False,
     semitones: Sequence[float] = (),
+    speakers: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per file: ``label``, ``probs`` and ``seconds``, or ``error`` naming the cause.
-    ``speaker_bn``: the files are one speaker's recordings, scored with BatchNorm statistics of
-    their own (speaker-adaptive BatchNorm); ``balanced``: the balanced decision;
-    ``semitones``: test-time warps (each file also scored warped by each, averaged)."""
+    ``speaker_bn``: scored with BatchNorm statistics (or feature standardisation) of each
+    speaker's own files (``speakers``, one a file; None: all one speaker's);
+    ``balanced``: the balanced decision; ``semitones``: test-time warps (each file also scored
+    warped by each, averaged)."""
     rows, good, probs = _score_files(
-        model, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones
+        model,
+        paths,
+        speaker_bn=speaker_bn,
+        balanced=balanced,
+        semitones=semitones,
+        speakers=speakers,
     )
     return rows if probs is None else _labelled(rows, good, probs, model.label_names)
 
@@ -128,6 +139,7 @@ def committee_files(
     rule: str = "mean",
     weights: Sequence[float] | None = None,
     semitones: Sequence[float] = (),
+    speakers: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``predict_files`` of several models (a committee, e.g. two model families), each
     file's class probabilities averaged over them (``speaker_bn``: each model adapts its
@@ -144,7 +156,14 @@ def committee_files(
                 f"{models[0].source}'s {names}; a committee needs the same classes"
             )
     scored = [
-        _score_files(m, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones)
+        _score_files(
+            m,
+            paths,
+            speaker_bn=speaker_bn,
+            balanced=balanced,
+            semitones=semitones,
+            speakers=speakers,
+        )
         for m in models
     ]
     rows = scored[0][0]
@@ -174,18 +193,67 @@ def predict_command(
     rule: str | None = None,
     weights: str | None = None,
     semitones: Sequence[float] | None = None,
+    speaker_from: str | None = None,
 ) -> int:
     """Print labels and probabilities (a table, or JSON) of the model of ``run_dir``, or of a
     shipped model (``model_name``, or the default one); optionally a timeline PNG and a CSV
     of each file's window probabilities. Exit code 1 if any file failed.
 
     ``run_dir`` (or ``model_name``) may name several runs (shipped models), comma-separated,
-    or ``model_name`` a shipped committee: a committee, whose probabilities are each model's
-    combined per file by ``rule`` (``committee_files``; None: a shipped committee's own rule,
-    else the mean; ``weights``: one a model, comma-separated, ``ser_jax.serving.shipped.parse_weights``; None: a
-    shipped committee's own weights, else alike); ``semitones``: test-time warps (each file
-    also scored with its mel filterbank warped by each, probabilities averaged; None: a
-    shipped committee's own warps, ``shipped_semitones``, else none)."""
+    or ``model_name`` a shipped committee (``chosen_models``). ``speaker_from``: who speaks in
+    each file (``ser_jax.serving.speakers``: ``folder`` or ``csv:FILE:COLUMN``), so that
+    ``speaker_bn`` adapts to each speaker's files apart, in one call (without it the files of
+    one call are one speaker's); every row then names its speaker, and a group too small or
+    read as one class is warned about."""
+    models, rule, weight_list, semitones = chosen_models(
+        run_dir, model_name, rule, weights, semitones, one_window=bool(timeline or csv_path)
+    )
+    speakers = speakers_of(paths, speaker_from) if speaker_from else None
+    known = [i for i, p in enumerate(paths) if speakers is None or speakers[i] is not None]
+    scored = iter(
+        _rows(
+            models,
+            [paths[i] for i in known],
+            None if speakers is None else [speakers[i] for i in known],
+            speaker_bn=speaker_bn,
+            balanced=balanced,
+            rule=rule,
+            weights=weight_list,
+            semitones=semitones,
+        )
+    )
+    unlisted = {"error": f"--speaker_from={speaker_from}: the file is not listed there"}
+    rows = [
+        next(scored)
+        if speakers is None or speakers[i] is not None
+        else {"path": str(p), **unlisted}
+        for i, p in enumerate(paths)
+    ]
+    if speakers is not None:
+        group_warnings(rows, speakers)
+    print_rows(rows, models[0].label_names, as_json)
+    if timeline or csv_path:
+        good = [r["path"] for r in rows if "error" not in r]
+        write_timelines(
+            models[0], good, timeline, csv_path, speaker_bn=speaker_bn, balanced=balanced
+        )
+    return 1 if any("error" in r for r in rows) else 0
+
+
+def chosen_models(
+    run_dir: str | None,
+    model_name: str | None,
+    rule: str | None,
+    weights: str | None,
+    semitones: Sequence[float] | None,
+    *,
+    one_window: bool,
+) -> tuple[list[Any], str, list[float] | None, Sequence[float]]:
+    """``(models, rule, weights, semitones)`` of ``predict``'s arguments: the runs or shipped
+    models named (none: the default); one shipped committee brings its own rule, weights and
+    test-time warps unless given (a committee's ``rule`` None: the mean; ``weights``: one a
+    model, comma-separated, ``parse_weights``; ``semitones`` None: the committee's own, else
+    none). ``one_window``: a timeline or CSV of windows is asked for (one model, no warps)."""
     runs = [r for r in (run_dir or "").split(",") if r]
     given_names = [n for n in (model_name or "").split(",") if n]
     if not runs and not given_names:
@@ -194,14 +262,14 @@ def predict_command(
     flag, given = ("--run", run_dir) if runs else ("--model", ",".join(given_names))
     one = len(given_names) == 1 and not runs  # one shipped model or committee
     count = len(runs or shipped)
-    if count > 1 and (timeline or csv_path):
+    if count > 1 and one_window:
         raise ConfigError(
             f"{flag}={given}: a committee of {count} models has no timeline or CSV of "
             f"windows; give one model for --timeline/--csv"
         )
     if semitones is None:  # one shipped committee (named, or the default): its own warps
         semitones = shipped_semitones(given_names[0]) if one else ()
-    if semitones and (timeline or csv_path):
+    if semitones and one_window:
         raise ConfigError(
             f"--tta_semitones={','.join(f'{v:g}' for v in semitones)}: the timeline and CSV "
             "show each window as the model scores it alone; leave out --tta_semitones for them"
@@ -209,39 +277,27 @@ def predict_command(
     if weights is not None and count < 2:
         raise ConfigError(f"--weights={weights}: weights are for a committee of several models")
     weight_list = None if weights is None else parse_weights(weights, count)
-    if runs:
-        models = [load_run(r) for r in runs]
-    else:
-        models = [load_shipped(n) for n in shipped]
-    model = models[0]
+    models = [load_run(r) for r in runs] if runs else [load_shipped(n) for n in shipped]
     if rule is None:  # one shipped committee: its own rule; otherwise the mean
         rule = shipped_rule(given_names[0]) if one else "mean"
     if weight_list is None and one:  # one shipped committee: its own weights, if it has any
         weight_list = shipped_weights(given_names[0])
+    return models, rule, weight_list, semitones
+
+
+def _rows(
+    models: Sequence[Any], paths: Sequence[str], speakers: Sequence[str] | None, **how: Any
+) -> list[dict[str, Any]]:
+    """Each file's row from one model (``predict_files``) or a committee (``committee_files``)."""
     if len(models) > 1:
-        rows = committee_files(
-            models,
-            paths,
-            speaker_bn=speaker_bn,
-            balanced=balanced,
-            rule=rule,
-            weights=weight_list,
-            semitones=semitones,
-        )
-    else:
-        rows = predict_files(
-            model, paths, speaker_bn=speaker_bn, balanced=balanced, semitones=semitones
-        )
-    print_rows(rows, model.label_names, as_json)
-    if timeline or csv_path:
-        good = [r["path"] for r in rows if "error" not in r]
-        write_timelines(model, good, timeline, csv_path, speaker_bn=speaker_bn, balanced=balanced)
-    return 1 if any("error" in r for r in rows) else 0
+        return committee_files(models, paths, speakers=speakers, **how)
+    how = {k: v for k, v in how.items() if k not in ("rule", "weights")}
+    return predict_files(models[0], paths, speakers=speakers, **how)
 
 
 def print_rows(rows: Sequence[dict[str, Any]], names: Sequence[str], as_json: bool) -> None:
     """``predict``'s output: the rows as JSON, or a table of each file's label and class
-    probabilities (a file that failed: its error)."""
+    probabilities (a file that failed: its error; a speaker's group: its warnings after)."""
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -254,6 +310,8 @@ def print_rows(rows: Sequence[dict[str, Any]], names: Sequence[str], as_json: bo
                 f"{Path(r['path']).name:<40} {r['label']:<10} "
                 + " ".join(f"{r['probs'][n]:7.3f}" for n in names)
             )
+    for warning in dict.fromkeys(r["warning"] for r in rows if "warning" in r):
+        print(f"warning: {warning}")
 
 
 def write_timelines(
