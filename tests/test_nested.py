@@ -174,3 +174,39 @@ def test_the_select_verb_writes_the_summary_and_refuses_in_one_line(tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr == "error: select needs --runs (the folder of the members' cv directories)\n"
+
+
+def test_seeds_choose_apart_and_report_mean_and_std(tmp_path):
+    """``--runs A,B`` (one folder a seed): each seed makes its own nested choice; the figures
+    are their mean ± std (seed 0: UAR 1/3 as above; seed 1, where m1 is also right on C:
+    "one" wins everywhere, UAR 1), the winner is the best mean pooled UAR; the card and the
+    table print mean ± std; a member without test-time views gives its plain predictions to
+    the tta view."""
+    cands, runs0 = _setup(tmp_path / "s0")
+    _, runs1 = _setup(tmp_path / "s1", right={"m1": {"A", "B", "C"}, "m2": {"B", "C"}})
+    out = select(cands, f"{runs0},{runs1}", tmp_path / "out")
+    assert out["nested"]["uar"]["mean"] == pytest.approx((1 / 3 + 1) / 2)
+    assert out["nested"]["uar"]["n"] == 2 and out["nested"]["count"] == 12
+    assert out["winner"]["candidate"] == "one"
+    assert out["winner"]["uar"]["mean"] == pytest.approx((2 / 3 + 1) / 2)
+    assert len(out["per_speaker"]) == 6 and {s["seed"] for s in out["per_speaker"]} == {0}
+    assert out["adapted"]["nested"]["uar"]["mean"] == pytest.approx(2 / 3)
+    card = "\n".join(card_lines(tmp_path / "out"))
+    assert "that speaker is scored with it: UAR 0.667 ± 0.471" in card
+    md = (tmp_path / "out" / "nested_summary.md").read_text()
+    assert "| pooled over all files | 0.6667 ± 0.4714 |" in md
+    # a member without test-time views (a feature model): its plain predictions for tta
+    text = CANDIDATES.replace('VIEWS = ("plain",)', 'VIEWS = ("plain", "tta")')
+    cands, runs = _setup(tmp_path / "views", text=text, m2={"kinds": ("test", "test_tta")})
+    for run in (runs / "m2").glob("fold*/seed0"):
+        (run / "config.json").write_text(json.dumps({"eval": {"tta_semitones": [-6, 6]}}))
+    (runs / "m1" / "fold0-A" / "seed0" / "results.json").write_text("{}")
+    with pytest.raises(ConfigError, match="test_tta_predictions.jsonl: missing"):
+        select(cands, runs, tmp_path / "views" / "out")
+    for run in (runs / "m1").glob("fold*/seed0"):
+        (run / "results.json").write_text(json.dumps({"test_time_views": False}))
+    viewed = select(cands, runs, tmp_path / "views" / "out")
+    assert {(c["candidate"], c["view"]) for c in viewed["choices"]} >= {("one", "tta")}
+    one_tta = next(c for c in viewed["choices"] if c["candidate"] == "one" and c["view"] == "tta")
+    assert one_tta["uar"] == pytest.approx(2 / 3)  # m1's plain predictions
+    assert viewed["tta_semitones"] == [-6.0, 6.0]  # the warps of the members that have them

@@ -42,7 +42,7 @@ import numpy as np
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import RULES, classification_metrics, combine_probabilities
 from ser_jax.evaluation.predictions import file_probabilities, has_kind, view_kind
-from ser_jax.evaluation.tables import markdown
+from ser_jax.evaluation.tables import fmt, markdown, mean_std
 from ser_jax.research.committees import cv_models, file_speakers, write_summary
 from ser_jax.research.weights import choose_by_speaker
 from ser_jax.rundir import command_line
@@ -293,8 +293,21 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
     to ``out`` and returns the summary: the plain protocol's figures at the top level
     (``nested``, ``per_speaker``, ``winner``, ``choices``, ``views``), the speaker-adaptive
     ones under ``adapted`` (absent, with ``adapted_missing`` saying why, when not every member
-    run has them)."""
+    run has them). ``runs`` may name several folders, comma-separated, one a seed: each makes
+    its own nested choice, and the figures are their mean ± std (``over_seeds``)."""
     cands = read_candidates(candidates)
+    per_seed = [_select_one(cands, folder) for folder in str(runs).split(",") if folder]
+    summary = per_seed[0] if len(per_seed) == 1 else over_seeds(per_seed)
+    out = Path(out)
+    write_summary(out, "nested_summary.json", summary)
+    lines = nested_lines(summary)
+    (out / "nested_summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return summary
+
+
+def _select_one(cands: Candidates, runs: str | Path) -> dict[str, Any]:
+    """The nested summary of one folder of member runs (``select``)."""
     found = member_runs(cands, runs)
     labels = list(next(iter(found.values()))[0]["labels"])
     every = [run for _, fold_runs in found.values() for run in fold_runs]
@@ -342,12 +355,66 @@ def select(candidates: str | Path, runs: str | Path, out: str | Path) -> dict[st
             "not every member run has speaker-adaptive predictions "
             f"({', '.join(PROTOCOLS['adapted'][v] for v in cands.views)})"
         )
-    out = Path(out)
-    write_summary(out, "nested_summary.json", summary)
-    lines = nested_lines(summary)
-    (out / "nested_summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
     return summary
+
+
+def over_seeds(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several seeds' nested choices (each made on its own runs): the figures
+    as mean ± std over seeds, each seed's per-speaker choices (marked with its seeds), and the
+    winner over all speakers: the choice with the highest mean pooled UAR (what ships)."""
+    first = per_seed[0]
+    kept = ("command", "candidates_file", "rule", "labels", "files", "speakers", "candidates")
+    out: dict[str, Any] = {k: first[k] for k in kept if k in first}
+    out["runs"] = ",".join(str(p["runs"]) for p in per_seed)
+    out["seeds"] = sorted(seed for p in per_seed for seed in p["seeds"])
+    out["members"] = {str(p["runs"]): p["members"] for p in per_seed}
+    if "tta_semitones" in first:
+        out["tta_semitones"] = first["tta_semitones"]
+    out |= _protocol_over_seeds(per_seed)
+    if all("adapted" in p for p in per_seed):
+        out["adapted"] = _protocol_over_seeds(
+            [p["adapted"] | {"seeds": p["seeds"]} for p in per_seed]
+        )
+    else:
+        out["adapted_missing"] = next(
+            p["adapted_missing"] for p in per_seed if "adapted_missing" in p
+        )
+    return out
+
+
+def _protocol_over_seeds(ps: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One protocol's figures over seeds: ``nested`` and every choice's as mean ± std."""
+    figures = ("accuracy", "uar", "macro_f1")
+
+    def over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {m: mean_std([r[m] for r in rows]) for m in figures} | {
+            "count": sum(int(r["count"]) for r in rows)
+        }
+
+    choices = [
+        {"candidate": c["candidate"], "view": c["view"]}
+        | over([p["choices"][k] for p in ps])
+        | {"chosen_by": [f"{s}@{p['seeds'][0]}" for p in ps for s in p["choices"][k]["chosen_by"]]}
+        for k, c in enumerate(ps[0]["choices"])
+    ]
+    best = max(range(len(choices)), key=lambda k: (choices[k]["uar"]["mean"], -k))
+    return {
+        "views": ps[0]["views"],
+        "nested": over([p["nested"] for p in ps]),
+        "per_speaker": [r | {"seed": p["seeds"][0]} for p in ps for r in p["per_speaker"]],
+        "winner": dict(choices[best]),
+        "choices": choices,
+    }
+
+
+def _n(x: Any, digits: int = 4) -> Any:
+    """A figure as the tables print it: a number as is, a mean ± std over seeds as text."""
+    return fmt(x, digits) if isinstance(x, dict) else x
+
+
+def _fig(x: Any, digits: int = 3) -> str:
+    """A figure as text: ``0.814``, or ``0.814 ± 0.003`` over seeds."""
+    return fmt(x, digits) if isinstance(x, dict) else f"{x:.{digits}f}"
 
 
 def nested_lines(summary: dict[str, Any]) -> list[str]:
@@ -377,16 +444,32 @@ def nested_lines(summary: dict[str, Any]) -> list[str]:
 def _protocol_lines(p: dict[str, Any]) -> list[str]:
     """One protocol's tables in ``nested_summary.md``."""
     n, w = p["nested"], p["winner"]
+    seed = (
+        [["seed"], lambda r: [r["seed"]]] if "seed" in p["per_speaker"][0] else [[], lambda r: []]
+    )
     return [
         markdown(
             ["nested by speaker", "accuracy", "UAR", "macro-F1", "files"],
-            [["pooled over all files", n["accuracy"], n["uar"], n["macro_f1"], n["count"]]],
+            [
+                ["pooled over all files"]
+                + [_n(n[m]) for m in ("accuracy", "uar", "macro_f1")]
+                + [n["count"]]
+            ],
         ),
         "",
         markdown(
-            ["speaker", "files", "candidate", "view", "UAR on the others", "UAR of the speaker"],
             [
-                [s["speaker"], s["files"], s["candidate"], s["view"], s["uar_on_others"], s["uar"]]
+                *seed[0],
+                "speaker",
+                "files",
+                "candidate",
+                "view",
+                "UAR on the others",
+                "UAR of the speaker",
+            ],
+            [
+                [*seed[1](s), s["speaker"], s["files"], s["candidate"], s["view"]]
+                + [s["uar_on_others"], s["uar"]]
                 for s in p["per_speaker"]
             ],
         ),
@@ -394,14 +477,14 @@ def _protocol_lines(p: dict[str, Any]) -> list[str]:
         markdown(
             ["candidate", "view", "pooled accuracy", "pooled UAR", "pooled macro-F1", "chosen by"],
             [
-                [c["candidate"], c["view"], c["accuracy"], c["uar"], c["macro_f1"]]
+                [c["candidate"], c["view"], _n(c["accuracy"]), _n(c["uar"]), _n(c["macro_f1"])]
                 + [", ".join(c["chosen_by"]) or "-"]
                 for c in p["choices"]
             ],
         ),
         "",
         f"Winner over all speakers (the choice made on every file: what would ship): "
-        f"{w['candidate']}, {w['view']} (pooled UAR {w['uar']:.4f} on the files that chose "
+        f"{w['candidate']}, {w['view']} (pooled UAR {_n(w['uar'])} on the files that chose "
         "it: optimistic).",
     ]
 
@@ -415,7 +498,9 @@ def card_lines(given: str | Path) -> list[str]:
 
     def figures(p: dict[str, Any]) -> str:
         n = p["nested"]
-        return f"UAR {n['uar']:.3f}, accuracy {n['accuracy']:.3f}, macro-F1 {n['macro_f1']:.3f}"
+        return (
+            f"UAR {_fig(n['uar'])}, accuracy {_fig(n['accuracy'])}, macro-F1 {_fig(n['macro_f1'])}"
+        )
 
     seeds = ", ".join(map(str, s["seeds"]))
     w = s["winner"]
@@ -427,7 +512,7 @@ def card_lines(given: str | Path) -> list[str]:
         f"views: {', '.join(s['views'])}) is made on the other speakers' predictions only, and "
         f"that speaker is scored with it: {figures(s)}; speaker-adapted: {adapted}.",
         f"- The choice made on all {len(s['speakers'])} speakers (what ships): "
-        f"`{w['candidate']}`, {w['view']} (its pooled UAR {w['uar']:.3f} is optimistic: chosen "
+        f"`{w['candidate']}`, {w['view']} (its pooled UAR {_fig(w['uar'])} is optimistic: chosen "
         f"on those files). Made by commit {str(info.get('git_commit'))[:10]} on "
         f"{info.get('processor')}. Command: `{s['command']}`",
     ]
