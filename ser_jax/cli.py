@@ -42,6 +42,7 @@ def _define_flags() -> None:
     _define_committee_flags()
     _define_select_flags()
     _define_package_flags()
+    _define_explain_flags()
     flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port.")
     flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
     flags.DEFINE_integer("process_id", None, "Multi-process: this process's id.")
@@ -168,6 +169,24 @@ def _define_package_flags() -> None:
         "package: shipped models, comma-separated, to ship as a committee named --name (its "
         "card's figures from ensemble directories: --loso over cv runs, --seed_runs over "
         "seed-protocol runs).",
+    )
+
+
+def _define_explain_flags() -> None:
+    """Flags of ``explain``."""
+    flags.DEFINE_string(
+        "label", None, "explain: the class whose probability is explained (default: predicted)."
+    )
+    flags.DEFINE_integer(
+        "steps",
+        64,
+        "explain: points of the path from the baseline to start the integral with (more are "
+        "added where it misses the change of the probability, up to 4x).",
+    )
+    flags.DEFINE_integer(
+        "per_class",
+        None,
+        "explain --data: this many files of each class, spread over the folder (default: all).",
     )
 
 
@@ -391,6 +410,23 @@ def _table(rest: list[str]) -> None:
     table_command(FLAGS.run or "runs")
 
 
+def _explain(rest: list[str]) -> None:
+    from ser_jax.serving.explain import explain_command
+
+    explain_command(
+        rest,
+        out=FLAGS.out,
+        data=FLAGS.data,
+        corpus=FLAGS.corpus,
+        label=FLAGS.label,
+        model_name=FLAGS.model,
+        run_dir=FLAGS.run,
+        steps=FLAGS.steps,
+        per_class=FLAGS.per_class,
+        as_json=FLAGS.json,
+    )
+
+
 def _tfds_build(rest: list[str]) -> None:
     from ser_jax.data.tfds_emodb import build_emodb_tfds
 
@@ -528,6 +564,15 @@ VERBS: dict[str, Verb] = {
             ("data", "out"),
             "ser-jax tfds-build --data $SER_EMODB_DIR --out /data/tfds",
             _tfds_build,
+        ),
+        Verb(
+            "explain",
+            "integrated gradients of a class's probability over a recording's log-mel (PNG; "
+            "--json: the totals), or each class's mean over a corpus (--data DIR)",
+            ("model", "run", "out", "label", "steps", "json", "data", "corpus", "per_class"),
+            "ser-jax explain 03a01Wa.wav --out why.png   (the shipped default; "
+            "--data $SER_EMODB_DIR --per_class 8 --out classes.png)",
+            _explain,
         ),
     )
 }

@@ -1,7 +1,8 @@
 """Features the train step feeds the model: (augmented) waveforms → log-mel → SpecAugment.
 
 One pure, jit-able function, :func:`make_features`, with the front-end and augmentation
-settings static. It hands on ``(feats (batch, frames, mel), frame_lengths (batch,))``.
+settings static. It hands on ``(feats (batch, frames, mel), frame_lengths (batch,))``;
+:func:`model_features` is its clean tail (the log-mel bands → the model's channels) alone.
 :func:`dataset_feature_stats` computes the training-set statistics of ``normalize="dataset"``,
 :func:`speaker_feature_stats` each speaker's of ``normalize="speaker"``.
 """
@@ -65,18 +66,8 @@ def make_features(
         raise ValueError(f"frontend.normalize={frontend.normalize!r} needs its statistics")
 
     def standardise(feats, flen, audio, lengths, warp=None):
-        clip = normalize(feats, flen, "utterance") if frontend.clip_channel else None
-        if frontend.normalize in ("dataset", "speaker"):
-            feats = apply_dataset_stats(feats, flen, *stats)
-        feats = with_deltas(feats, flen, frontend) if frontend.deltas else feats
-        if clip is not None:  # beside the dataset (or speaker) view: the clip's own
-            feats = feats if feats.ndim == 4 else feats[..., None]
-            feats = jnp.concatenate([feats, clip[..., None]], axis=-1)
-        if frontend.pitch:
-            feats = with_pitch(
-                feats, pitch_track(audio, lengths, frontend, warp), frontend.pitch_level
-            )
-        return feats
+        pitch = pitch_track(audio, lengths, frontend, warp) if frontend.pitch else None
+        return model_features(feats, flen, frontend=frontend, stats=stats, pitch=pitch)
 
     if augment is None or not augment.enabled or keys is None:
         feats, flen = log_mel(audio, lengths, frontend, warp)
@@ -95,6 +86,32 @@ def make_features(
     feats, flen = log_mel(audio, lengths, frontend, warp)
     feats = standardise(feats, flen, audio, lengths, warp)
     return spec_augment(spec_keys, feats, flen, augment, apply), _no_frames_if_empty(flen, lengths)
+
+
+def model_features(
+    bands: jax.Array,
+    frame_lengths: jax.Array,
+    *,
+    frontend: FrontendConfig,
+    stats: tuple[jax.Array, jax.Array] | None,
+    pitch: jax.Array | None = None,
+) -> jax.Array:
+    """The clean features a model reads, from what ``log_mel`` hands on: ``bands`` ``(batch,
+    frames, n_bands)`` with the dataset (or speaker) ``stats`` applied, then the deltas, the
+    clip-normalised channel and the ``pitch`` track ``(batch, frames, 3)`` (``pitch_track``;
+    needed with ``frontend.pitch``) as channels, as ``make_features`` describes. The tail of
+    the chain on its own: ``ser_jax.serving.explain`` differentiates through it."""
+    clip = normalize(bands, frame_lengths, "utterance") if frontend.clip_channel else None
+    feats = bands
+    if frontend.normalize in ("dataset", "speaker"):
+        feats = apply_dataset_stats(feats, frame_lengths, *stats)
+    feats = with_deltas(feats, frame_lengths, frontend) if frontend.deltas else feats
+    if clip is not None:  # beside the dataset (or speaker) view: the clip's own
+        feats = feats if feats.ndim == 4 else feats[..., None]
+        feats = jnp.concatenate([feats, clip[..., None]], axis=-1)
+    if frontend.pitch:
+        feats = with_pitch(feats, pitch, frontend.pitch_level)
+    return feats
 
 
 def _no_frames_if_empty(flen: jax.Array, lengths: jax.Array) -> jax.Array:
