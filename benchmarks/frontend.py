@@ -14,6 +14,9 @@ synthetic), and a real Emo-DB batch too when ``SER_EMODB_DIR`` is set. Rows:
 - ``jax log_mel``: ``jax.jit(log_mel)`` on the padded batch (log + utterance normalisation
   included, which the librosa row does not even do).
 - ``jax log_mel + augment``: ``jax.jit(make_features)`` with every transform at probability 1.
+- ``openSMILE ComParE_2016``: the openSMILE family's features (6,373 functionals per file),
+  one file after another, no cache (when the ``opensmile`` extra is installed): what a first
+  run of ``experiments/configs/opensmile_compare.py`` spends before its cache holds them.
 
 Rounds interleave the rows (librosa, jax, jax+augment, repeat) so that machine load drifts
 hit all of them alike; the table shows the median of ``--reps`` rounds in audio seconds
@@ -48,6 +51,11 @@ from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
 from ser_jax.frontend.features import make_features  # noqa: E402
 from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
 from ser_jax.rundir import processor_name  # noqa: E402
+
+try:
+    import opensmile
+except ImportError:  # the optional extra: its row is left out
+    opensmile = None
 
 ALL_ON = AugmentConfig(
     time_shift_prob=1.0,
@@ -116,6 +124,14 @@ def run(clips: list[np.ndarray], cfg: FrontendConfig, reps: int) -> list[dict]:
             audio, lengths, keys, frontend=cfg, augment=ALL_ON
         )[0].block_until_ready(),
     }
+    if opensmile is not None:
+        smile = opensmile.Smile(
+            feature_set=opensmile.FeatureSet.ComParE_2016,
+            feature_level=opensmile.FeatureLevel.Functionals,
+        )
+        rows["openSMILE ComParE_2016 (per file)"] = lambda: [
+            smile.process_signal(y, cfg.sample_rate) for y in clips
+        ]
     compile_s = {}
     for name, fn in rows.items():  # warm-up / compile
         t0 = time.perf_counter()

@@ -52,6 +52,13 @@ def made_by(run: Path) -> str:
     return f"{'/'.join(commits)} on {'/'.join(cpus)}" if infos else "–"
 
 
+def features_note(run: Path) -> str:
+    """`` (features N s)``: the openSMILE extraction a run's folds spent (their ``seconds``)."""
+    got = [(read_json(p) or {}).get("seconds", {}) for p in sorted(run.rglob("results.json"))]
+    spent = [g["features"] for g in got if "features" in g]
+    return f" (features {sum(spent):.0f} s)" if spent else ""
+
+
 def metrics_row(protocol: str, plain: dict, adapted: dict, tta: dict) -> dict[str, str]:
     """Figures of ``test_*`` statistics: plain, speaker-adapted and with test-time warps."""
     return {
@@ -98,7 +105,7 @@ def figures(run: Path) -> dict[str, str] | None:
         if summary is not None:
             kept = read_json(run / "kept.json") or {}
             row = make(run, summary)
-            row["wall"] = minutes(kept.get("wall_seconds"))
+            row["wall"] = minutes(kept.get("wall_seconds")) + features_note(run)
             row["made_by"] = made_by(run)
             row["command"] = f"`{summary.get('command', '')}`"
             return row
@@ -159,41 +166,14 @@ def render_readme(text: str, rows: list[dict[str, Any]]) -> str:
     return head + MARKS[0] + "\n" + "\n".join(table) + "\n" + MARKS[1] + tail
 
 
-# Figures a command made (not figures read from a run record): fixed text, with the command.
-FIGURES = """
-## What the default listens to
-
-![Mean integrated gradients of each class, emodb-committee](figures/explain_corpus.png)
-
-`ser-jax explain` over 8 files of each class of the shared copy (56 files, spread over each
-class's files in name order, so over the speakers): for each file, the integrated gradients of
-the probability the default committee gives its labelled class over the log-mel (time × mel
-band), from a baseline of the clip's silence level (each band's 5th percentile), summed into 50
-bins of utterance position and averaged per class, one colour scale for all. Red cells raise the
-class's probability, blue cells lower it; above each panel the sum per position, beside it the
-sum per band. The path integral is refined until each file's attributions add up to f(file) −
-f(baseline) within 0.2 % (`--json` prints each class's mean gap). The pitch track and spectral
-descriptors two members read are computed from the waveform and held fixed; the committee's
-test-time warps are left out. 9 minutes (4 of them CPU time) on the shared, busy 2-core CPU:
-
-    ser-jax explain --data "$SER_EMODB_DIR" --per_class 8 --out docs/figures/explain_corpus.png
-"""
-
-
 def render() -> str:
     data = tomllib.loads(DATA.read_text())
-    lines = [
-        "# Results",
-        "",
-        "<!-- Made by `python experiments/render_results.py` from docs/results.toml and the run",
-        "records under results/; edit those, not this file. -->",
-        "",
-        data["intro"].strip(),
-        "",
-    ]
+    made = "<!-- Made by `python experiments/render_results.py` from docs/results.toml and the run"
+    lines = ["# Results", "", made, "records under results/; edit those, not this file. -->"]
+    lines += ["", data["intro"].strip(), ""]
     for table in data["table"]:
         lines += render_table(table)
-    lines += FIGURES.strip().splitlines()
+    lines += data.get("figures", "").strip().splitlines()  # figures a command made, with it
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -208,9 +188,7 @@ def main() -> None:
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
     if args.check:
         if stale:
-            sys.exit(
-                f"stale: {', '.join(map(str, stale))}; run python experiments/render_results.py"
-            )
+            sys.exit(f"stale: {', '.join(map(str, stale))}; run experiments/render_results.py")
         print("docs/results.md and the README's results block are up to date")
         return
     for path in stale:

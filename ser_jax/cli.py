@@ -88,9 +88,17 @@ def _define_predict_flags() -> None:
     flags.DEFINE_bool(
         "speaker_bn",
         False,
-        "Speaker-adaptive BatchNorm: predict takes its files as one speaker's recordings, "
-        "evaluate groups clips by speaker; each speaker's BatchNorm statistics from their own "
-        "clips (several recordings of the speaker needed).",
+        "Speaker adaptation: each speaker's BatchNorm statistics (an openSMILE model: feature "
+        "standardisation) from their own clips (several recordings of the speaker needed); "
+        "predict takes its files as one speaker's unless --speaker_from groups them, evaluate "
+        "groups clips by speaker.",
+    )
+    flags.DEFINE_string(
+        "speaker_from",
+        None,
+        "predict: who speaks in each file, so --speaker_bn adapts to each speaker apart in one "
+        "call: 'folder' (each file's parent folder) or csv:FILE:COLUMN (a CSV with a path or "
+        "file column and the speaker in COLUMN).",
     )
     flags.DEFINE_bool(
         "balanced",
@@ -276,6 +284,7 @@ def _predict(rest: list[str]) -> int:
         rule=FLAGS.rule,
         weights=FLAGS.weights,
         semitones=_given_semitones(),
+        speaker_from=FLAGS.speaker_from,
     )
 
 
@@ -471,6 +480,7 @@ VERBS: dict[str, Verb] = {
                 "timeline",
                 "csv",
                 "speaker_bn",
+                "speaker_from",
                 "balanced",
                 "tta_semitones",
                 "rule",
