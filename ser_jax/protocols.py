@@ -88,8 +88,10 @@ def train_all(
 
 def run_seeds(config: Any, workdir: str | Path, seeds: int = 1) -> dict[str, Any]:
     workdir = Path(workdir)
+    if seeds <= 1 and is_feature_model(config.model):
+        return fit_feature_model(config, workdir)
     if seeds <= 1:
-        return train_all([config], [workdir], [None], workdir)[0]
+        return train_members([config], [workdir], job_dir=workdir, stacked=False)[0]
     base = int(config.seed)
     seed_list = [base + k for k in range(seeds)]
     configs = [with_overrides(config, seed=s) for s in seed_list]

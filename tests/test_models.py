@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
@@ -16,6 +15,7 @@ from ser_jax.config import get_config
 from ser_jax.errors import ConfigError
 from ser_jax.models import (
     CNNLSTM,
+    FEATURE_MODELS,
     FIELDS,
     FUNCTIONALS,
     MODELS,
@@ -542,12 +542,17 @@ def test_each_family_declares_its_own_model_fields_once():
     declared once beside its family; a new family's fields join it when it registers."""
     section = get_config().model
     assert set(section.keys()) == set(model_fields())
-    assert set(FIELDS) == {"cnn_lstm", "functionals", "tdnn"} <= set(MODELS)
+    assert set(FIELDS) == {"cnn_lstm", "functionals", "tdnn", "opensmile"}
+    assert {"cnn_lstm", "functionals", "tdnn"} <= set(MODELS)
+    assert set(FEATURE_MODELS) == {"opensmile"} and not set(FEATURE_MODELS) & set(MODELS)
+    with pytest.raises(ConfigError, match="has no network: it is a linear classifier"):
+        create_model(ml_collections.ConfigDict({"name": "opensmile"}), 7)
     owned = [set(shared_fields())] + [set(fields()) for fields in FIELDS.values()]
     assert sum(len(o) for o in owned) == len(set().union(*owned)) == len(section.keys())
     assert {"lstm_hidden", "pools", "head_hidden"} <= set(FIELDS["cnn_lstm"]())
     assert {"mlp_hidden", "statistics"} <= set(FIELDS["functionals"]())
     assert {"tdnn_kernels", "embedding"} <= set(FIELDS["tdnn"]())
+    assert {"feature_set", "inverse_regularisation"} <= set(FIELDS["opensmile"]())
     try:
 
         @register_model("_test_family", fields=lambda: {"_test_width": 3})
