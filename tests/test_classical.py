@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from ser_jax.classical.linear import (
     fit_classifier,
     fit_logistic,
+    fit_path,
     moments,
     standardise_by_speaker,
 )
@@ -44,6 +45,11 @@ def test_the_row_space_fit_is_the_direct_fit():
     np.testing.assert_allclose(p1, direct.predict_proba(x)[:, 1], atol=1e-4)
     with pytest.raises(ConfigError, match="two classes"):
         fit_logistic(x, np.zeros(60, int), 1.0, num_classes=3)
+    # the warm-started path over a grid: each C's own fit
+    path = fit_path(x, y, (1e-3, 1e-1), num_classes=5)
+    for (coef, intercept), c in zip(path, (1e-3, 1e-1), strict=True):
+        alone, icpt = fit_logistic(x, y, c, num_classes=5)
+        np.testing.assert_allclose(x @ coef + intercept, x @ alone + icpt, atol=2e-3)
 
 
 def test_per_speaker_standardisation_uses_only_that_speakers_files():

@@ -54,21 +54,34 @@ def fit_logistic(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(coef (features, classes), intercept (classes,))`` of the L2 logistic regression of
     standardised ``z`` on ``y``, fitted in ``z``'s row space (module docstring)."""
+    return fit_path(z, y, [c], num_classes)[0]
+
+
+def fit_path(
+    z: np.ndarray, y: np.ndarray, grid: Sequence[float], num_classes: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``fit_logistic`` for every C of ``grid`` on the same clips: one SVD, and each fit
+    started from the previous C's solution (in ``grid``'s order; the optimum of each C is
+    unique, so only the solver's path changes, about 6x shorter on the inner folds)."""
     present = np.unique(y)
     if len(present) < 2:
         raise ConfigError(f"a linear classifier needs two classes to train on, got {present}")
     _, s, vt = np.linalg.svd(z, full_matrices=False)
-    keep = s > s[0] * 1e-10
-    basis = vt[keep].T  # (features, rank)
-    fitted = LogisticRegression(C=float(c), max_iter=5000, tol=1e-6).fit(z @ basis, y)
-    rows, icpt = fitted.coef_, fitted.intercept_
-    if len(present) == 2:  # one logit a: the softmax of (-a/2, a/2) is the sigmoid of a
-        rows, icpt = np.stack([-rows[0], rows[0]]) / 2, np.array([-icpt[0], icpt[0]]) / 2
-    coef = np.zeros((z.shape[1], num_classes))
-    intercept = np.full(num_classes, ABSENT_CLASS_LOGIT)
-    coef[:, fitted.classes_] = basis @ rows.T
-    intercept[fitted.classes_] = icpt
-    return coef, intercept
+    basis = vt[s > s[0] * 1e-10].T  # (features, rank)
+    rotated = z @ basis
+    model = LogisticRegression(max_iter=5000, tol=1e-6, warm_start=True)
+    out = []
+    for c in grid:
+        fitted = model.set_params(C=float(c)).fit(rotated, y)
+        rows, icpt = fitted.coef_, fitted.intercept_
+        if len(present) == 2:  # one logit a: the softmax of (-a/2, a/2) is the sigmoid of a
+            rows, icpt = np.stack([-rows[0], rows[0]]) / 2, np.array([-icpt[0], icpt[0]]) / 2
+        coef = np.zeros((z.shape[1], num_classes))
+        intercept = np.full(num_classes, ABSENT_CLASS_LOGIT)
+        coef[:, fitted.classes_] = basis @ rows.T
+        intercept[fitted.classes_] = icpt
+        out.append((coef, intercept))
+    return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -131,8 +144,7 @@ def inner_uar(
         else:
             mean, scale = moments(feats[~out].astype(np.float64))
             z_in, z_out = (feats[~out] - mean) / scale, (feats[out] - mean) / scale
-        for k, c in enumerate(grid):
-            coef, intercept = fit_logistic(z_in, y[~out], c, num_classes)
+        for k, (coef, intercept) in enumerate(fit_path(z_in, y[~out], grid, num_classes)):
             decided[k, out] = np.argmax(z_out @ coef + intercept, axis=-1)
     names = [str(i) for i in range(num_classes)]
     return [classification_metrics(y, d, names)["uar"] for d in decided]
