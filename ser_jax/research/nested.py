@@ -484,7 +484,7 @@ def _protocol_lines(p: dict[str, Any]) -> list[str]:
         ),
         "",
         f"Winner over all speakers (the choice made on every file: what would ship): "
-        f"{w['candidate']}, {w['view']} (pooled UAR {_n(w['uar'])} on the files that chose "
+        f"{w['candidate']}, {w['view']} (pooled UAR {_fig(w['uar'], 4)} on the files that chose "
         "it: optimistic).",
     ]
 
