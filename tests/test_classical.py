@@ -121,6 +121,13 @@ def test_features_are_cached_by_content_and_feature_set(demo_corpus_dir, tmp_pat
     assert np.load(files[1]).shape == (88,)
     with pytest.raises(ConfigError, match="not an openSMILE feature set"):
         opensmile_features(waves, 16000, "GeMAPS_typo", str(tmp_path))
+    from ser_jax.classical.fit import fit_feature_model
+
+    bad = tiny_opensmile(tmp_path / "cache")
+    bad.model.feature_set = "GeMAPS_typo"
+    with pytest.raises(ConfigError, match="model.feature_set='GeMAPS_typo'"):
+        fit_feature_model(bad, tmp_path / "never")
+    assert not (tmp_path / "never").exists()  # refused before any folder is made
 
 
 def tiny_opensmile(cache: Path):

@@ -38,6 +38,11 @@ def cache_root(given: str = "") -> Path:
     return Path(given) if given else cache_dir() / "opensmile"
 
 
+def check_feature_set(feature_set: str) -> None:
+    """Refuse, in one line, a feature set openSMILE does not have, or a missing extra."""
+    _extractor(feature_set)
+
+
 def _extractor(feature_set: str) -> opensmile.Smile:
     if opensmile is None:
         raise ConfigError(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ser_jax import parallel
-from ser_jax.classical.features import opensmile_features
+from ser_jax.classical.features import check_feature_set, opensmile_features
 from ser_jax.classical.linear import fit_classifier
 from ser_jax.classical.model import PROTOCOLS, write_classifiers
 from ser_jax.data.pipeline import ClipSet
@@ -62,6 +62,7 @@ def fit_feature_model(
     """Train ``config``'s feature model into ``workdir`` and test it once (module docstring);
     returns its ``results.json`` record."""
     check_known_fields(config)
+    check_feature_set(str(config.model.feature_set))  # before any folder is made
     run = RunDir(workdir)
     if run.finished:
         print(f"{run.path} is finished (results.json); not training it again")
