@@ -10,6 +10,8 @@ for seed in 0 1; do
   [ -f "$out/opensmile_compare/cv_summary.json" ] || ser-jax cv \
     --config experiments/configs/opensmile_compare.py --config.train.progress=False \
     --seeds 1 --config.seed="$seed" --workdir "$out/opensmile_compare"
+  [ -d "results/${out#runs/}/opensmile_compare" ] || python experiments/keep_run.py \
+    "$out/opensmile_compare" "results/${out#runs/}/opensmile_compare"
 done
 # One seed as soon as its runs are kept; both (mean ± std over seeds) when seed 1's are.
 ser-jax select --candidates experiments/selection/new_speakers.py --runs results/loso \
