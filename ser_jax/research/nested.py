@@ -42,7 +42,7 @@ import numpy as np
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import RULES, classification_metrics, combine_probabilities
 from ser_jax.evaluation.predictions import file_probabilities, has_kind, view_kind
-from ser_jax.evaluation.tables import fmt, markdown, mean_std
+from ser_jax.evaluation.tables import cell, markdown, mean_std
 from ser_jax.research.committees import cv_models, file_speakers, write_summary
 from ser_jax.research.weights import choose_by_speaker
 from ser_jax.rundir import command_line
@@ -407,16 +407,6 @@ def _protocol_over_seeds(ps: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _n(x: Any, digits: int = 4) -> Any:
-    """A figure as the tables print it: a number as is, a mean ± std over seeds as text."""
-    return fmt(x, digits) if isinstance(x, dict) else x
-
-
-def _fig(x: Any, digits: int = 3) -> str:
-    """A figure as text: ``0.814``, or ``0.814 ± 0.003`` over seeds."""
-    return fmt(x, digits) if isinstance(x, dict) else f"{x:.{digits}f}"
-
-
 def nested_lines(summary: dict[str, Any]) -> list[str]:
     """``nested_summary.md``: per protocol, the nested figures, each speaker's choice, every
     choice's pooled figures, and the winner over all speakers."""
@@ -452,7 +442,7 @@ def _protocol_lines(p: dict[str, Any]) -> list[str]:
             ["nested by speaker", "accuracy", "UAR", "macro-F1", "files"],
             [
                 ["pooled over all files"]
-                + [_n(n[m]) for m in ("accuracy", "uar", "macro_f1")]
+                + [n[m] for m in ("accuracy", "uar", "macro_f1")]
                 + [n["count"]]
             ],
         ),
@@ -477,14 +467,14 @@ def _protocol_lines(p: dict[str, Any]) -> list[str]:
         markdown(
             ["candidate", "view", "pooled accuracy", "pooled UAR", "pooled macro-F1", "chosen by"],
             [
-                [c["candidate"], c["view"], _n(c["accuracy"]), _n(c["uar"]), _n(c["macro_f1"])]
+                [c["candidate"], c["view"], c["accuracy"], c["uar"], c["macro_f1"]]
                 + [", ".join(c["chosen_by"]) or "-"]
                 for c in p["choices"]
             ],
         ),
         "",
         f"Winner over all speakers (the choice made on every file: what would ship): "
-        f"{w['candidate']}, {w['view']} (pooled UAR {_fig(w['uar'], 4)} on the files that chose "
+        f"{w['candidate']}, {w['view']} (pooled UAR {cell(w['uar'])} on the files that chose "
         "it: optimistic).",
     ]
 
@@ -498,9 +488,7 @@ def card_lines(given: str | Path) -> list[str]:
 
     def figures(p: dict[str, Any]) -> str:
         n = p["nested"]
-        return (
-            f"UAR {_fig(n['uar'])}, accuracy {_fig(n['accuracy'])}, macro-F1 {_fig(n['macro_f1'])}"
-        )
+        return f"UAR {cell(n['uar'], 3)}, accuracy {cell(n['accuracy'], 3)}, macro-F1 {cell(n['macro_f1'], 3)}"
 
     seeds = ", ".join(map(str, s["seeds"]))
     w = s["winner"]
@@ -512,7 +500,7 @@ def card_lines(given: str | Path) -> list[str]:
         f"views: {', '.join(s['views'])}) is made on the other speakers' predictions only, and "
         f"that speaker is scored with it: {figures(s)}; speaker-adapted: {adapted}.",
         f"- The choice made on all {len(s['speakers'])} speakers (what ships): "
-        f"`{w['candidate']}`, {w['view']} (its pooled UAR {_fig(w['uar'])} is optimistic: chosen "
+        f"`{w['candidate']}`, {w['view']} (its pooled UAR {cell(w['uar'], 3)} is optimistic: chosen "
         f"on those files). Made by commit {str(info.get('git_commit'))[:10]} on "
         f"{info.get('processor')}. Command: `{s['command']}`",
     ]
