@@ -81,23 +81,24 @@ def shipped_members(name: str | None = None, root: Path | None = None) -> list[s
     return members
 
 
+def committee_recipe(name: str | None = None, root: Path | None = None) -> dict[str, Any]:
+    """A shipped committee's ``committee.json`` (members, and the rule, weights and test-time
+    warps it records), or ``{}`` for a single model."""
+    path = model_dir(name, root) / COMMITTEE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def shipped_rule(name: str | None = None, root: Path | None = None) -> str:
     """How a shipped committee combines its members' probabilities (its ``committee.json``
     ``rule``: ``mean`` when it names none, as committees made before the rule existed); a
     single model: ``mean``."""
-    folder = model_dir(name, root)
-    if not (folder / COMMITTEE).is_file():
-        return "mean"
-    return str(json.loads((folder / COMMITTEE).read_text()).get("rule", "mean"))
+    return str(committee_recipe(name, root).get("rule", "mean"))
 
 
 def shipped_weights(name: str | None = None, root: Path | None = None) -> list[float] | None:
     """A shipped committee's member weights (its ``committee.json`` ``weights``, one a member,
     in order), or None when its members weigh alike (and for a single model)."""
-    folder = model_dir(name, root)
-    if not (folder / COMMITTEE).is_file():
-        return None
-    weights = json.loads((folder / COMMITTEE).read_text()).get("weights")
+    weights = committee_recipe(name, root).get("weights")
     return None if weights is None else [float(w) for w in weights]
 
 
@@ -105,11 +106,8 @@ def shipped_semitones(name: str | None = None, root: Path | None = None) -> tupl
     """A shipped committee's test-time warps (its ``committee.json`` ``tta_semitones``: every
     file also scored warped by each, as the nested choice that made it scored it), or ``()``
     (no warps; a single model)."""
-    folder = model_dir(name, root)
-    if not (folder / COMMITTEE).is_file():
-        return ()
-    given = json.loads((folder / COMMITTEE).read_text()).get("tta_semitones") or ()
-    return check_semitones(given, f"{folder / COMMITTEE}: tta_semitones")
+    given = committee_recipe(name, root).get("tta_semitones") or ()
+    return check_semitones(given, f"{name or DEFAULT_MODEL}/{COMMITTEE}: tta_semitones")
 
 
 def card_summary(path: Path) -> str:
