@@ -18,6 +18,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -112,3 +113,16 @@ def opensmile_features(
             _write_cached(path, vector)
         out[i] = vector
     return out
+
+
+def config_features(config: Any, waves: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+    """``opensmile_features`` of ``waves`` with a run config's settings (``data.sample_rate``,
+    ``model.feature_set``, ``model.feature_cache``): what training and scoring both read."""
+    m = config.model
+    return opensmile_features(
+        waves,
+        int(config.data.sample_rate),
+        str(m.feature_set),
+        str(m.get("feature_cache", "")),
+        progress=progress,
+    )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ser_jax import parallel
-from ser_jax.classical.features import check_feature_set, opensmile_features
+from ser_jax.classical.features import check_feature_set, config_features
 from ser_jax.classical.linear import fit_classifier
 from ser_jax.classical.model import PROTOCOLS, write_classifiers
 from ser_jax.data.pipeline import ClipSet
@@ -36,17 +36,6 @@ from ser_jax.serving.restore import MODEL_FILE
 from ser_jax.spec import check_known_fields
 
 TESTED = {"plain": "test", "adapted": "test_speaker_bn"}
-
-
-def _features(config: Any, clips: ClipSet) -> np.ndarray:
-    m = config.model
-    return opensmile_features(
-        clips.waves,
-        int(config.data.sample_rate),
-        str(m.feature_set),
-        str(m.get("feature_cache", "")),
-        progress=bool(config.train.progress),
-    )
 
 
 def _tested(probs: np.ndarray, clips: ClipSet, names: tuple[str, ...]) -> dict[str, Any]:
@@ -79,7 +68,7 @@ def fit_feature_model(
             [u for c in parts for u in c.utts],
         )
         start = time.perf_counter()
-        feats = _features(config, train)
+        feats = config_features(config, train.waves, bool(config.train.progress))
         seconds = {"features": time.perf_counter() - start}
         speakers = [u.speaker for u in train.utts]
         grid = tuple(config.model.inverse_regularisation)
@@ -110,7 +99,7 @@ def _test_and_record(
     tested: dict[str, dict[str, Any] | None] = dict.fromkeys(PROTOCOLS)
     if len(data.test):
         start = time.perf_counter()
-        feats = _features(config, data.test)
+        feats = config_features(config, data.test.waves, bool(config.train.progress))
         speakers = [u.speaker for u in data.test.utts]
         seconds["features"] += time.perf_counter() - start
         for protocol, kind in TESTED.items():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from flax import serialization
 
-from ser_jax.classical.features import opensmile_features
+from ser_jax.classical.features import config_features
 from ser_jax.classical.linear import LinearClassifier
 from ser_jax.data.audio import load_audio
 from ser_jax.errors import ConfigError
@@ -67,12 +67,6 @@ class FeatureModel:
         trim = bool(self.config.data.get("trim_silence", False))
         return load_audio(path, self.sample_rate, trim_silence=trim)
 
-    def features(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        m = self.config.model
-        return opensmile_features(
-            waves, self.sample_rate, str(m.feature_set), str(m.get("feature_cache", ""))
-        )
-
     def probabilities(
         self,
         waves: Sequence[np.ndarray],
@@ -91,7 +85,7 @@ class FeatureModel:
                 f"{self.source}: an openSMILE model adapts to the scored clips of each speaker "
                 "only (eval.speaker_bn_source='scored')"
             )
-        feats = self.features(waves)
+        feats = config_features(self.config, waves)
         if speaker_bn:
             return self.classifiers["adapted"].probabilities(feats, speakers)
         return self.classifiers["plain"].probabilities(feats)
