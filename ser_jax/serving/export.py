@@ -218,12 +218,23 @@ def exported_probabilities(
 ) -> np.ndarray:
     """Score clips with an exported function, by the package's evaluation policy (long clips
     as half-overlapping windows, averaged; ``ser_jax.evaluation.scoring``)."""
+    return window_probabilities(
+        lambda audio, lengths: np.asarray(fn.call(audio, lengths)), meta, waves, batch_size
+    )
+
+
+def window_probabilities(
+    call: Any, meta: dict[str, Any], waves: list[np.ndarray], batch_size: int = 32
+) -> np.ndarray:
+    """Score clips with an exported model's ``call(audio (batch, samples) float32, lengths
+    (batch,) int32) -> probabilities``, every batch zero-padded to the model's fixed window
+    (``meta["samples"]``), by the package's evaluation policy (``score_clips``)."""
     samples = int(meta["samples"])
 
     def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
         audio = np.zeros((len(batch["audio"]), samples), np.float32)
         audio[:, : batch["audio"].shape[1]] = batch["audio"]
-        return np.asarray(fn.call(audio, batch["length"]))
+        return call(audio, np.asarray(batch["length"], np.int32))
 
     return score_clips(
         predict,

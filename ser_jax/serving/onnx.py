@@ -50,7 +50,6 @@ import onnxruntime
 from jax2onnx import to_onnx
 
 from ser_jax.errors import ConfigError
-from ser_jax.evaluation.scoring import score_clips
 from ser_jax.models import create_model
 from ser_jax.serving.export import (
     ProbabilitiesFn,
@@ -58,6 +57,7 @@ from ser_jax.serving.export import (
     export_metadata,
     exported_function,
     view_averaged,
+    window_probabilities,
 )
 from ser_jax.serving.restore import LoadedModel
 from ser_jax.serving.shipped import Committee
@@ -185,19 +185,9 @@ def onnx_probabilities(
 ) -> np.ndarray:
     """Score clips with an exported graph, by the package's evaluation policy (long clips as
     half-overlapping windows, averaged; ``ser_jax.evaluation.scoring``)."""
-    samples = int(meta["samples"])
-
-    def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
-        audio = np.zeros((len(batch["audio"]), samples), np.float32)
-        audio[:, : batch["audio"].shape[1]] = batch["audio"]
-        lengths = np.asarray(batch["length"], np.int32)
-        return session.run([OUTPUT], {"audio": audio, "lengths": lengths})[0]
-
-    return score_clips(
-        predict,
+    return window_probabilities(
+        lambda audio, lengths: session.run([OUTPUT], {"audio": audio, "lengths": lengths})[0],
+        meta,
         waves,
-        len(meta["labels"]),
-        batch_size=batch_size,
-        max_samples=samples,
-        bucket_samples=samples,
+        batch_size,
     )
