@@ -136,24 +136,58 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     print_rows(report["rows"])
 
 
+def export_and_load(export: Any, load: Any, path: Path) -> tuple[Any, float, int, float]:
+    """``(loaded, export seconds, file bytes, load seconds)`` of ``export(model path)`` then
+    ``load(path)`` (the caller's temporary folder)."""
+    t0 = time.perf_counter()
+    path = export(path)
+    export_s = time.perf_counter() - t0
+    size = path.stat().st_size
+    t0 = time.perf_counter()
+    loaded = load(path)
+    return loaded, export_s, size, time.perf_counter() - t0
+
+
+def against_predict(
+    args: argparse.Namespace, model: Any, waves: list[np.ndarray], name: str, score: Any
+) -> dict[str, Any]:
+    """The rows of ``predict`` and of ``name`` (``score()``) timed in the same rounds, and
+    their largest probability difference."""
+    rows = {PREDICT: lambda: model.probabilities(waves, args.batch), name: score}
+    first, times, out = time_rows(rows, args.rounds)
+    med = {row: statistics.median(ts) for row, ts in times.items()}
+    return {
+        "max_abs_probability_difference": float(np.abs(out[PREDICT] - out[name]).max()),
+        "rows": [
+            {
+                "row": row,
+                "first_call_s": first[row],
+                "median_s": med[row],
+                "clips_per_s": len(waves) / med[row],
+                "vs_predict": med[PREDICT] / med[row],
+            }
+            for row in rows
+        ],
+    }
+
+
+def write_report(report: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model = load_target(args)
     waves, what = clips(args, model.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        path = export_model(model, Path(tmp) / "model.jaxexport")
-        export_s = time.perf_counter() - t0
-        size = path.stat().st_size
-        t0 = time.perf_counter()
-        fn, meta = load_exported(path)
-        load_s = time.perf_counter() - t0
-    rows = {
-        PREDICT: lambda: model.probabilities(waves, args.batch),
-        EXPORTED: lambda: exported_probabilities(fn, meta, waves, args.batch),
-    }
-    first, times, out = time_rows(rows, args.rounds)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+        (fn, meta), export_s, size, load_s = export_and_load(
+            lambda path: export_model(model, path), load_exported, Path(tmp) / "model.jaxexport"
+        )
+    compared = against_predict(
+        args, model, waves, EXPORTED, lambda: exported_probabilities(fn, meta, waves, args.batch)
+    )
     report = {
         "clips": what,
         "audio_seconds": float(sum(len(w) for w in waves) / model.sample_rate),
@@ -162,22 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         "export_seconds": export_s,
         "deserialise_seconds": load_s,
         "exported_bytes": size,
-        "max_abs_probability_difference": float(np.abs(out[PREDICT] - out[EXPORTED]).max()),
-        "rows": [
-            {
-                "row": name,
-                "first_call_s": first[name],
-                "median_s": med[name],
-                "clips_per_s": len(waves) / med[name],
-                "vs_predict": med[PREDICT] / med[name],
-            }
-            for name in rows
-        ],
+        **compared,
     }
     print_report(report, args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.json)
     return 0
 
 

@@ -21,12 +21,9 @@ apart, and the largest difference between their probabilities. Clips as
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +33,19 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 
-from benchmarks.export import clips, load_target, print_rows, time_rows  # noqa: E402
+from benchmarks.export import (  # noqa: E402
+    against_predict,
+    clips,
+    export_and_load,
+    load_target,
+    print_rows,
+    write_report,
+)
 from ser_jax.rundir import processor_name  # noqa: E402
 from ser_jax.serving.onnx import export_onnx, load_onnx, onnx_probabilities  # noqa: E402
 
-PREDICT = "predict (in package, jit)"
 ONNXRUNTIME = "onnxruntime (exported graph, CPU)"
 
 
@@ -83,19 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     model = load_target(args)
     waves, what = clips(args, model.sample_rate)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        path = export_onnx(model, Path(tmp) / "model.onnx")
-        export_s = time.perf_counter() - t0
-        size = path.stat().st_size
-        t0 = time.perf_counter()
-        session, meta = load_onnx(path)
-        load_s = time.perf_counter() - t0
-    rows = {
-        PREDICT: lambda: model.probabilities(waves, args.batch),
-        ONNXRUNTIME: lambda: onnx_probabilities(session, meta, waves, args.batch),
-    }
-    first, times, out = time_rows(rows, args.rounds)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+        (session, meta), export_s, size, load_s = export_and_load(
+            lambda path: export_onnx(model, path), load_onnx, Path(tmp) / "model.onnx"
+        )
+    compared = against_predict(
+        args,
+        model,
+        waves,
+        ONNXRUNTIME,
+        lambda: onnx_probabilities(session, meta, waves, args.batch),
+    )
     report = {
         "clips": what,
         "audio_seconds": float(sum(len(w) for w in waves) / model.sample_rate),
@@ -105,22 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         "export_seconds": export_s,
         "session_seconds": load_s,
         "graph_bytes": size,
-        "max_abs_probability_difference": float(np.abs(out[PREDICT] - out[ONNXRUNTIME]).max()),
-        "rows": [
-            {
-                "row": name,
-                "first_call_s": first[name],
-                "median_s": med[name],
-                "clips_per_s": len(waves) / med[name],
-                "vs_predict": med[PREDICT] / med[name],
-            }
-            for name in rows
-        ],
+        **compared,
     }
     print_report(report, args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.json)
     return 0
 
 
