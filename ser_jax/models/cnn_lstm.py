@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from ser_jax.errors import ConfigError
 from ser_jax.frontend.logmel import floor_div
+from ser_jax.models.conv import CONV_GRADS
 from ser_jax.models.layers import (
     ACTIVATIONS,
     ConvBlock,
@@ -74,6 +75,10 @@ def config_fields() -> dict[str, Any]:
         "mixstyle_prob": 0.0,
         "mixstyle_alpha": 0.1,
         "mixstyle_blocks": (0, 1),
+        # the conv blocks' kernel gradient: "matmul" (matrix products, ser_jax.models.conv),
+        # "xla" (XLA's own), or "auto" (matmul on CPU, where it is faster; xla elsewhere).
+        # The forward pass is the same; only the float32 summation order of training differs.
+        "conv_grad": "auto",
     }
 
 
@@ -122,6 +127,7 @@ class CNNLSTM(nn.Module):
     # Apply only: the LSTM's trained weights run as one plain lax.scan (models.lstm_scan)
     # instead of Flax's RNN, equal on valid steps; ``ser-jax export --format onnx`` sets it
     plain_lstm: bool = False
+    conv_grad: str = "xla"  # the blocks' kernel gradient: xla | matmul (models.conv)
 
     @nn.compact
     def __call__(
@@ -196,6 +202,7 @@ class CNNLSTM(nn.Module):
                 self.bn_momentum,
                 dilation=int(self.dilations[i]) if self.dilations else 1,
                 residual=bool(self.residual[i]) if self.residual else False,
+                conv_grad=self.conv_grad,
                 name=f"block{i}",
             )(x, mask, train=train)
             lengths = floor_div(lengths, int(pool[0]))
@@ -341,4 +348,14 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         mixstyle_blocks=blocks,
         functionals=int(model_cfg.get("functionals", 0)),
         track_channels=int(model_cfg.get("track_channels", 0)),
+        conv_grad=resolve_conv_grad(str(model_cfg.get("conv_grad", "auto"))),
     )
+
+
+def resolve_conv_grad(value: str) -> str:
+    """``model.conv_grad`` checked, "auto" resolved for the default backend."""
+    if value == "auto":
+        return "matmul" if jax.default_backend() == "cpu" else "xla"
+    if value not in CONV_GRADS:
+        raise ConfigError(f"model.conv_grad={value!r}; choose one of {(*CONV_GRADS, 'auto')}")
+    return value

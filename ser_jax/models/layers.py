@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ser_jax.errors import ConfigError
+from ser_jax.models.conv import matmul_grad_conv_general_dilated
 
 ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu}
 
@@ -73,6 +74,9 @@ class ConvBlock(nn.Module):
     dilation: int = 1
     residual: bool = False
     dtype: Any = jnp.float32
+    # the kernel gradient: "xla" (XLA's transposed convolution) or "matmul" (matrix
+    # products, models.conv: faster on CPU; same forward pass)
+    conv_grad: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
@@ -91,6 +95,9 @@ class ConvBlock(nn.Module):
                 kernel_dilation=(dilation, dilation),
                 use_bias=False,
                 dtype=self.dtype,
+                conv_general_dilated=(
+                    matmul_grad_conv_general_dilated if self.conv_grad == "matmul" else None
+                ),
             )(y)
             return nn.BatchNorm(momentum=self.bn_momentum, epsilon=1e-5, dtype=self.dtype)(
                 y, use_running_average=not train, mask=jnp.broadcast_to(bn_mask, y.shape)

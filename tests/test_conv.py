@@ -1,0 +1,132 @@
+"""``model.conv_grad="matmul"`` (ser_jax.models.conv): the kernel gradient as matrix products
+equals XLA's transposed convolution within float32 rounding, the forward pass is the same, a
+CNN-LSTM trains the same way, and settings it does not cover are refused."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from ml_collections import ConfigDict
+
+from ser_jax.errors import ConfigError
+from ser_jax.models import CNNLSTM, create_model, model_section
+from ser_jax.models.cnn_lstm import resolve_conv_grad
+from ser_jax.models.conv import (
+    kernel_gradient,
+    matmul_grad_conv_general_dilated,
+    xla_conv,
+)
+
+
+def relative(a: jax.Array, b: jax.Array) -> float:
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+@pytest.mark.parametrize(
+    "kernel, channels, padding, dilation",
+    [
+        ((3, 3), 1, ((1, 1), (1, 1)), (1, 1)),  # the first block: one im2col GEMM
+        ((3, 3), 12, ((1, 1), (1, 1)), (1, 1)),  # 108 > IM2COL_MAX: a GEMM per time tap
+        ((3, 3), 12, ((2, 2), (2, 2)), (2, 2)),  # dilated
+        ((1, 1), 12, ((0, 0), (0, 0)), (1, 1)),  # a residual block's 1x1 shortcut
+        ((2, 3), 5, ((0, 1), (1, 1)), (1, 1)),  # uneven padding and kernel
+    ],
+)
+def test_kernel_gradient_equals_xla(kernel, channels, padding, dilation):
+    kx, kw, kd = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(kx, (3, 11, 9, channels))
+    w = jax.random.normal(kw, (*kernel, channels, 6))
+    dy = jax.random.normal(kd, xla_conv(x, w, padding, dilation).shape)
+    _, vjp = jax.vjp(lambda w_: xla_conv(x, w_, padding, dilation), w)
+    assert relative(kernel_gradient(x, dy, w.shape, padding, dilation), vjp(dy)[0]) < 1e-5
+
+
+def test_custom_vjp_conv_matches_lax_in_value_and_both_gradients():
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 10, 8, 4))
+    w = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 4, 5))
+
+    def loss(conv, x_, w_):
+        return (
+            jnp.tanh(conv(x_, w_, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))) ** 2
+        ).sum()
+
+    ours = jax.value_and_grad(lambda a, b: loss(matmul_grad_conv_general_dilated, a, b), (0, 1))
+    ref = jax.value_and_grad(lambda a, b: loss(jax.lax.conv_general_dilated, a, b), (0, 1))
+    (v1, (dx1, dw1)), (v2, (dx2, dw2)) = ours(x, w), ref(x, w)
+    assert float(v1) == float(v2)
+    np.testing.assert_array_equal(np.asarray(dx1), np.asarray(dx2))  # XLA's own input gradient
+    assert relative(dw1, dw2) < 1e-5
+    # members: under vmap the products batch
+    xs, ws = jnp.stack([x, 2 * x]), jnp.stack([w, -w])
+    dws = jax.vmap(jax.grad(lambda a, b: loss(matmul_grad_conv_general_dilated, a, b), 1))(xs, ws)
+    assert (
+        relative(dws[1], jax.grad(lambda b: loss(jax.lax.conv_general_dilated, 2 * x, b))(-w))
+        < 1e-5
+    )
+
+
+def tiny_network(conv_grad: str) -> CNNLSTM:
+    return CNNLSTM(
+        num_classes=4,
+        filters=(4, 8),
+        pools=((2, 2), (2, 2)),
+        activation="elu",
+        lstm_hidden=8,
+        residual=(False, True),
+        conv_grad=conv_grad,
+    )
+
+
+def test_cnn_lstm_trains_the_same_with_either_kernel_gradient():
+    """Same logits, gradients within 1e-5 (relative norm per leaf), and five SGD steps whose
+    losses agree within 1e-4 relative; the parameter trees are identical (checkpoints and
+    shipped models load either way). Clips of different lengths exercise the padding masks."""
+    feats = jax.random.normal(jax.random.PRNGKey(3), (4, 24, 16))
+    frames = jnp.array([24, 17, 9, 24])
+    labels = jnp.array([0, 1, 2, 3])
+    runs = {}
+    for conv_grad in ("xla", "matmul"):
+        model = tiny_network(conv_grad)
+        variables = model.init(jax.random.PRNGKey(0), feats, frames)
+        tx = optax.sgd(0.1)
+        params, stats, opt = variables["params"], variables["batch_stats"], None
+        opt = tx.init(params)
+
+        def loss_fn(p, s, model=model):
+            logits, upd = model.apply(
+                {"params": p, "batch_stats": s}, feats, frames, train=True, mutable=["batch_stats"]
+            )
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), upd
+
+        grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+        first_grads, losses = None, []
+        for _ in range(5):
+            (loss, upd), grads = grad_fn(params, stats)
+            first_grads = grads if first_grads is None else first_grads
+            updates, opt = tx.update(grads, opt)
+            params, stats = optax.apply_updates(params, updates), upd["batch_stats"]
+            losses.append(float(loss))
+        logits = model.apply(variables, feats, frames)
+        runs[conv_grad] = (variables, logits, first_grads, losses)
+    (v_x, l_x, g_x, s_x), (v_m, l_m, g_m, s_m) = runs["xla"], runs["matmul"]
+    assert jax.tree.structure(v_x) == jax.tree.structure(v_m)
+    np.testing.assert_array_equal(np.asarray(l_x), np.asarray(l_m))
+    for a, b in zip(jax.tree.leaves(g_m), jax.tree.leaves(g_x), strict=True):
+        assert relative(a, b) < 1e-5
+    np.testing.assert_allclose(s_m, s_x, rtol=1e-4)
+
+
+def test_conv_grad_setting_resolved_and_refused():
+    assert resolve_conv_grad("auto") == ("matmul" if jax.default_backend() == "cpu" else "xla")
+    cfg = ConfigDict(model_section().to_dict())
+    cfg.conv_grad = "fft"
+    with pytest.raises(ConfigError, match=r"model\.conv_grad='fft'"):
+        create_model(cfg, 4)
+    x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 2))
+    with pytest.raises(ValueError, match="stride-1"):
+        matmul_grad_conv_general_dilated(
+            x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
