@@ -170,6 +170,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds after compilation")
     p.add_argument("--filters", type=base.int_list, default=list(base.FILTERS), help="4 convs")
     p.add_argument("--lstm", type=int, default=base.LSTM, help="LSTM hidden size")
+    p.add_argument("--network", choices=sorted(base.NETWORKS), default="zhao", help="the pools")
+    p.add_argument(
+        "--conv_grad", choices=("auto", "matmul", "xla"), default="auto", help="model.conv_grad"
+    )
     p.add_argument("--no-devices", action="store_true", help="skip the N-device rows")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     p.add_argument("--torch-threads", type=int, default=0)
@@ -242,7 +246,8 @@ def print_table(args: argparse.Namespace, info: dict[str, Any], rows: list[dict]
         print(info["torch_skipped"])
     print(
         f"batch {args.batch} x {args.seconds:g} s per model, waveform → log-mel → network → Adam "
-        f"(filters {tuple(args.filters)}, LSTM {args.lstm}); median of {args.steps} interleaved "
+        f"({args.network} network: filters {tuple(args.filters)}, LSTM {args.lstm}, conv kernel "
+        f"gradient {base.resolve_conv_grad(args.conv_grad)}); median of {args.steps} interleaved "
         f"steps after {args.warmup} warm-up; load average {info['load_average_before']} → "
         f"{info['load_average_after']}"
     )
@@ -286,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "clip_seconds": args.seconds,
         "filters": list(args.filters),
+        "network": args.network,
+        "conv_grad": base.resolve_conv_grad(args.conv_grad),
         "lstm": args.lstm,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -296,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print_table(args, info, rows)
     if args.json:
-        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
+        base.write_json(args.json, {"info": info, "rows": rows})
     return 0
 
 

@@ -43,6 +43,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -62,16 +63,40 @@ from ser_jax import parallel  # noqa: E402
 from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
 from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
 from ser_jax.models import CNNLSTM  # noqa: E402
+from ser_jax.models.cnn_lstm import resolve_conv_grad  # noqa: E402
+from ser_jax.rundir import git_state, processor_name  # noqa: E402
 from ser_jax.training.steps import class_terms, create_train_state, train_step  # noqa: E402
 
 FILTERS = (64, 64, 128, 128)
 POOLS = ((2, 2), (2, 2), (4, 4), (4, 4))
+# --network: Zhao et al.'s pools (3 LSTM steps on 2 s), or experiments/configs/best.py's (time
+# pooled 16x: 12 steps); both pool the 64 mel bands to one
+NETWORKS = {"zhao": POOLS, "best": ((2, 2), (2, 2), (2, 4), (2, 4))}
+GEMM_SIZE = 2048  # the float32 GEMM whose FLOP/s is the roofline
 LSTM = 256
 CLASSES = 7
 SAMPLE_RATE = 16000
 N_MELS = 64
 TINY = dict(batch=2, seconds=1.0, steps=1, warmup=0, devices=1, filters=[4, 4, 8, 8], lstm=8)
 TORCH_MISSING = 'PyTorch reference skipped: torch is not installed (pip install -e ".[torch]")'
+
+
+def made_by() -> dict[str, Any]:
+    """Where a report comes from: the command, the commit (and a dirty tree), the processor."""
+    commit, dirty = git_state()
+    argv = [Path(sys.argv[0]).resolve().relative_to(ROOT).as_posix(), *sys.argv[1:]]
+    return {
+        "command": "python " + shlex.join(argv),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "processor": processor_name(),
+    }
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    """``report`` with :func:`made_by` as ``made_by``, to ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**report, "made_by": made_by()}, indent=2) + "\n")
 
 
 def torch_available() -> bool:
@@ -95,14 +120,36 @@ def make_audio(batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def make_model(args: argparse.Namespace) -> CNNLSTM:
-    """The benchmark's network at the sizes of ``--filters`` and ``--lstm``."""
+    """The benchmark's network at the sizes of ``--filters`` and ``--lstm``, the pools of
+    ``--network``, the kernel gradient of ``--conv_grad`` (auto: what training uses here)."""
     return CNNLSTM(
         num_classes=CLASSES,
         filters=tuple(args.filters),
-        pools=POOLS,
+        pools=NETWORKS[args.network],
         activation="elu",
         lstm_hidden=args.lstm,
+        conv_grad=resolve_conv_grad(args.conv_grad),
     )
+
+
+def gemm_gflops(repeats: int = 5) -> float:
+    """The best float32 GEMM FLOP/s of ``GEMM_SIZE``-square matrices under jit, in GFLOP/s."""
+    a = jax.device_put(np.ones((GEMM_SIZE, GEMM_SIZE), np.float32), jax.devices()[0])
+    dot = jax.jit(lambda x, y: x @ y)
+    dot(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dot(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * GEMM_SIZE**3 / best / 1e9
+
+
+def step_flops(step: Any, *example: Any) -> float:
+    """FLOPs of one call of the jitted ``step``, as XLA counts them (its cost analysis)."""
+    cost = step.lower(*example).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0))
 
 
 def full_batch(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -190,7 +237,11 @@ def jax_worker(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
         holders["full"], m = full(holders["full"], batch, classes)
         m["loss"].block_until_ready()
 
-    return {"net": run_net, "full": run_full}, jax_info()
+    info = jax_info()
+    if len(jax.devices()) == 1:  # the roofline: the step's FLOPs and this CPU's GEMM rate
+        info["net_gflop_per_sample"] = step_flops(net, holders["net"], net_batch) / args.batch / 1e9
+        info["gemm_gflops"] = gemm_gflops()
+    return {"net": run_net, "full": run_full}, info
 
 
 def jax_info() -> dict[str, Any]:
@@ -214,7 +265,7 @@ def torch_net(args: argparse.Namespace) -> Any:
             super().__init__()
             layers: list[nn.Module] = []
             cin = 1
-            for f, p in zip(args.filters, POOLS, strict=True):
+            for f, p in zip(args.filters, NETWORKS[args.network], strict=True):
                 layers += [
                     nn.Conv2d(cin, f, 3, padding=1, bias=False),
                     nn.BatchNorm2d(f, eps=1e-5, momentum=0.1),
@@ -231,7 +282,7 @@ def torch_net(args: argparse.Namespace) -> Any:
             b, c, t, f = h.shape
             out, _ = self.lstm(h.permute(0, 2, 1, 3).reshape(b, t, c * f))
             steps = frames
-            for pt, _ in POOLS:
+            for pt, _ in NETWORKS[args.network]:
                 steps = steps // pt
             last = (steps - 1).clamp(0, t - 1)
             return self.head(out[torch.arange(b), last])
@@ -333,6 +384,7 @@ def worker_argv(script: str, kind: str, args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, script, "--worker", kind]
     argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
     argv += ["--filters", ",".join(map(str, args.filters)), "--lstm", str(args.lstm)]
+    argv += ["--network", args.network, "--conv_grad", args.conv_grad]
     return argv + ["--torch-threads", str(args.torch_threads)]
 
 
@@ -427,6 +479,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=8, help="virtual CPU devices for the mesh rows")
     p.add_argument("--filters", type=int_list, default=list(FILTERS), help="conv filters, 4")
     p.add_argument("--lstm", type=int, default=LSTM, help="LSTM hidden size")
+    p.add_argument("--network", choices=sorted(NETWORKS), default="zhao", help="the pools")
+    p.add_argument(
+        "--conv_grad",
+        choices=("auto", "matmul", "xla"),
+        default="auto",
+        help="the conv kernel gradient (model.conv_grad; auto: what training uses here)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument(
         "--torch-threads", type=int, default=0, help="torch.set_num_threads (0: usable CPUs)"
@@ -486,6 +545,37 @@ def result_rows(args: argparse.Namespace, times: dict, with_torch: bool) -> list
     return results
 
 
+def roofline(workers: list[Worker], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The JAX network rows' achieved FLOP/s as a share of the GEMM FLOP/s measured in the
+    same run (the FLOPs per sample: XLA's count of the one-device step)."""
+    one = next((w.ready["info"] for w in workers if w.label == "jax, 1 device"), {})
+    if "gemm_gflops" not in one:
+        return None
+    shares = {}
+    for r in rows:
+        if r["worker"].startswith("jax") and r["step"] == "net":
+            achieved = one["net_gflop_per_sample"] * r["samples_per_s"]
+            shares[r["worker"]] = {"gflops": achieved, "share": achieved / one["gemm_gflops"]}
+    return {
+        "gemm_gflops": one["gemm_gflops"],
+        "gflop_per_sample": one["net_gflop_per_sample"],
+        "rows": shares,
+    }
+
+
+def print_roofline(roof: dict[str, Any] | None) -> None:
+    if roof is None:
+        return
+    parts = [
+        f"{k} {v['gflops']:.0f} GFLOP/s = {100 * v['share']:.0f}%" for k, v in roof["rows"].items()
+    ]
+    print(
+        f"roofline: float32 GEMM {GEMM_SIZE}^3 {roof['gemm_gflops']:.0f} GFLOP/s in this run; the "
+        f"network step {roof['gflop_per_sample']:.2f} GFLOP a sample (XLA's count); network + "
+        f"Adam: {'; '.join(parts)} of the GEMM rate"
+    )
+
+
 def print_table(args: argparse.Namespace, info: dict, workers: list[Worker], rows: list) -> None:
     print(f"device: {info['device']}")
     for w in workers:
@@ -496,7 +586,9 @@ def print_table(args: argparse.Namespace, info: dict, workers: list[Worker], row
         print(info["torch_skipped"])
     print(
         f"batch {args.batch} x {args.seconds:g} s at 16 kHz → ({args.batch}, {info['frames']}, "
-        f"{N_MELS}) log-mel; filters {tuple(args.filters)}, LSTM {args.lstm}; median of "
+        f"{N_MELS}) log-mel; {args.network} network: filters {tuple(args.filters)}, pools "
+        f"{NETWORKS[args.network]}, LSTM {args.lstm}, conv kernel gradient "
+        f"{resolve_conv_grad(args.conv_grad)}; median of "
         f"{args.steps} interleaved steps after {args.warmup} warm-up; "
         f"load average {info['load_average_before']} → {info['load_average_after']}"
     )
@@ -532,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         "frames": 1 + int(round(args.seconds * SAMPLE_RATE)) // 160,
         "n_mels": N_MELS,
         "filters": list(args.filters),
+        "network": args.network,
+        "pools": [list(p) for p in NETWORKS[args.network]],
+        "conv_grad": resolve_conv_grad(args.conv_grad),
         "lstm": args.lstm,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -540,9 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": load(),
         "workers": {w.label: w.ready for w in workers},
     }
+    roof = roofline(workers, rows)
     print_table(args, info, workers, rows)
+    print_roofline(roof)
     if args.json:
-        args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
+        write_json(args.json, {"info": info, "rows": rows, "roofline": roof})
     return 0
 
 
