@@ -4,6 +4,7 @@ printed. Nothing here reads a timing: the figures of a tiny run on a shared CPU 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -98,3 +99,28 @@ def test_feature_cache_benchmark():
     assert "device: " in out
     assert "| row | epoch s (median) |" in out
     rows_with_ratio(out, "front-end in every step", "feature cache")
+
+
+@pytest.mark.slow
+def test_gpu_script_tiny(tmp_path):
+    """benchmarks/gpu.sh --tiny on the CPU: every report written, with its provenance, and
+    the LOSO with folds as members finished (its wall time recorded)."""
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.startswith("device: cpu")
+    assert "LOSO corpus: synthetic" in proc.stdout and "LOSO, folds as members:" in proc.stdout
+    for name in ("train_step", "members", "frontend"):
+        assert (out / f"{name}_float32.json").exists(), name
+    report = json.loads((out / "train_step_float32.json").read_text())
+    assert report["made_by"]["command"].startswith("python benchmarks/train_step.py --network best")
+    assert report["roofline"]["gemm_gflops"] > 0
+    summary = json.loads((out / "loso_float32" / "cv_summary.json").read_text())
+    assert len(summary["speakers"]) == 3
+    assert json.loads((out / "loso_float32" / "wall.json").read_text())["wall_seconds"] > 0

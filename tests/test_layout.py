@@ -101,9 +101,10 @@ def test_no_function_over_80_lines():
     assert not long, "\n".join(long)
 
 
-def test_results_render_byte_identical_from_their_records():
+@pytest.mark.parametrize("script", ["render_results.py", "render_benchmarks.py"])
+def test_results_render_byte_identical_from_their_records(script):
     proc = subprocess.run(
-        [sys.executable, "experiments/render_results.py", "--check"],
+        [sys.executable, f"experiments/{script}", "--check"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -376,7 +376,6 @@ def test_shipped_models_as_a_committee(emodb_dir, capsys):
         np.testing.assert_allclose([row["probs"][k] for k in labels], want, atol=2e-5)
         assert row["label"] == labels[int(np.argmax(want))]
     # a shipped weighted committee: the weighted mean of its members' own probabilities
-    own = dict(zip(members, alone, strict=True))
     weighted = [n for n in shipped_models() if shipped_weights(n) is not None]
     assert weighted, "the package ships a weighted committee"
     for name in weighted:
