@@ -39,6 +39,8 @@ BOOKKEEPING = (
     "train.members_loop",
     "train.seed_offset",  # another draw of the same recipe, like another seed
     "train.cache_features",  # where the features are computed, not what they are
+    "model.feature_cache",  # where openSMILE's features are cached, not what they are
+    "model.conv_grad",  # the float32 summation order of the kernel gradient, not the recipe
     "train.progress",
     "train.log_every_steps",
     "train.checkpoint_every_steps",

@@ -22,6 +22,7 @@ from typing import Any
 
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.tables import fmt
+from ser_jax.models.registry import is_feature_model
 from ser_jax.recipe import BOOKKEEPING, DRAW, SPLIT, config_differences
 from ser_jax.research.nested import card_lines
 from ser_jax.rundir import RunDir
@@ -340,14 +341,18 @@ def model_card(
         f"{data['train']['files']} files of speakers {', '.join(data['train']['speakers'])}; "
         "speakers 11 and 16 are kept aside for an independent check and are not in it.",
         "- Each file is cut or zero-padded to 2.0 s (the copy's own format, 22,050 Hz); the model "
-        f"reads {config.data.sample_rate} Hz audio (any file is resampled) and scores recordings "
-        f"longer than {config.data.max_seconds} s as half-overlapping windows, averaged.",
+        f"reads {config.data.sample_rate} Hz audio (any file is resampled) and "
+        + (
+            "describes a whole recording by one vector of functionals."
+            if "selected_c" in results
+            else f"scores recordings longer than {config.data.max_seconds} s as "
+            "half-overlapping windows, averaged."
+        ),
         f"- Labels: {labels} (label id = position in this list).",
         "",
         "## Training",
         f"- Config: `{config.name}` (resolved in `config.json`); split `{results['split']}`: "
-        f"every file trains, trained {results['epochs_run']} epochs, the last epoch kept "
-        f"(`train.select=last`).",
+        f"every file trains; {_how_trained(results)}.",
         f"- Made by {_made_by(info)}.",
     ]
     if info.get("command"):
@@ -367,6 +372,20 @@ def model_card(
     return "\n".join(lines + MODEL_TAIL) + "\n"
 
 
+def _how_trained(results: dict[str, Any]) -> str:
+    """How a release run trained: a network's epochs, or a feature model's chosen C."""
+    if "selected_c" in results:  # the openSMILE family (ser_jax.classical.fit)
+        c = results["selected_c"]
+        grid = ", ".join(results["inner_uar"]["plain"])
+        return (
+            f"openSMILE {results['feature_set']} functionals, standardised, and a multinomial "
+            f"logistic regression whose inverse regularisation C was chosen by leave-one-"
+            f"speaker-out over the training speakers from {grid}: C = {c['plain']:g} (plain), "
+            f"{c['adapted']:g} (each speaker standardised by their own files)"
+        )
+    return f"trained {results['epochs_run']} epochs, the last epoch kept (`train.select=last`)"
+
+
 def _loso_lines(run_dir: str | Path, loso: str | Path) -> list[str]:
     """A model card's leave-one-speaker-out figures (and speaker-adaptive ones beside) from
     the ``cv`` workdir ``loso``, checked to have trained the release run's recipe."""
@@ -384,11 +403,16 @@ def _loso_lines(run_dir: str | Path, loso: str | Path) -> list[str]:
     ]
     if "pooled_speaker_bn" in cv:
         a = cv["pooled_speaker_bn"]
+        first = sorted(Path(loso).glob("fold*/seed*/config.json"))[0].parent
+        how = (
+            "its features standardised by its own files"
+            if is_feature_model(RunDir(first).config().model)
+            else "BatchNorm statistics of its own clips"
+        )
         lines.append(
-            "- The same, each test speaker scored with BatchNorm statistics of its own clips "
-            "(speaker-adaptive BatchNorm, `--speaker_bn`: its own protocol, it reads the "
-            f"speaker's unlabelled recordings): pooled UAR {_ms(a['test_uar'])}, accuracy "
-            f"{_ms(a['test_accuracy'])}."
+            f"- The same, each test speaker scored with {how} (speaker adaptation, "
+            "`--speaker_bn`: its own protocol, it reads the speaker's unlabelled recordings): "
+            f"pooled UAR {_ms(a['test_uar'])}, accuracy {_ms(a['test_accuracy'])}."
         )
     return lines
 
@@ -465,6 +489,8 @@ def _fold_selection(workdir: str | Path) -> str:
     first = sorted(Path(workdir).glob("fold*/seed*/config.json"))[0].parent
     config = RunDir(first).config()
     data, train = config.data, config.train
+    if is_feature_model(config.model):
+        return "each fold trains on every other speaker, its C chosen inside them"
     if int(data.val_count) == 0:
         return "each fold trains on every other speaker and keeps its last epoch"
     who = "the next speaker" if int(data.val_count) == 1 else f"the next {data.val_count} speakers"
