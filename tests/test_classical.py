@@ -205,3 +205,20 @@ def test_a_feature_model_is_restored_predicts_and_ships(feature_cv, tmp_path, ca
     assert len(json.loads(capsys.readouterr().out)) == 2
     with pytest.raises(ConfigError, match="no timeline"):
         predict_command(str(shipped), paths, as_json=True, timeline=str(tmp_path / "t.png"))
+
+
+def test_explain_follows_the_jax_members_and_says_which_it_left_out(feature_cv):
+    """A committee member outside JAX has no gradient over the log-mel: explain follows the
+    other members' weighted mean and warns, naming it; a model with none left is refused."""
+    from ser_jax.serving.explain import differentiable_members
+    from ser_jax.serving.restore import load_model
+    from ser_jax.serving.shipped import load_shipped
+
+    root, _ = feature_cv
+    feature = load_model(next((root / "cv").glob("fold0-*/seed0")))
+    network = load_shipped("emodb-cnn-lstm")
+    with pytest.warns(UserWarning, match="seed0 computes its features outside JAX"):
+        models, weights, left_out = differentiable_members([network, feature], [1.0, 2.0])
+    assert models == [network] and weights == [1.0] and left_out == ["seed0"]
+    with pytest.raises(ConfigError, match="no member of this model is a JAX function"):
+        differentiable_members([feature], None)

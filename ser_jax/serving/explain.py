@@ -39,6 +39,7 @@ import dataclasses
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -547,7 +548,30 @@ def load_explainer(
             )
         weights = shipped_weights(names[0])
     models = [load_shipped(m) for n in names for m in shipped_members(n)]
-    return Explainer(models, weights, steps=steps), ",".join(names)
+    models, weights, left_out = differentiable_members(models, weights)
+    label = ",".join(names) + (f" without {', '.join(left_out)}" if left_out else "")
+    return Explainer(models, weights, steps=steps), label
+
+
+def differentiable_members(
+    models: Sequence[Any], weights: Sequence[float] | None
+) -> tuple[list[LoadedModel], list[float] | None, list[str]]:
+    """A committee's JAX members and their weights, and the names of those left out: a
+    member outside JAX (openSMILE's features, ``ser_jax.classical``) has no gradient over the
+    log-mel, so the explanation follows the weighted mean of the others (a warning says so);
+    none left is refused."""
+    w = [1.0] * len(models) if weights is None else list(weights)
+    kept = [(m, x) for m, x in zip(models, w, strict=True) if isinstance(m, LoadedModel)]
+    left_out = [Path(str(m.source)).name for m in models if not isinstance(m, LoadedModel)]
+    if not kept:
+        raise ConfigError("explain: no member of this model is a JAX function of the log-mel")
+    if left_out:
+        warnings.warn(
+            f"explain: {', '.join(left_out)} computes its features outside JAX (no gradient "
+            "over the log-mel): the explanation follows the other members' weighted mean",
+            stacklevel=2,
+        )
+    return [m for m, _ in kept], (None if weights is None else [x for _, x in kept]), left_out
 
 
 def _writable(out: str | None, what: str) -> Path:
