@@ -77,6 +77,9 @@ def test_train_step_benchmark():
     header = next(line for line in out.splitlines() if line.startswith("row "))
     assert "vs 1 dev" in header and "vs torch" in header
     rows_with_ratio(out, "jax, 1 device: network + Adam", "jax, 1 device: log-mel + network + Adam")
+    roofline = next(line for line in out.splitlines() if line.startswith("roofline: "))
+    assert re.search(r"GEMM 2048\^3 \d+ GFLOP/s in this run", roofline)
+    assert re.search(r"jax, 1 device \d+ GFLOP/s = \d+%", roofline)
     if TORCH:
         rows_with_ratio(out, "torch eager: network + Adam")
     else:  # the optional extra is absent: the benchmark still runs, and says what it skipped
