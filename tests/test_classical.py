@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import opensmile
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -19,8 +20,6 @@ from ser_jax.classical.linear import (
     standardise_by_speaker,
 )
 from ser_jax.errors import ConfigError
-
-opensmile = pytest.importorskip("opensmile", reason="the opensmile extra is not installed")
 
 
 def test_the_row_space_fit_is_the_direct_fit():

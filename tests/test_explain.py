@@ -47,9 +47,12 @@ def cnn_lstm():
 
 @pytest.fixture(scope="module")
 def committee():
-    """The shipped default (a committee of four over one log-mel)."""
-    explainer, _ = load_explainer()
-    assert len(explainer.models) > 1, "the default is expected to be a committee"
+    """The shipped default: a committee over one log-mel, its openSMILE member (outside JAX,
+    no gradient) left out with a warning naming it."""
+    with pytest.warns(UserWarning, match="emodb-opensmile computes its features outside JAX"):
+        explainer, name = load_explainer()
+    assert name == "emodb-committee without emodb-opensmile"
+    assert len(explainer.models) == 3, "the default is expected to be a committee"
     return explainer
 
 

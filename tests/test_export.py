@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,16 @@ from ser_jax.serving.export import export_model, exported_probabilities, load_ex
 from ser_jax.serving.predict import predict_command
 from ser_jax.serving.shipped import DEFAULT_MODEL, load_committee
 
+ALL_JAX = "emodb-committee-jax"  # the shipped committee whose members are all JAX functions
 
-def test_the_default_committee_exports_as_one_function(emodb_dir, tmp_path, capsys):
-    committee = load_committee(DEFAULT_MODEL)
+
+def test_the_all_jax_committee_exports_as_one_function(emodb_dir, tmp_path, capsys):
+    committee = load_committee(ALL_JAX)
     fn, meta = load_exported(export_model(committee, tmp_path / "ser.jaxexport"))
     assert meta["weights"] == list(committee.weights) and meta["tta_semitones"] == [-6.0, 6.0]
     assert len(meta["members"]) == len(committee.members) and "step" not in meta
     paths = [str(p) for p in sorted((emodb_dir / "wav").glob("*.wav"))[:2]]
-    assert predict_command(None, paths, as_json=True) == 0  # the default, its own way
+    assert predict_command(None, paths, as_json=True, model_name=ALL_JAX) == 0  # its own way
     rows = json.loads(capsys.readouterr().out)
     want = np.array([[r["probs"][k] for k in meta["labels"]] for r in rows])
     waves = [committee.members[0].load_audio(p) for p in paths]
@@ -34,7 +35,7 @@ def test_the_default_committee_exports_as_one_function(emodb_dir, tmp_path, caps
 
 
 def test_a_committee_one_function_cannot_serve_is_refused_in_one_line(tmp_path):
-    committee = load_committee(DEFAULT_MODEL)
+    committee = load_committee(ALL_JAX)
     config = ConfigDict(committee.members[2].config.to_dict())
     config.data.max_seconds = 3.0
     shorter = dataclasses.replace(committee.members[2], config=config)
@@ -42,15 +43,14 @@ def test_a_committee_one_function_cannot_serve_is_refused_in_one_line(tmp_path):
     cases = [
         (
             dataclasses.replace(committee, members=members),
-            r"emodb-committee: its members differ in max_samples \(emodb-cnn-lstm: 64000, "
+            r"emodb-committee-jax: its members differ in max_samples \(emodb-cnn-lstm: 64000, "
             r"emodb-functionals-pitch: 48000\); .* export the members one by one",
         ),
         (dataclasses.replace(committee, rule="geometric"), r"rule='geometric'"),
-        (  # an openSMILE model (ser_jax.classical): its features come from outside JAX
-            types.SimpleNamespace(
-                source=Path("runs/os"), config=ConfigDict({"model": {"name": "opensmile"}})
-            ),
-            r"runs/os: model.name='opensmile' computes its features outside JAX",
+        (  # the default: its openSMILE member (ser_jax.classical) computes outside JAX
+            load_committee(DEFAULT_MODEL),
+            r"emodb-opensmile: model.name='opensmile' computes its features outside JAX.*"
+            r"emodb-committee-jax",
         ),
     ]
     for target, why in cases:

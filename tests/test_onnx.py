@@ -22,7 +22,9 @@ from ml_collections import ConfigDict
 from ser_jax.errors import ConfigError
 from ser_jax.serving.checkpointed import load_run
 from ser_jax.serving.predict import predict_command, predict_files
-from ser_jax.serving.shipped import DEFAULT_MODEL, load_committee, load_shipped
+from ser_jax.serving.shipped import load_committee, load_shipped
+
+ALL_JAX = "emodb-committee-jax"  # the shipped committee whose members are all JAX functions
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # onnxruntime's probabilities against the package's
@@ -58,12 +60,12 @@ def shipped_graph(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def committee_graph(tmp_path_factory: pytest.TempPathFactory):
-    """The default model (a committee), exported once by the command line with no --model:
-    (onnxruntime session, metadata)."""
+    """The all-JAX shipped committee, exported once by the command line: (onnxruntime
+    session, metadata)."""
     from ser_jax.serving.onnx import load_onnx
 
     out = tmp_path_factory.mktemp("onnx") / "ser.onnx"
-    proc = run_cli("export", "--format", "onnx", "--out", str(out))
+    proc = run_cli("export", "--format", "onnx", "--model", ALL_JAX, "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {out} and {out}.json" in proc.stdout
     return load_onnx(out)
@@ -101,20 +103,20 @@ def test_shipped_model_gives_predicts_probabilities(shipped_graph, emodb_paths):
 
 
 @needs_onnx
-def test_the_default_committee_is_one_graph_with_predicts_probabilities(
+def test_the_all_jax_committee_is_one_graph_with_predicts_probabilities(
     committee_graph, emodb_paths, capsys
 ):
-    """``ser-jax export --format onnx`` of the default (its four members, weights and
-    test-time warps in one graph) against ``ser-jax predict`` of the default."""
+    """``ser-jax export --format onnx --model emodb-committee-jax`` (its four members, weights
+    and test-time warps in one graph) against ``ser-jax predict`` of the same committee."""
     from ser_jax.serving.onnx import onnx_probabilities
 
     session, meta = committee_graph
-    committee = load_committee(DEFAULT_MODEL)
+    committee = load_committee(ALL_JAX)
     assert meta["source"] == str(committee.source) and meta["rule"] == "mean"
     assert meta["weights"] == list(committee.weights)
     assert meta["tta_semitones"] == list(committee.semitones) == [-6.0, 6.0]
     assert [m["source"] for m in meta["members"]] == [str(m.source) for m in committee.members]
-    assert predict_command(None, emodb_paths, as_json=True) == 0  # the default, its own way
+    assert predict_command(None, emodb_paths, as_json=True, model_name=ALL_JAX) == 0
     want = predicted(json.loads(capsys.readouterr().out), meta["labels"])
     waves = [committee.members[0].load_audio(f) for f in emodb_paths]
     probs = onnx_probabilities(session, meta, waves, batch_size=len(waves))
@@ -174,7 +176,7 @@ def test_what_it_cannot_export_is_refused_in_one_line():
     config = ConfigDict(model.config.to_dict())
     config.frontend.normalize = "speaker"
     per_speaker = dataclasses.replace(model, config=config)
-    committee = load_committee(DEFAULT_MODEL)
+    committee = load_committee(ALL_JAX)
     config = ConfigDict(committee.members[1].config.to_dict())
     config.data.sample_rate = 8000
     other_rate = dataclasses.replace(committee.members[1], config=config)
@@ -183,7 +185,10 @@ def test_what_it_cannot_export_is_refused_in_one_line():
     )
     cases = [
         (per_speaker, r"normalize='speaker'.*no input"),
-        (differing, r"emodb-committee: its members differ in sample_rate \(emodb-cnn-lstm: 16000"),
+        (
+            differing,
+            r"emodb-committee-jax: its members differ in sample_rate \(emodb-cnn-lstm: 16000",
+        ),
         (dataclasses.replace(committee, rule="geometric"), r"rule='geometric'.*rule 'mean'"),
     ]
     for target, why in cases:

@@ -47,7 +47,7 @@ def check_feature_set(feature_set: str) -> None:
 def _extractor(feature_set: str) -> opensmile.Smile:
     if opensmile is None:
         raise ConfigError(
-            "model.name='opensmile' needs the openSMILE package: pip install -e '.[opensmile]'"
+            "model.name='opensmile' needs the openSMILE package (a dependency of ser_jax): pip install 'opensmile>=2.5'"
         )
     if feature_set not in FEATURE_SETS:
         raise ConfigError(

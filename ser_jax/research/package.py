@@ -193,8 +193,9 @@ def committee_card(
         *(f"- `{m}`{weight(i)}: {card_summary(model_dir(m, root))}" for i, m in enumerate(members)),
         "",
         f"Use: `ser-jax predict --model {name} FILE...`; with `--speaker_bn` when the files of "
-        "one call are one speaker's recordings (each member then normalises its BatchNorm "
-        "layers by their statistics: its own protocol, the figures marked speaker-adaptive).",
+        "one call are one speaker's recordings (each member then normalises by their "
+        "statistics: a network its BatchNorm layers, a statistics or openSMILE model its "
+        "features; its own protocol, the figures marked speaker-adapted).",
         *_warp_lines(semitones),
         "",
         "## How well it does (the same recipes, evaluated on held-out speakers)",
@@ -222,7 +223,8 @@ def _warp_lines(semitones: Sequence[float]) -> list[str]:
         f"Test-time warps: each file is also scored with its mel filterbank (and pitch track) "
         f"warped by {shown} semitones, each member's probabilities averaged over the views, as "
         "the nested choice scored it (`committee.json` `tta_semitones`; "
-        "`--tta_semitones none` scores the file alone).",
+        "`--tta_semitones none` scores the file alone); an openSMILE member has no warps and "
+        "scores the file as it is.",
     ]
 
 
@@ -331,7 +333,7 @@ def model_card(
     lines = [
         f"# {name}",
         "",
-        f"A {config.model.name} speech emotion classifier (config `{config.name}`; 7 acted "
+        f"{_article(config.model.name)} {config.model.name} speech emotion classifier (config `{config.name}`; 7 acted "
         f"emotions: {labels}) trained "
         f"from scratch on {data['train']['files']} Emo-DB files; research use on acted German "
         "speech only.",
@@ -370,6 +372,10 @@ def model_card(
                 "Results for the config's figures and their status."
             )
     return "\n".join(lines + MODEL_TAIL) + "\n"
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeiou" else "A"
 
 
 def _how_trained(results: dict[str, Any]) -> str:

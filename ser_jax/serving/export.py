@@ -37,7 +37,7 @@ from ser_jax.evaluation.scoring import score_clips
 from ser_jax.frontend.logmel import FrontendConfig
 from ser_jax.models import create_model
 from ser_jax.serving.restore import LoadedModel
-from ser_jax.serving.shipped import Committee
+from ser_jax.serving.shipped import ALL_JAX, Committee
 from ser_jax.spec import check_semitones, warp_factors
 from ser_jax.training.steps import predict_step
 
@@ -103,7 +103,8 @@ def refuse_outside_jax(model: Any) -> None:
     if not isinstance(model, LoadedModel):
         raise ConfigError(
             f"{model.source}: model.name={model.config.model.name!r} computes its features "
-            "outside JAX, so it has no waveform-to-probabilities function to export"
+            "outside JAX, so it has no waveform-to-probabilities function to export (the "
+            f"shipped committee without it: --model {ALL_JAX})"
         )
 
 

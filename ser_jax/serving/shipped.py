@@ -34,6 +34,9 @@ from ser_jax.spec import check_semitones
 
 PRETRAINED = Path(__file__).parent.parent / "pretrained"  # ser_jax/pretrained
 DEFAULT_MODEL = "emodb-committee"
+# the shipped committee whose members are all JAX functions (ONNX and StableHLO export it; the
+# default's openSMILE member computes its features outside JAX)
+ALL_JAX = "emodb-committee-jax"
 CARD = "MODEL_CARD.md"
 REFERENCE = "reference_predictions.json"
 COMMITTEE = "committee.json"
