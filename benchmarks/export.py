@@ -46,6 +46,7 @@ from ser_jax.serving.export import (  # noqa: E402
 )
 from ser_jax.serving.restore import LoadedModel, load_model  # noqa: E402
 from ser_jax.serving.shipped import (  # noqa: E402
+    ALL_JAX,
     Committee,
     is_committee,
     load_committee,
@@ -57,11 +58,13 @@ EXPORTED = "exported (jax.export, deserialised)"
 
 
 def load_target(args: argparse.Namespace) -> LoadedModel | Committee:
-    """The run of ``--run``, else the shipped model or committee of ``--model`` (the default
-    one when not given: a committee, exported as one function)."""
+    """The run of ``--run``, else the shipped model or committee of ``--model`` (when not
+    given: the all-JAX committee, exported as one function; the default's openSMILE member
+    runs outside JAX)."""
     if args.run:
         return load_model(args.run)
-    return load_committee(args.model) if is_committee(args.model) else load_shipped(args.model)
+    name = args.model or ALL_JAX
+    return load_committee(name) if is_committee(name) else load_shipped(name)
 
 
 def clips(args: argparse.Namespace, sample_rate: int) -> tuple[list[np.ndarray], str]:
@@ -79,7 +82,7 @@ def clips(args: argparse.Namespace, sample_rate: int) -> tuple[list[np.ndarray],
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=None, help="a shipped model (default: the default one)")
+    p.add_argument("--model", default=None, help=f"a shipped model (default: {ALL_JAX})")
     p.add_argument("--run", default=None, help="a run directory instead of a shipped model")
     p.add_argument("--data", default=None, help="a folder of WAVs (default: $SER_EMODB_DIR)")
     p.add_argument("--synthetic", action="store_true", help="synthetic clips, whatever the env")
