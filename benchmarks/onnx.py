@@ -51,7 +51,11 @@ ONNXRUNTIME = "onnxruntime (exported graph, CPU)"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default=None, help="a shipped model (default: emodb-committee-jax, the all-JAX committee)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a shipped model (default: emodb-committee-jax, the all-JAX committee)",
+    )
     p.add_argument("--run", default=None, help="a run directory instead of a shipped model")
     p.add_argument("--data", default=None, help="a folder of WAVs (default: $SER_EMODB_DIR)")
     p.add_argument("--synthetic", action="store_true", help="synthetic clips, whatever the env")

@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "results" / "bench"
 README = REPO / "README.md"
 MARKS = ("<!-- bench:start (python experiments/render_benchmarks.py) -->", "<!-- bench:end -->")
-LOSO = REPO / "results" / "loso_s1" / "cnn_lstm"  # `ser-jax cv --config experiments/configs/best.py`
+LOSO = (
+    REPO / "results" / "loso_s1" / "cnn_lstm"
+)  # `ser-jax cv --config experiments/configs/best.py`
 
 
 def read(name: str) -> dict[str, Any] | None:
