@@ -33,8 +33,9 @@ def made_by(report: dict[str, Any]) -> str:
     return f"`{m['command']}`, {commit} on {m['processor']}, load {load}"
 
 
-def one_model(name: str) -> tuple[str, str] | None:
-    """The best JAX layout's network step over PyTorch eager's, and the roofline share."""
+def one_model(name: str) -> tuple[str, str, str] | None:
+    """The best JAX layout's network step over PyTorch eager's, the roofline share, and where
+    the report comes from."""
     report = read(name)
     if report is None:
         return None
@@ -46,7 +47,7 @@ def one_model(name: str) -> tuple[str, str] | None:
     share = max(v["share"] for v in roof["rows"].values())
     roof_text = f"{100 * share:.0f}% ({max(v['gflops'] for v in roof['rows'].values()):.0f} of "
     roof_text += f"{roof['gemm_gflops']:.0f} GFLOP/s)"
-    return vs_torch, roof_text
+    return vs_torch, roof_text, made_by(report)
 
 
 def members(name: str, n: int) -> str | None:
@@ -78,8 +79,7 @@ def rows() -> list[str]:
         ("one model vs PyTorch eager, Zhao network", "train_step_zhao.json", "≥ 2x"),
     ):
         got = one_model(name)
-        report = read(name)
-        out.append((label, got[0] if got else "–", goal, made_by(report) if report else "not run"))
+        out.append((label, got[0] if got else "–", goal, got[2] if got else "not run"))
         if name.endswith("best.json"):
             roof = got[1] if got else "–"
             out.append(("share of the GEMM roofline, best network", roof, "≥ 60%", out[-1][3]))
