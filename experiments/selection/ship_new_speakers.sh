@@ -36,11 +36,12 @@ for m in ${members//,/ }; do
       --loso results/loso/opensmile_compare "${refs[@]}"
     mv "$P/emodb-opensmile" "$P/emodb-committee/emodb-opensmile"
   else
-    cp -r "$P/emodb-committee-jax/$m" "$P/emodb-committee/$m"
+    git mv "$P/emodb-committee-jax/$m" "$P/emodb-committee/$m"  # one copy, shared below
   fi
 done
 ser-jax package --name emodb-committee --nested "$nested" --weights "$weights" \
   --members "$members"
-# the all-JAX committee's own card and committee.json under its new name
+# the all-JAX committee's own card and committee.json under its new name; the members both
+# committees share stay in the default's folder (COMMITTEE/MEMBER names them), one copy each
 ser-jax package --name emodb-committee-jax --nested results/select/default --weights 1,2,1,2 \
-  --members emodb-cnn-lstm,emodb-bilstm-attention,emodb-functionals-pitch,emodb-cepstral-mlp
+  --members emodb-cnn-lstm,emodb-committee/emodb-bilstm-attention,emodb-functionals-pitch,emodb-committee/emodb-cepstral-mlp
