@@ -174,6 +174,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--conv_grad", choices=("auto", "matmul", "xla"), default="auto", help="model.conv_grad"
     )
+    p.add_argument(
+        "--first_block", choices=base.FIRST_BLOCKS, default="auto", help="model.first_block"
+    )
     p.add_argument("--no-devices", action="store_true", help="skip the N-device rows")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     p.add_argument("--torch-threads", type=int, default=0)
@@ -247,7 +250,8 @@ def print_table(args: argparse.Namespace, info: dict[str, Any], rows: list[dict]
     print(
         f"batch {args.batch} x {args.seconds:g} s per model, waveform → log-mel → network → Adam "
         f"({args.network} network: filters {tuple(args.filters)}, LSTM {args.lstm}, conv kernel "
-        f"gradient {base.resolve_conv_grad(args.conv_grad)}); median of {args.steps} interleaved "
+        f"gradient {base.resolve_conv_grad(args.conv_grad)}, first block "
+        f"{base.first_block(args)}); median of {args.steps} interleaved "
         f"steps after {args.warmup} warm-up; load average {info['load_average_before']} → "
         f"{info['load_average_after']}"
     )
@@ -293,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "filters": list(args.filters),
         "network": args.network,
         "conv_grad": base.resolve_conv_grad(args.conv_grad),
+        "first_block": base.first_block(args),
         "lstm": args.lstm,
         "steps": args.steps,
         "warmup": args.warmup,

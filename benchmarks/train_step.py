@@ -63,7 +63,11 @@ from ser_jax import parallel  # noqa: E402
 from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
 from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
 from ser_jax.models import CNNLSTM  # noqa: E402
-from ser_jax.models.cnn_lstm import resolve_conv_grad  # noqa: E402
+from ser_jax.models.cnn_lstm import (  # noqa: E402
+    FIRST_BLOCKS,
+    first_block_path,
+    resolve_conv_grad,
+)
 from ser_jax.rundir import git_state, processor_name  # noqa: E402
 from ser_jax.training.steps import class_terms, create_train_state, train_step  # noqa: E402
 
@@ -121,7 +125,8 @@ def make_audio(batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 def make_model(args: argparse.Namespace) -> CNNLSTM:
     """The benchmark's network at the sizes of ``--filters`` and ``--lstm``, the pools of
-    ``--network``, the kernel gradient of ``--conv_grad`` (auto: what training uses here)."""
+    ``--network``, the kernel gradient of ``--conv_grad`` and the first block's training pass
+    of ``--first_block`` (auto: what training uses here)."""
     return CNNLSTM(
         num_classes=CLASSES,
         filters=tuple(args.filters),
@@ -129,7 +134,14 @@ def make_model(args: argparse.Namespace) -> CNNLSTM:
         activation="elu",
         lstm_hidden=args.lstm,
         conv_grad=resolve_conv_grad(args.conv_grad),
+        first_block=args.first_block,
     )
+
+
+def first_block(args: argparse.Namespace) -> str:
+    """The first block's training pass the benchmark's network runs (``--first_block``
+    resolved: its blocks are plain, ELU, over one log-mel channel)."""
+    return first_block_path(args.first_block, "elu", False, (3, 3), 1)
 
 
 def gemm_gflops(repeats: int = 5) -> float:
@@ -386,6 +398,7 @@ def worker_argv(script: str, kind: str, args: argparse.Namespace) -> list[str]:
     argv += ["--batch", str(args.batch), "--seconds", str(args.seconds)]
     argv += ["--filters", ",".join(map(str, args.filters)), "--lstm", str(args.lstm)]
     argv += ["--network", args.network, "--conv_grad", args.conv_grad]
+    argv += ["--first_block", args.first_block]
     return argv + ["--torch-threads", str(args.torch_threads)]
 
 
@@ -486,6 +499,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "matmul", "xla"),
         default="auto",
         help="the conv kernel gradient (model.conv_grad; auto: what training uses here)",
+    )
+    p.add_argument(
+        "--first_block",
+        choices=FIRST_BLOCKS,
+        default="auto",
+        help="the first block's training pass (model.first_block; auto: what training uses here)",
     )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument(
@@ -589,7 +608,7 @@ def print_table(args: argparse.Namespace, info: dict, workers: list[Worker], row
         f"batch {args.batch} x {args.seconds:g} s at 16 kHz → ({args.batch}, {info['frames']}, "
         f"{N_MELS}) log-mel; {args.network} network: filters {tuple(args.filters)}, pools "
         f"{NETWORKS[args.network]}, LSTM {args.lstm}, conv kernel gradient "
-        f"{resolve_conv_grad(args.conv_grad)}; median of "
+        f"{resolve_conv_grad(args.conv_grad)}, first block {first_block(args)}; median of "
         f"{args.steps} interleaved steps after {args.warmup} warm-up; "
         f"load average {info['load_average_before']} → {info['load_average_after']}"
     )
@@ -628,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         "network": args.network,
         "pools": [list(p) for p in NETWORKS[args.network]],
         "conv_grad": resolve_conv_grad(args.conv_grad),
+        "first_block": first_block(args),
         "lstm": args.lstm,
         "steps": args.steps,
         "warmup": args.warmup,

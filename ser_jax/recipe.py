@@ -41,6 +41,7 @@ BOOKKEEPING = (
     "train.cache_features",  # where the features are computed, not what they are
     "model.feature_cache",  # where openSMILE's features are cached, not what they are
     "model.conv_grad",  # the float32 summation order of the kernel gradient, not the recipe
+    "model.first_block",  # likewise: the first block's training pass fused or not
     "train.progress",
     "train.log_every_steps",
     "train.checkpoint_every_steps",

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from ser_jax.errors import ConfigError
 from ser_jax.frontend.logmel import floor_div
 from ser_jax.models.conv import CONV_GRADS
+from ser_jax.models.fused import FUSED_ACTIVATIONS, FUSED_MAX_TAPS
 from ser_jax.models.layers import (
     ACTIVATIONS,
     ConvBlock,
@@ -42,6 +43,7 @@ from ser_jax.models.statistics import (
 )
 
 POOLINGS = ("last", "mean", "attention")
+FIRST_BLOCKS = ("auto", "fused", "plain")
 
 
 def config_fields() -> dict[str, Any]:
@@ -79,6 +81,12 @@ def config_fields() -> dict[str, Any]:
         # "xla" (XLA's own), or "auto" (matmul on CPU, where it is faster; xla elsewhere).
         # The forward pass is the same; only the float32 summation order of training differs.
         "conv_grad": "auto",
+        # the first conv block's training pass: "fused" (ser_jax.models.fused: BatchNorm
+        # statistics from the input patches, max-pool before the activation, never the
+        # full-resolution activation; plain block, ELU or ReLU, kh*kw*channels <= 64),
+        # "plain" (the layers one by one), "auto" (fused on CPU where it applies, where it
+        # is faster; plain elsewhere). Scoring always runs the plain layers.
+        "first_block": "auto",
     }
 
 
@@ -128,6 +136,7 @@ class CNNLSTM(nn.Module):
     # instead of Flax's RNN, equal on valid steps; ``ser-jax export --format onnx`` sets it
     plain_lstm: bool = False
     conv_grad: str = "xla"  # the blocks' kernel gradient: xla | matmul (models.conv)
+    first_block: str = "plain"  # the first block's training pass: plain | fused | auto
 
     @nn.compact
     def __call__(
@@ -203,6 +212,7 @@ class CNNLSTM(nn.Module):
                 dilation=int(self.dilations[i]) if self.dilations else 1,
                 residual=bool(self.residual[i]) if self.residual else False,
                 conv_grad=self.conv_grad,
+                fused=i == 0 and self.first_block_fused(x.shape[-1]),
                 name=f"block{i}",
             )(x, mask, train=train)
             lengths = floor_div(lengths, int(pool[0]))
@@ -218,6 +228,12 @@ class CNNLSTM(nn.Module):
                     self.make_rng("mixstyle"), x, valid, self.mixstyle_prob, self.mixstyle_alpha
                 )
         return x, lengths
+
+    def first_block_fused(self, channels: int) -> bool:
+        """Whether the first block's training pass is fused (``first_block``)."""
+        residual = bool(self.residual and self.residual[0])
+        path = first_block_path(self.first_block, self.activation, residual, self.kernel, channels)
+        return path == "fused"
 
     def sequence(
         self, x: jax.Array, lengths: jax.Array, train: bool
@@ -349,7 +365,43 @@ def _cnn_lstm(model_cfg: Any, num_classes: int) -> nn.Module:
         functionals=int(model_cfg.get("functionals", 0)),
         track_channels=int(model_cfg.get("track_channels", 0)),
         conv_grad=resolve_conv_grad(str(model_cfg.get("conv_grad", "auto"))),
+        first_block=check_first_block(str(model_cfg.get("first_block", "auto"))),
     )
+
+
+def check_first_block(value: str) -> str:
+    """``model.first_block`` checked."""
+    if value not in FIRST_BLOCKS:
+        raise ConfigError(f"model.first_block={value!r}; choose one of {FIRST_BLOCKS}")
+    return value
+
+
+def first_block_path(
+    value: str, activation: str, residual: bool, kernel: Sequence[int], channels: int
+) -> str:
+    """``model.first_block`` resolved to "fused" or "plain" for a first block of this
+    activation, kind and kernel over ``channels`` input channels ("auto": fused on CPU where
+    it applies); an explicit "fused" where it does not apply is refused."""
+    why = fused_block_refusal(activation, residual, kernel, channels)
+    if value == "fused" and why:
+        raise ConfigError(f"model.first_block='fused': {why}; use 'plain' or 'auto'")
+    if value == "auto":
+        return "fused" if not why and jax.default_backend() == "cpu" else "plain"
+    return value
+
+
+def fused_block_refusal(
+    activation: str, residual: bool, kernel: Sequence[int], channels: int
+) -> str:
+    """Why the first block's training pass cannot be fused ("" when it can)."""
+    if activation not in FUSED_ACTIVATIONS:
+        return f"model.activation={activation!r} is not one of {FUSED_ACTIVATIONS}"
+    if residual:
+        return "the first block is residual (model.residual)"
+    taps = int(kernel[0]) * int(kernel[1]) * channels
+    if taps > FUSED_MAX_TAPS:
+        return f"its kernel reads {taps} values per patch (at most {FUSED_MAX_TAPS})"
+    return ""
 
 
 def resolve_conv_grad(value: str) -> str:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from ser_jax.errors import ConfigError
 from ser_jax.models.conv import matmul_grad_conv_general_dilated
+from ser_jax.models.fused import BatchNormVariables, ConvKernel, batch_moments, fused_block
 
 ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu}
 
@@ -77,6 +78,10 @@ class ConvBlock(nn.Module):
     # the kernel gradient: "xla" (XLA's transposed convolution) or "matmul" (matrix
     # products, models.conv: faster on CPU; same forward pass)
     conv_grad: str = "xla"
+    # the training pass fused (models.fused: BatchNorm statistics from the input patches,
+    # max-pool before the activation; no full-resolution activation); plain blocks with ELU
+    # or ReLU and few input channels only (``first_block_path`` checks)
+    fused: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, *, train: bool) -> jax.Array:
@@ -86,6 +91,22 @@ class ConvBlock(nn.Module):
         # How many values this block's BatchNorm layers see (valid steps x mel), kept only
         # when "intermediates" is mutable (speaker-adaptive BatchNorm pools batches by it).
         self.sow("intermediates", "bn_count", mask.sum() * x.shape[2])
+        if self.fused and train:
+            w = ConvKernel((*self.kernel, x.shape[-1], self.filters), name="Conv_0")()
+            moments = batch_moments(x, mask, w, self.dilation)
+            scale, bias = BatchNormVariables(self.filters, self.bn_momentum, name="BatchNorm_0")(
+                *moments
+            )
+            return fused_block(
+                x,
+                w,
+                moments,
+                scale,
+                bias,
+                pool=tuple(self.pool),
+                activation=act,
+                dilation=self.dilation,
+            )
 
         def conv_bn(y: jax.Array, filters: int, kernel: tuple[int, int], dilation: int):
             y = nn.Conv(
