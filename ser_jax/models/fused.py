@@ -114,27 +114,39 @@ def select_pool(
     return _select_forward(x, w, sign, pads, dilation, pool)[0]
 
 
-def _select_forward(x, w, sign, pads, dilation, pool):
+def select_best(values: list[jax.Array], sign: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Elementwise over ``values`` (one per window offset): the max (``sign`` +1) or min (-1)
+    per channel, and the index of the first offset that holds it (int8)."""
     best, index = None, None
-    for n, y in enumerate(_offset_values(x, w, pads, dilation, pool)):
+    for n, y in enumerate(values):
         y = y * sign
         if best is None:
             best, index = y, jnp.zeros(y.shape, jnp.int8)
         else:
             wins = y > best
             best, index = jnp.where(wins, y, best), jnp.where(wins, jnp.int8(n), index)
-    return best * sign, (x, w, index, sign)
+    return best * sign, index
 
 
-def _select_backward(pads, dilation, pool, residuals, g):
-    x, w, index, sign = residuals
+def to_winners(g: jax.Array, index: jax.Array, pool: tuple[int, int], shape: Sequence[int]):
+    """The pooled gradient ``g (b, t//pt, f//pf, o)`` put back at each window's winning
+    offset ``index``: ``shape`` (b, t, f, o), zero elsewhere."""
     pt, pf = pool
     b, tp, fp, o = g.shape
     offsets = jnp.arange(pt * pf, dtype=jnp.int8).reshape(1, 1, pt, 1, pf, 1)
     won = index[:, :, None, :, None, :] == offsets
-    dy = jnp.where(won, g[:, :, None, :, None, :], 0.0)
-    dy = dy.reshape(b, tp * pt, fp * pf, o)
-    dy = jnp.pad(dy, ((0, 0), (0, x.shape[1] - tp * pt), (0, x.shape[2] - fp * pf), (0, 0)))
+    dy = jnp.where(won, g[:, :, None, :, None, :], 0.0).reshape(b, tp * pt, fp * pf, o)
+    return jnp.pad(dy, ((0, 0), (0, shape[1] - tp * pt), (0, shape[2] - fp * pf), (0, 0)))
+
+
+def _select_forward(x, w, sign, pads, dilation, pool):
+    best, index = select_best(_offset_values(x, w, pads, dilation, pool), sign)
+    return best, (x, w, index, sign)
+
+
+def _select_backward(pads, dilation, pool, residuals, g):
+    x, w, index, sign = residuals
+    dy = to_winners(g, index, pool, x.shape[:3] + (w.shape[-1],))
     dw = kernel_gradient(x, dy, w.shape, pads, (dilation, dilation)).astype(w.dtype)
     _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, w, pads, (dilation, dilation)), x)
     (dx,) = input_vjp(dy)
