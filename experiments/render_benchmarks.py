@@ -16,9 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "results" / "bench"
 README = REPO / "README.md"
 MARKS = ("<!-- bench:start (python experiments/render_benchmarks.py) -->", "<!-- bench:end -->")
-LOSO = (
-    REPO / "results" / "loso_s1" / "cnn_lstm"
-)  # `ser-jax cv --config experiments/configs/best.py`
+# `ser-jax cv --config experiments/configs/best.py --seeds 1 --config.train.members=8`
+LOSO = REPO / "results" / "bench" / "loso_best"
 
 
 def read(name: str) -> dict[str, Any] | None:
@@ -68,8 +67,10 @@ def loso_wall() -> tuple[str, str] | None:
     infos = [json.loads(p.read_text()) for p in sorted(LOSO.rglob("run_info.json"))]
     commit = sorted({i["git_commit"][:7] for i in infos})
     wall = json.loads(kept.read_text())["wall_seconds"]
-    command = json.loads(summary.read_text())["command"]
-    return f"{wall / 60:.0f} min", f"`{command}`, {'/'.join(commit)} on {infos[0]['processor']}"
+    summary = json.loads(summary.read_text())
+    uar = summary["pooled"]["test_uar"]["mean"]
+    got = f"{wall / 60:.0f} min (pooled UAR {uar:.3f})"
+    return got, f"`{summary['command']}`, {'/'.join(commit)} on {infos[0]['processor']}"
 
 
 def rows() -> list[str]:
