@@ -39,6 +39,21 @@ def pads(padding: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     return (int(a), int(b)), (int(c), int(d))
 
 
+def patch_columns(
+    x: jax.Array, kernel: Sequence[int], padding: Any, dilation: Sequence[int]
+) -> jax.Array:
+    """The channel-major im2col of ``x (b, t, f, c)`` for a stride-1 convolution: ``(kh*kw*c,
+    b, t, f)``, rows in the kernel's ``(kh, kw, c)`` order."""
+    kh, kw = (int(k) for k in kernel)
+    (pt, pf), (dt, df) = pads(padding), (int(dilation[0]), int(dilation[1]))
+    b, t, f, c = x.shape
+    xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), pt, pf))
+    return jnp.concatenate(
+        [xt[:, :, i * dt : i * dt + t, j * df : j * df + f] for i in range(kh) for j in range(kw)],
+        axis=0,
+    )
+
+
 def kernel_gradient(
     x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], padding: Any, dilation: Sequence[int]
 ) -> jax.Array:
@@ -48,15 +63,7 @@ def kernel_gradient(
     b, t, f = dy.shape[0], dy.shape[1], dy.shape[2]
     dy2 = dy.reshape(b * t * f, o)
     if kh * kw * c <= IM2COL_MAX:  # channel-major im2col: taps x channels by positions
-        xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), pt, pf))
-        cols = jnp.concatenate(
-            [
-                xt[:, :, i * dt : i * dt + t, j * df : j * df + f]
-                for i in range(kh)
-                for j in range(kw)
-            ],
-            axis=0,
-        ).reshape(kh * kw * c, b * t * f)
+        cols = patch_columns(x, (kh, kw), (pt, pf), (dt, df)).reshape(kh * kw * c, b * t * f)
         dw = jnp.dot(cols, dy2)
         return dw.reshape(kh, kw, c, o)
     # the mel taps unrolled once (b, t + pads, f, kw*c); each time tap i becomes a copy of dy

@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ser_jax.models.conv import kernel_gradient, xla_conv
+from ser_jax.models.conv import kernel_gradient, patch_columns, xla_conv
 
 FUSED_ACTIVATIONS = ("elu", "relu")  # non-decreasing: they commute with max-pool
 FUSED_MAX_TAPS = 64  # kh*kw*c_in at most this (the patch covariance is taps x taps)
@@ -50,28 +50,12 @@ def same_pads(kernel: Sequence[int], dilation: int) -> tuple[tuple[int, int], tu
     return out[0], out[1]
 
 
-def patch_columns(x: jax.Array, kernel: Sequence[int], pads: Any, dilation: int) -> jax.Array:
-    """The im2col of ``x (b, t, f, c)``: ``(kh*kw*c, b, t, f)``, rows ordered as the kernel's
-    ``(kh, kw, c)`` axes."""
-    kh, kw = (int(k) for k in kernel)
-    b, t, f, c = x.shape
-    xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), pads[0], pads[1]))
-    return jnp.stack(
-        [
-            xt[ci, :, i * dilation : i * dilation + t, j * dilation : j * dilation + f]
-            for i in range(kh)
-            for j in range(kw)
-            for ci in range(c)
-        ]
-    )
-
-
 def patch_moments(
     x: jax.Array, valid: jax.Array, kernel: Sequence[int], pads: Any, dilation: int
 ) -> tuple[jax.Array, jax.Array]:
     """The mean ``(k,)`` and covariance ``(k, k)`` of the input patches over the valid steps
     (``valid (b, t)``; every band counts), centred before the product."""
-    cols = patch_columns(x, kernel, pads, dilation)
+    cols = patch_columns(x, kernel, pads, (dilation, dilation))
     k = cols.shape[0]
     weight = jnp.broadcast_to(valid[:, :, None], cols.shape[1:]).astype(x.dtype).reshape(-1)
     cols = cols.reshape(k, -1)
