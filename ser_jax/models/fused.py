@@ -36,18 +36,17 @@ import jax
 import jax.numpy as jnp
 
 from ser_jax.models.conv import kernel_gradient, patch_columns, xla_conv
+from ser_jax.models.conv import pads as explicit_pads
 
 FUSED_ACTIVATIONS = ("elu", "relu")  # non-decreasing: they commute with max-pool
 FUSED_MAX_TAPS = 64  # kh*kw*c_in at most this (the patch covariance is taps x taps)
 
 
 def same_pads(kernel: Sequence[int], dilation: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``SAME`` padding of a stride-1 convolution with this kernel and dilation."""
-    out = []
-    for k in kernel:
-        window = (int(k) - 1) * dilation + 1
-        out.append(((window - 1) // 2, window - 1 - (window - 1) // 2))
-    return out[0], out[1]
+    """``SAME`` padding of a stride-1 convolution with this kernel and dilation (as lax
+    resolves it for ``nn.Conv``; stride 1 makes it independent of the input's size)."""
+    window = [(int(k) - 1) * dilation + 1 for k in kernel]
+    return explicit_pads(jax.lax.padtype_to_pads(window, window, (1, 1), "SAME"))
 
 
 def patch_moments(
@@ -137,10 +136,7 @@ def _select_backward(pads, dilation, pool, residuals, g):
     return dx, dw, jnp.zeros_like(sign)
 
 
-select_pool.defvjp(
-    lambda x, w, sign, pads, dilation, pool: _select_forward(x, w, sign, pads, dilation, pool),
-    _select_backward,
-)
+select_pool.defvjp(_select_forward, _select_backward)
 
 
 def batch_moments(
