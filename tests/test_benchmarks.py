@@ -39,18 +39,6 @@ def rows_with_ratio(out: str, *labels: str) -> None:
         assert all(RATIO.search(line) for line in lines), f"row {label!r} has no ratio:\n{out}"
 
 
-def test_frontend_benchmark():
-    out = run_benchmark("frontend.py", "--tiny")
-    assert out.startswith("device: ")
-    assert "vs librosa" in out
-    rows_with_ratio(
-        out,
-        "librosa melspectrogram (per file)",
-        "jax log_mel (jit, batch)",
-        "jax log_mel + augment (all p=1)",
-    )
-
-
 def test_export_benchmark():
     out = run_benchmark("export.py", "--tiny")
     assert "4 synthetic clips of 2 s; device: " in out
@@ -87,16 +75,6 @@ def test_train_step_benchmark():
 
 
 @pytest.mark.slow
-def test_members_benchmark():
-    """Two members in one step against one model (the members' step once crashed on the
-    train step's old per-class argument)."""
-    out = run_benchmark("members.py", "--tiny", "--no-torch")
-    assert out.startswith("device: ")
-    assert "PyTorch reference skipped: --no-torch" in out
-    rows_with_ratio(out, "JAX, one model", "JAX, 2 members, 1 device")
-
-
-@pytest.mark.slow
 def test_feature_cache_benchmark():
     out = run_benchmark("feature_cache.py", "--tiny")
     assert "device: " in out
@@ -107,7 +85,10 @@ def test_feature_cache_benchmark():
 @pytest.mark.slow
 def test_gpu_script_tiny(tmp_path):
     """benchmarks/gpu.sh --tiny on the CPU: every report written, with its provenance, and
-    the LOSO with folds as members finished (its wall time recorded)."""
+    the LOSO with folds as members finished (its wall time recorded). It runs frontend.py and
+    members.py at their tiny sizes too, so it is their smoke test: their tables and ratios are
+    checked here (members in one step once crashed on the train step's old per-class
+    argument), and no second tiny run of either is needed."""
     out = tmp_path / "bench"
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny", "--out", str(out)],
@@ -124,6 +105,19 @@ def test_gpu_script_tiny(tmp_path):
     report = json.loads((out / "train_step_float32.json").read_text())
     assert report["made_by"]["command"].startswith("python benchmarks/train_step.py --network best")
     assert report["roofline"]["gemm_gflops"] > 0
+    # frontend.py --tiny
+    assert "vs librosa" in proc.stdout
+    rows_with_ratio(
+        proc.stdout,
+        "librosa melspectrogram (per file)",
+        "jax log_mel (jit, batch)",
+        "jax log_mel + augment (all p=1)",
+    )
+    # members.py --tiny --members 2 --loop vmap --no-torch --no-devices
+    assert "PyTorch reference skipped: --no-torch" in proc.stdout
+    rows_with_ratio(proc.stdout, "JAX, one model", "JAX, 2 members, 1 device")
+    members = json.loads((out / "members_float32.json").read_text())
+    assert [r["models"] for r in members["rows"]] == [1, 2]
     summary = json.loads((out / "loso_float32" / "cv_summary.json").read_text())
     assert len(summary["speakers"]) == 3
     assert json.loads((out / "loso_float32" / "wall.json").read_text())["wall_seconds"] > 0
