@@ -63,11 +63,7 @@ from ser_jax import parallel  # noqa: E402
 from ser_jax.frontend.augment import AugmentConfig  # noqa: E402
 from ser_jax.frontend.logmel import FrontendConfig, log_mel  # noqa: E402
 from ser_jax.models import CNNLSTM  # noqa: E402
-from ser_jax.models.cnn_lstm import (  # noqa: E402
-    FIRST_BLOCKS,
-    first_block_path,
-    resolve_conv_grad,
-)
+from ser_jax.models.cnn_lstm import FIRST_BLOCKS, resolve_conv_grad  # noqa: E402
 from ser_jax.rundir import git_state, processor_name  # noqa: E402
 from ser_jax.training.steps import class_terms, create_train_state, train_step  # noqa: E402
 
@@ -140,8 +136,8 @@ def make_model(args: argparse.Namespace) -> CNNLSTM:
 
 def first_block(args: argparse.Namespace) -> str:
     """The first block's training pass the benchmark's network runs (``--first_block``
-    resolved: its blocks are plain, ELU, over one log-mel channel)."""
-    return first_block_path(args.first_block, "elu", False, (3, 3), 1)
+    resolved by the network itself, over the one log-mel channel)."""
+    return "fused" if make_model(args).first_block_fused(1) else "plain"
 
 
 def gemm_gflops(repeats: int = 5) -> float:
