@@ -129,6 +129,18 @@ def test_features_are_cached_by_content_and_feature_set(demo_corpus_dir, tmp_pat
     assert not (tmp_path / "never").exists()  # refused before any folder is made
 
 
+def test_features_without_opensmile_are_refused_in_one_line(monkeypatch, tmp_path):
+    """openSMILE is imported when features are asked for; a broken install is named."""
+    import sys
+
+    from ser_jax.classical.features import opensmile_features
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # `import opensmile` fails
+    wave = np.zeros(16000, np.float32)
+    with pytest.raises(ConfigError, match="needs the openSMILE package"):
+        opensmile_features([wave], 16000, "eGeMAPSv02", str(tmp_path))
+
+
 def tiny_opensmile(cache: Path):
     from ser_jax.config import get_config
 

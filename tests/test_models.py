@@ -38,6 +38,7 @@ from ser_jax.models import (
     shared_fields,
     style_statistics,
 )
+from ser_jax.models.initializers import KERNEL_INIT, lecun_normal
 from ser_jax.serving.shipped import load_shipped, shipped_members, shipped_models
 from ser_jax.training.steps import predict_step
 
@@ -57,6 +58,27 @@ def model_and_vars():
     variables = {"params": variables["params"], "batch_stats": upd["batch_stats"]}
     apply = jax.jit(lambda v, x, n: model.apply(v, x, n, train=False))
     return model, variables, apply
+
+
+@pytest.mark.parametrize(
+    "shape", [(3, 3, 1, 8), (3, 3, 64, 128), (5, 16, 32), (1, 1, 1, 72), (128, 7), (9, 8)]
+)
+def test_kernel_init_draws_jax_lecun_normal_values_flat(shape):
+    """Bit for bit jax's lecun_normal, jitted (as the init runs) and eagerly, for conv, TDNN
+    and dense kernel shapes: only the way the draw compiles changes."""
+    key = jax.random.key(7)
+    want = jax.jit(lambda k: jax.nn.initializers.lecun_normal()(k, shape))(key)
+    np.testing.assert_array_equal(jax.jit(lambda k: KERNEL_INIT(k, shape))(key), want)
+    np.testing.assert_array_equal(KERNEL_INIT(key, shape), want)
+    axes = jax.nn.initializers.lecun_normal(in_axis=0, out_axis=-2)(key, shape)
+    np.testing.assert_array_equal(lecun_normal(in_axis=0, out_axis=-2)(key, shape), axes)
+
+
+def test_kernel_init_refuses_what_lecun_normal_cannot_draw():
+    with pytest.raises(ValueError, match="rank 2 or more, got shape"):
+        KERNEL_INIT(jax.random.key(0), (8,))
+    with pytest.raises(ValueError, match="draws float kernels"):
+        KERNEL_INIT(jax.random.key(0), (2, 2), jnp.int32)
 
 
 def test_pooled_length_and_min_length_guard():

@@ -27,10 +27,18 @@ from ser_jax.data.prepare import cache_dir
 from ser_jax.errors import ConfigError
 from ser_jax.models.opensmile import FEATURE_SETS
 
-try:
-    import opensmile
-except ImportError:  # the optional extra: refused when features are asked for
-    opensmile = None
+
+
+def _opensmile() -> Any:
+    """The openSMILE package, imported when features are asked for (it pulls in pandas and
+    audformat: 0.4 s that no neural run, and no process that only trains one, should pay)."""
+    try:
+        import opensmile
+    except ImportError:
+        raise ConfigError(
+            "model.name='opensmile' needs the openSMILE package (a dependency of ser_jax): pip install 'opensmile>=2.5'"
+        ) from None
+    return opensmile
 
 
 def cache_root(given: str = "") -> Path:
@@ -44,11 +52,8 @@ def check_feature_set(feature_set: str) -> None:
     _extractor(feature_set)
 
 
-def _extractor(feature_set: str) -> opensmile.Smile:
-    if opensmile is None:
-        raise ConfigError(
-            "model.name='opensmile' needs the openSMILE package (a dependency of ser_jax): pip install 'opensmile>=2.5'"
-        )
+def _extractor(feature_set: str) -> Any:
+    opensmile = _opensmile()
     if feature_set not in FEATURE_SETS:
         raise ConfigError(
             f"model.feature_set={feature_set!r} is not an openSMILE feature set "
@@ -63,7 +68,7 @@ def _extractor(feature_set: str) -> opensmile.Smile:
 def content_key(wave: np.ndarray, sample_rate: int, feature_set: str) -> str:
     """The cache key of one clip: its samples, rate, feature set and openSMILE version."""
     h = hashlib.sha256(np.ascontiguousarray(wave, np.float32).tobytes())
-    version = getattr(opensmile, "__version__", "none")
+    version = getattr(_opensmile(), "__version__", "none")
     h.update(f"|{int(sample_rate)}|{feature_set}|opensmile {version}".encode())
     return h.hexdigest()
 

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from ser_jax.errors import ConfigError
 from ser_jax.evaluation.metrics import classification_metrics
@@ -69,6 +68,8 @@ def fit_path(
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     basis = vt[s > s[0] * 1e-10].T  # (features, rank)
     rotated = z @ basis
+    from sklearn.linear_model import LogisticRegression  # 1.1 s to import: only when fitting
+
     model = LogisticRegression(max_iter=5000, tol=1e-6, warm_start=True)
     out = []
     for c in grid:

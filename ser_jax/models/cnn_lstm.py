@@ -23,6 +23,7 @@ from ser_jax.errors import ConfigError
 from ser_jax.frontend.logmel import floor_div
 from ser_jax.models.conv import CONV_GRADS
 from ser_jax.models.fused import FUSED_ACTIVATIONS, FUSED_MAX_TAPS
+from ser_jax.models.initializers import KERNEL_INIT
 from ser_jax.models.layers import (
     ACTIVATIONS,
     ConvBlock,
@@ -244,16 +245,20 @@ class CNNLSTM(nn.Module):
         batch, steps, mel, channels = x.shape
         seq = x.reshape(batch, steps, mel * channels)
         if self.projection:
-            seq = ACTIVATIONS[self.activation](nn.Dense(self.projection, name="projection")(seq))
+            seq = ACTIVATIONS[self.activation](
+                nn.Dense(self.projection, kernel_init=KERNEL_INIT, name="projection")(seq)
+            )
         if self.dropout > 0:
             seq = nn.Dropout(self.dropout)(seq, deterministic=not train)
         seq_lengths = jnp.maximum(lengths, 1)
         if self.plain_lstm:
             return self.plain_sequence(seq, seq_lengths), seq_lengths
-        forward = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden), name="lstm")
+        forward = nn.RNN(
+            nn.OptimizedLSTMCell(self.lstm_hidden, kernel_init=KERNEL_INIT), name="lstm"
+        )
         if self.bidirectional:
             backward = nn.RNN(
-                nn.OptimizedLSTMCell(self.lstm_hidden),
+                nn.OptimizedLSTMCell(self.lstm_hidden, kernel_init=KERNEL_INIT),
                 reverse=True,
                 keep_order=True,
                 name="lstm_backward",
@@ -299,7 +304,7 @@ class CNNLSTM(nn.Module):
             stats, frames > 0, train=train
         )
         return ACTIVATIONS[self.activation](
-            nn.Dense(self.functionals, name="functionals_dense")(stats)
+            nn.Dense(self.functionals, kernel_init=KERNEL_INIT, name="functionals_dense")(stats)
         )
 
     def head(self, pooled: jax.Array, train: bool) -> jax.Array:
@@ -307,14 +312,18 @@ class CNNLSTM(nn.Module):
         dropout and the output layer."""
         act = ACTIVATIONS[self.activation]
         if self.head_hidden:
-            pooled = act(nn.Dense(self.head_hidden, name="head_hidden")(pooled))
+            pooled = act(
+                nn.Dense(self.head_hidden, kernel_init=KERNEL_INIT, name="head_hidden")(pooled)
+            )
         if self.speaker_classes:
             reversed_ = reverse_gradient(pooled, self.speaker_reversal)
-            speaker = nn.Dense(self.speaker_classes, name="speaker_head")(reversed_)
+            speaker = nn.Dense(self.speaker_classes, kernel_init=KERNEL_INIT, name="speaker_head")(
+                reversed_
+            )
             self.sow("intermediates", "speaker_logits", speaker)
         if self.dropout > 0:
             pooled = nn.Dropout(self.dropout)(pooled, deterministic=not train)
-        return nn.Dense(self.num_classes, name="head")(pooled)
+        return nn.Dense(self.num_classes, kernel_init=KERNEL_INIT, name="head")(pooled)
 
 
 def check_mixstyle(model_cfg: Any) -> tuple[float, float, tuple[int, ...]]:

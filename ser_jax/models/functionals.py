@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 
 from ser_jax.errors import ConfigError
+from ser_jax.models.initializers import KERNEL_INIT
 from ser_jax.models.layers import ACTIVATIONS, check_activation
 from ser_jax.models.registry import register_model
 from ser_jax.models.statistics import (
@@ -69,10 +70,10 @@ class Functionals(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = stats
         for i, units in enumerate(self.hidden):
-            h = act(nn.Dense(int(units), name=f"hidden{i}")(h))
+            h = act(nn.Dense(int(units), kernel_init=KERNEL_INIT, name=f"hidden{i}")(h))
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        return nn.Dense(self.num_classes, name="head")(h)
+        return nn.Dense(self.num_classes, kernel_init=KERNEL_INIT, name="head")(h)
 
 
 def cached_input(model: nn.Module) -> Any:

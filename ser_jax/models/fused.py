@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from ser_jax.models.conv import kernel_gradient, patch_columns, xla_conv
 from ser_jax.models.conv import pads as explicit_pads
+from ser_jax.models.initializers import KERNEL_INIT
 
 FUSED_ACTIVATIONS = ("elu", "relu")  # non-decreasing: they commute with max-pool
 FUSED_MAX_TAPS = 64  # kh*kw*c_in at most this (the patch covariance is taps x taps)
@@ -180,7 +181,7 @@ class ConvKernel(nn.Module):
 
     @nn.compact
     def __call__(self) -> jax.Array:
-        return self.param("kernel", nn.initializers.lecun_normal(), self.shape, jnp.float32)
+        return self.param("kernel", KERNEL_INIT, self.shape, jnp.float32)
 
 
 class BatchNormVariables(nn.Module):

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from ser_jax.errors import ConfigError
 from ser_jax.models.conv import matmul_grad_conv_general_dilated
 from ser_jax.models.fused import BatchNormVariables, ConvKernel, batch_moments, fused_block
+from ser_jax.models.initializers import KERNEL_INIT
 
 ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu}
 
@@ -115,6 +116,7 @@ class ConvBlock(nn.Module):
                 padding="SAME",
                 kernel_dilation=(dilation, dilation),
                 use_bias=False,
+                kernel_init=KERNEL_INIT,
                 dtype=self.dtype,
                 conv_general_dilated=(
                     matmul_grad_conv_general_dilated if self.conv_grad == "matmul" else None
@@ -204,8 +206,8 @@ class AttentionPool(nn.Module):
     @nn.compact
     def __call__(self, outputs: jax.Array, valid: jax.Array) -> jax.Array:
         hidden = outputs.shape[-1]
-        score = nn.Dense(1, use_bias=False, name="score")(
-            jnp.tanh(nn.Dense(hidden, name="key")(outputs))
+        score = nn.Dense(1, use_bias=False, kernel_init=KERNEL_INIT, name="score")(
+            jnp.tanh(nn.Dense(hidden, kernel_init=KERNEL_INIT, name="key")(outputs))
         )[..., 0]
         score = jnp.where(valid, score, -jnp.inf)
         weights = jax.nn.softmax(score, axis=-1)

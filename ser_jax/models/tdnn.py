@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ser_jax.errors import ConfigError
+from ser_jax.models.initializers import KERNEL_INIT
 from ser_jax.models.layers import ACTIVATIONS, check_activation
 from ser_jax.models.registry import register_model
 from ser_jax.models.statistics import check_statistics, frame_vectors, masked_functionals
@@ -66,6 +67,7 @@ class TDNNLayer(nn.Module):
             padding="SAME",
             kernel_dilation=(self.dilation,),
             use_bias=False,
+            kernel_init=KERNEL_INIT,
         )(x)
         y = nn.BatchNorm(momentum=self.bn_momentum, epsilon=1e-5)(
             y, use_running_average=not train, mask=jnp.broadcast_to(mask[..., None], y.shape)
@@ -123,10 +125,12 @@ class TDNN(nn.Module):
             )(x, mask, train=train)
         h = masked_functionals(x, lengths, self.statistics)
         if self.embedding:
-            h = ACTIVATIONS[self.activation](nn.Dense(self.embedding, name="embedding")(h))
+            h = ACTIVATIONS[self.activation](
+                nn.Dense(self.embedding, kernel_init=KERNEL_INIT, name="embedding")(h)
+            )
         if self.dropout > 0:
             h = nn.Dropout(self.dropout)(h, deterministic=not train)
-        return nn.Dense(self.num_classes, name="head")(h)
+        return nn.Dense(self.num_classes, kernel_init=KERNEL_INIT, name="head")(h)
 
 
 @register_model("tdnn", fields=config_fields)

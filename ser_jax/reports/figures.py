@@ -6,11 +6,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported when a figure is drawn: 0.4-0.6 s
+    that a process which never plots (a killed run, ``predict`` without a timeline) saves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, *, title: str = "") -> Path:
@@ -19,7 +26,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, *, title: 
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     n = len(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(4.2 + 1.1 * n, 0.55 * n + 2.2))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(4.2 + 1.1 * n, 0.55 * n + 2.2))
     for ax, data, name, fmt in (
         (axes[0], cm, "counts", "{:.0f}"),
         (axes[1], norm, "row-normalised (recall)", "{:.2f}"),
@@ -49,7 +56,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: Path, *, title: 
 def plot_curves(history: list[dict[str, Any]], path: Path, *, title: str = "") -> Path:
     """Loss (left) and accuracy/UAR (right) per epoch for training and validation."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_acc) = _pyplot().subplots(1, 2, figsize=(10, 3.8))
     for key, style in (("train_loss", "-o"), ("val_loss", "-s")):
         ys = [h.get(key) for h in history]
         if any(y is not None for y in ys):
@@ -77,7 +84,7 @@ def plot_timeline(
 ) -> Path:
     """Class probabilities over time, one panel per recording: ``tracks`` of
     ``(name, window centres in s, probs (windows, classes))``."""
-    fig, axes = plt.subplots(
+    fig, axes = _pyplot().subplots(
         len(tracks), 1, figsize=(9, 2.6 * len(tracks)), squeeze=False, sharey=True
     )
     for ax, (name, centres, probs) in zip(axes[:, 0], tracks, strict=True):
@@ -100,7 +107,7 @@ def _save(fig: Any, path: Path, title: str) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -137,7 +144,7 @@ def plot_attribution(
     """One explained recording: its waveform, its log-mel ``(frames, mel)``, and the
     attribution map over time x mel band (red: raises the class's probability, blue: lowers
     it), with its per-band totals beside it and per-frame totals below."""
-    fig = plt.figure(figsize=(10, 8.4))
+    fig = _pyplot().figure(figsize=(10, 8.4))
     grid = fig.add_gridspec(4, 2, height_ratios=(0.7, 1.2, 1.2, 0.7), width_ratios=(1, 0.16))
     seconds = len(log_mel) * frame_seconds
     extent = (0, seconds, 0, log_mel.shape[1])
@@ -198,7 +205,7 @@ def plot_class_attributions(
     per-position totals above it and per-band totals beside it; one colour scale for all."""
     cols = 4
     rows = -(-len(panels) // cols)
-    fig = plt.figure(figsize=(3.4 * cols, 3.3 * rows))
+    fig = _pyplot().figure(figsize=(3.4 * cols, 3.3 * rows))
     outer = fig.add_gridspec(rows, cols, wspace=0.35, hspace=0.45)
     colours = _diverging(np.concatenate([m.ravel() for _, _, m in panels]))
     band_max = max(np.abs(m.sum(axis=0)).max() for _, _, m in panels) * 1.05
@@ -256,5 +263,5 @@ def plot_class_attributions(
     fig.suptitle(title, fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
