@@ -28,7 +28,6 @@ from ser_jax.errors import ConfigError
 from ser_jax.models.opensmile import FEATURE_SETS
 
 
-
 def _opensmile() -> Any:
     """The openSMILE package, imported when features are asked for (it pulls in pandas and
     audformat: 0.4 s that no neural run, and no process that only trains one, should pay)."""
