@@ -61,9 +61,7 @@ def model_and_vars():
     return model, variables, apply
 
 
-@pytest.mark.parametrize(
-    "shape", [(3, 3, 1, 8), (3, 3, 64, 128), (5, 16, 32), (1, 1, 1, 72), (128, 7), (9, 8)]
-)
+@pytest.mark.parametrize("shape", [(3, 3, 16, 8), (5, 16, 32), (9, 8)])
 def test_kernel_init_draws_jax_lecun_normal_values_flat(shape):
     """Bit for bit jax's lecun_normal, jitted (as the init runs) and eagerly, for conv, TDNN
     and dense kernel shapes: only the way the draw compiles changes."""
