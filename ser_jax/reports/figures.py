@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import numpy as np
 
 
+@functools.cache
 def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, imported when a figure is drawn: 0.4-0.6 s
-    that a process which never plots (a killed run, ``predict`` without a timeline) saves."""
+    """matplotlib's pyplot on the Agg backend, imported when the first figure is drawn (0.4-0.6 s
+    that a process which never plots, a killed run or ``predict`` without a timeline, saves);
+    the backend is set once, as the import used to, not again at every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
