@@ -1,6 +1,8 @@
 """Render the README's benchmark block from the benchmark reports kept under ``results/bench/``
 (each written by a benchmark's ``--json``, with its command, commit and processor) and the LOSO
 records' wall time. Every figure comes from those files; a goal without a report says so.
+Reports from another machine live in a folder of their own under ``results/bench/`` (for
+example ``results/bench/amd-epyc/``); each benchmark gets one row per machine that ran it.
 ``--check`` exits 1 when the README is not what the reports render (a test runs it).
 
     python experiments/render_benchmarks.py [--check]
@@ -20,8 +22,20 @@ MARKS = ("<!-- bench:start (python experiments/render_benchmarks.py) -->", "<!--
 LOSO = REPO / "results" / "bench" / "loso_best"
 
 
-def read(name: str) -> dict[str, Any] | None:
-    path = BENCH / name
+REPORTS = ("train_step_best.json", "train_step_zhao.json", "members.json")
+
+
+def machines() -> list[Path]:
+    """The folders of benchmark reports: ``results/bench/`` itself, then every subfolder that
+    holds one of ``REPORTS`` (run directories such as the LOSO record hold none)."""
+    subs = [
+        p for p in sorted(BENCH.iterdir()) if p.is_dir() and any((p / r).exists() for r in REPORTS)
+    ]
+    return [BENCH, *subs]
+
+
+def read(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -32,10 +46,10 @@ def made_by(report: dict[str, Any]) -> str:
     return f"`{m['command']}`, {commit} on {m['processor']}, load {load}"
 
 
-def one_model(name: str) -> tuple[str, str, str] | None:
+def one_model(folder: Path, name: str) -> tuple[str, str, str] | None:
     """The best JAX layout's network step over PyTorch eager's, the roofline share, and where
     the report comes from."""
-    report = read(name)
+    report = read(folder, name)
     if report is None:
         return None
     rows = [r for r in report["rows"] if r["step"] == "net" and r["worker"].startswith("jax")]
@@ -49,8 +63,8 @@ def one_model(name: str) -> tuple[str, str, str] | None:
     return vs_torch, roof_text, made_by(report)
 
 
-def members(name: str, n: int) -> str | None:
-    report = read(name)
+def members(folder: Path, name: str, n: int) -> str | None:
+    report = read(folder, name)
     if report is None:
         return None
     rows = [r for r in report["rows"] if r["models"] == n and r["row"] != "JAX, one model"]
@@ -73,27 +87,32 @@ def loso_wall() -> tuple[str, str] | None:
     return got, f"`{summary['command']}`, {'/'.join(commit)} on {infos[0]['processor']}"
 
 
-def rows() -> list[str]:
+def model_rows(folders: list[Path]) -> list[tuple[str, str, str, str]]:
+    """One model vs PyTorch (best and Zhao networks) and the roofline share, a row per machine
+    that ran each (a goal that no machine ran still gets its row, "not run")."""
     out = []
     for label, name, goal in (
         ("one model vs PyTorch eager, best config's network", "train_step_best.json", "≥ 1.5x"),
         ("one model vs PyTorch eager, Zhao network", "train_step_zhao.json", "≥ 2x"),
     ):
-        got = one_model(name)
-        out.append((label, got[0] if got else "–", goal, got[2] if got else "not run"))
+        got = [g for g in (one_model(f, name) for f in folders) if g] or [None]
+        out += [(label, g[0] if g else "–", goal, g[2] if g else "not run") for g in got]
         if name.endswith("best.json"):
-            roof = got[1] if got else "–"
-            out.append(("share of the GEMM roofline, best network", roof, "≥ 60%", out[-1][3]))
-    report = read("members.json")
-    got = members("members.json", 8)
-    out.append(
-        (
-            "8 members in one step vs 8 one after another",
-            got or "–",
-            "≥ 2x",
-            made_by(report) if report else "not run",
-        )
-    )
+            roof = "share of the GEMM roofline, best network"
+            out += [(roof, g[1] if g else "–", "≥ 60%", g[2] if g else "not run") for g in got]
+    return out
+
+
+def rows() -> list[str]:
+    folders = machines()
+    out = model_rows(folders)
+    label = "8 members in one step vs 8 one after another"
+    got = [
+        (members(f, "members.json", 8) or "–", made_by(report))
+        for f in folders
+        if (report := read(f, "members.json"))
+    ] or [("–", "not run")]
+    out += [(label, g, "≥ 2x", by) for g, by in got]
     wall = loso_wall()
     out.append(
         (
