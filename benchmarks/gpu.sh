@@ -36,7 +36,7 @@ mkdir -p "$out"
 if [ ${#tiny[@]} -gt 0 ]; then
   members=(--members 2 --steps 1 --warmup 0)
   loso=(--config.model.filters='(4,4,8,8)' --config.model.lstm_hidden=8 --config.train.epochs=1
-        --config.data.demo.speakers=3 --config.data.demo.utterances_per_class=2
+        --config.data.demo.speakers=2 --config.data.demo.utterances_per_class=2
         --config.data.demo.seconds='(0.8,1.2)' --config.train.batch_size=4)
 else
   members=(--members 1,8,32,64 --steps 5 --warmup 2)
