@@ -63,10 +63,8 @@ def one_model(folder: Path, name: str) -> tuple[str, str, str] | None:
     return vs_torch, roof_text, made_by(report)
 
 
-def members(folder: Path, name: str, n: int) -> str | None:
-    report = read(folder, name)
-    if report is None:
-        return None
+def members(report: dict[str, Any], n: int) -> str | None:
+    """``n`` members in one step over the same models one after another, the best layout."""
     rows = [r for r in report["rows"] if r["models"] == n and r["row"] != "JAX, one model"]
     if not rows:
         return None
@@ -108,7 +106,7 @@ def rows() -> list[str]:
     out = model_rows(folders)
     label = "8 members in one step vs 8 one after another"
     got = [
-        (members(f, "members.json", 8) or "–", made_by(report))
+        (members(report, 8) or "–", made_by(report))
         for f in folders
         if (report := read(f, "members.json"))
     ] or [("–", "not run")]
